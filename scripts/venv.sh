@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create or reuse the project's virtual environment (.venv) and install everything it needs
+# from the project's own files. Sourced by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${SEGMENTAI_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "Creating virtual environment in $venv"
+    "$python" -m venv "$venv"
+fi
+# Re-install only when the project's dependency files changed since the last install.
+stamp="$venv/.segmentai-installed"
+digest="$(cat "$root/pyproject.toml" "$root/training/pyproject.toml" "$root/scripts/venv.sh" 2>/dev/null | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    # torch first, from the local CPU build when it is there: a loose request would pull
+    # several GB of CUDA wheels. Any torch >= 2.2 already installed is kept.
+    if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+        "$venv/bin/python" -m pip install --quiet "torch==2.13.0" || "$venv/bin/python" -m pip install --quiet "torch>=2.2"
+    fi
+    "$venv/bin/python" -m pip install --quiet -e "$root[test]"
+    if [ -f "$root/training/pyproject.toml" ]; then
+        "$venv/bin/python" -m pip install --quiet -e "$root/training"
+    fi
+    echo "$digest" > "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
