@@ -1,0 +1,1 @@
+"""Command-line interface: ``segmentai <command>``. Each command is a thin wrapper over the core."""

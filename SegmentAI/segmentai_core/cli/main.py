@@ -1,0 +1,63 @@
+"""Entry point of the ``segmentai`` command.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``, which adds a parser
+whose ``func`` default is ``run(args) -> int``. Errors a user can cause are
+:class:`~segmentai_core.errors.SegmentAIError`: they print one line on stderr and exit 2 (130 on
+cancel); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import List, Optional
+
+from .. import __version__
+from ..errors import SegmentAIError
+
+__all__ = ["main", "build_parser"]
+
+COMMAND_MODULES = ["segment", "models", "sample", "evaluate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segmentai",
+        description="AI-assisted segmentation of CT and MRI volumes (SegmentAI core).",
+    )
+    parser.add_argument("--version", action="version", version=f"segmentai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as error:
+            if error.name == f"{__package__}.{name}":
+                continue  # command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SegmentAIError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"segmentai: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("segmentai: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
