@@ -1,0 +1,1 @@
+"""Inference engine: canonical resampling, normalisation, windowed prediction, postprocessing."""

