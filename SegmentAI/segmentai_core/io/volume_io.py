@@ -1,0 +1,253 @@
+"""Reading image volumes (files and DICOM series folders) and writing volumes and label maps.
+
+Everything goes through SimpleITK, which keeps spacing, origin and direction in LPS, so the
+:class:`~segmentai_core.geometry.Geometry` of a read volume is the file's own grid. Writes are
+atomic: a hidden temporary file in the target folder is renamed over the target only once it is
+complete, so a failed or cancelled write never leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from ..errors import InputError, OutputError
+from ..geometry import Geometry
+from ..volume import Volume
+from .file_checks import check_complete
+
+__all__ = [
+    "VOLUME_EXTENSIONS",
+    "WRITE_EXTENSIONS",
+    "labelmap_dtype",
+    "read_volume",
+    "split_extension",
+    "write_labelmap",
+    "write_volume",
+]
+
+PathLike = Union[str, Path]
+
+VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+"""Single-file formats read as 3D volumes (DICOM is read from a series folder)."""
+
+WRITE_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+"""Formats written in one file (so that the write can be atomic)."""
+
+
+def split_extension(path: Path) -> tuple[str, str]:
+    """``("liver", ".nii.gz")`` for ``liver.nii.gz``: the base name and its (compound) extension."""
+    name = path.name
+    lower = name.lower()
+    for ext in (".seg.nrrd", ".nii.gz") + VOLUME_EXTENSIONS:
+        if lower.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)], name[-len(ext) :]
+    return path.stem, path.suffix
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _read_dicom_series(folder: Path):
+    """The largest DICOM series in ``folder`` as a SimpleITK image."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise InputError(f"{folder} is a folder without a DICOM series (give an image file or a DICOM folder)")
+    files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    chosen = max(series_ids, key=lambda sid: len(files_by_series[sid]))
+    if len(series_ids) > 1:
+        warnings.warn(
+            f"{folder} holds {len(series_ids)} DICOM series; reading the largest, {chosen} "
+            f"({len(files_by_series[chosen])} files)",
+            stacklevel=3,
+        )
+    reader.SetFileNames(files_by_series[chosen])
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        raise InputError(f"{folder}: the DICOM series {chosen} cannot be read (damaged or unsupported files)") from None
+
+
+def _read_file(path: Path, allow_2d: bool):
+    """Read one image file with SimpleITK after checking its length, dimension and components."""
+    import SimpleITK as sitk
+
+    check_complete(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(
+            f"{path} is not an image SegmentAI can read (expected {', '.join(VOLUME_EXTENSIONS)} or a DICOM folder)"
+        ) from None
+    _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents(), allow_2d)
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        raise InputError(f"{path} is truncated or corrupt: its voxel data cannot be read") from None
+
+
+def _check_shape(path: Path, dimension: int, size, components: int, allow_2d: bool) -> None:
+    size_text = "×".join(str(s) for s in size)
+    if components != 1:
+        raise InputError(f"{path} has {components} components per voxel; one channel is expected")
+    if dimension == 4 and size[3] == 1:
+        return  # a 3D volume stored with a singleton 4th axis; squeezed after reading
+    if dimension > 3:
+        raise InputError(f"{path} has {dimension} dimensions ({size_text}); one 3D channel is expected")
+    if dimension == 2 and not allow_2d:
+        raise InputError(f"{path} is a 2D image ({size_text}); a 3D volume is needed")
+    if dimension < 2:
+        raise InputError(f"{path} has {dimension} dimension(s); a 3D volume is needed")
+
+
+def _to_3d(image, path: Path, allow_2d: bool):
+    import SimpleITK as sitk
+
+    _check_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel(), allow_2d)
+    if image.GetDimension() == 4:
+        image = image[:, :, :, 0]
+    elif image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)  # one slice, unit spacing along k, 2D direction embedded
+    return image
+
+
+def read_image(path: PathLike, *, allow_2d: bool = False):
+    """Read a file or DICOM folder as a 3D SimpleITK image (checked as :func:`read_volume` does)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    image = _read_dicom_series(path) if path.is_dir() else _read_file(path, allow_2d)
+    return _to_3d(image, path, allow_2d)
+
+
+def read_volume(path: PathLike, *, allow_2d: bool = False) -> Volume:
+    """Read an image file (NRRD, NIfTI, MetaImage) or a DICOM series folder as a 3D :class:`Volume`.
+
+    The array keeps the file's data type and the geometry is the file's own (LPS). A 2D image is
+    refused unless ``allow_2d``, in which case it becomes a single-slice volume.
+
+    Raises:
+        InputError: missing path, not an image, truncated/corrupt data, 2D (unless allowed), 4D
+            or multi-component images, or an invalid grid; the message names the file.
+    """
+    path = Path(path)
+    image = read_image(path, allow_2d=allow_2d)
+    import SimpleITK as sitk
+
+    try:
+        geometry = Geometry.from_sitk(image)
+    except ValueError as error:
+        raise InputError(f"{path} has an unusable voxel grid: {error}") from None
+    return Volume(sitk.GetArrayFromImage(image), geometry)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _check_target(path: Path, overwrite: bool, allowed: tuple[str, ...]) -> str:
+    """Validate the output path; returns its extension."""
+    _, ext = split_extension(path)
+    if ext.lower() not in allowed:
+        raise OutputError(f"{path}: cannot write '{ext or 'no extension'}' files (use {', '.join(allowed)})")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists already; allow overwriting to replace it")
+    return ext
+
+
+def write_image_atomic(image, path: Path, overwrite: bool, allowed: tuple[str, ...] = WRITE_EXTENSIONS) -> Path:
+    """Write a SimpleITK image to ``path`` through a temporary file in the same folder."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    ext = _check_target(path, overwrite, allowed)
+    base, _ = split_extension(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot create its folder ({error.strerror or error})") from None
+    # Keep the real extension last so that SimpleITK picks the right writer.
+    temporary = path.parent / f".{base}.tmp-{secrets.token_hex(4)}{ext}"
+    try:
+        sitk.WriteImage(image, str(temporary), useCompression=True)
+        # The NIfTI writer only prints an error when the disk fills up: verify the length.
+        check_complete(temporary)
+        os.replace(temporary, path)
+    except InputError:
+        raise OutputError(
+            f"{path} cannot be written (the written file came out incomplete; is the disk full?)"
+        ) from None
+    except (RuntimeError, OSError) as error:
+        message = getattr(error, "strerror", None) or "the image writer failed"
+        raise OutputError(f"{path} cannot be written ({message})") from None
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def write_volume(volume: Volume, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write a volume as is (same data type and grid) to ``.nii.gz``, ``.nii``, ``.nrrd`` or ``.mha``.
+
+    Raises:
+        OutputError: the file exists and ``overwrite`` is False, the extension is unknown, or the
+            write fails (nothing is left behind).
+    """
+    image = volume.to_sitk()
+    return write_image_atomic(image, Path(path), overwrite, WRITE_EXTENSIONS)
+
+
+def labelmap_dtype(array: np.ndarray) -> np.dtype:
+    """Smallest integer type for a label array (uint8, uint16 or int32); non-integer values are refused."""
+    if array.dtype == bool:
+        return np.dtype(np.uint8)
+    if array.size == 0:
+        return np.dtype(np.uint8)
+    whole = np.issubdtype(array.dtype, np.integer) or (
+        bool(np.all(np.isfinite(array))) and np.array_equal(array, np.round(array))
+    )
+    if not whole:
+        raise ValueError("a label map must hold whole numbers")
+    low, high = array.min(), array.max()
+    if low >= 0 and high < 256:
+        return np.dtype(np.uint8)
+    if low >= 0 and high < 65536:
+        return np.dtype(np.uint16)
+    if low >= np.iinfo(np.int32).min and high <= np.iinfo(np.int32).max:
+        return np.dtype(np.int32)
+    raise ValueError("label values do not fit in 32 bits")
+
+
+def as_labelmap(volume: Volume) -> Volume:
+    """The same label map with the smallest fitting integer type."""
+    dtype = labelmap_dtype(volume.array)
+    array = volume.array if volume.array.dtype == dtype else volume.array.astype(dtype)
+    return volume.with_array(array)
+
+
+def write_labelmap(volume: Volume, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write a label map (uint8, or uint16/int32 when values need it) on the volume's exact grid.
+
+    ``.seg.nrrd`` targets get Slicer segment metadata with generic names and colours (see
+    :func:`~segmentai_core.io.segmentation_io.write_segmentation` to name segments).
+
+    Raises:
+        OutputError: as for :func:`write_volume`.
+    """
+    path = Path(path)
+    if path.name.lower().endswith(".seg.nrrd"):
+        from .segmentation_io import write_segmentation  # imported here: it imports this module
+
+        return write_segmentation(volume, [], path, overwrite=overwrite)
+    return write_image_atomic(as_labelmap(volume).to_sitk(), path, overwrite, WRITE_EXTENSIONS)
