@@ -92,3 +92,25 @@ class PatchSampler:
             index = int(self.rng.choice(len(self.cases), p=self.probabilities))
             items.append(self.augment(self._crop(index)))
         return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("image", "label")}
+
+
+def recalibrate_batch_norm(network: torch.nn.Module, batches, count: int) -> None:
+    """Re-estimate BatchNorm running statistics as plain averages over ``count`` batches.
+
+    Running averages with momentum follow the last few noisy small batches; a precise estimate
+    over many batches makes eval mode match training (and makes whole-volume inference exact).
+    """
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    network.train()
+    with torch.no_grad():
+        for _ in range(count):
+            network(next(batches)["image"])
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    network.eval()

@@ -1,0 +1,38 @@
+"""Helpers shared by CLI commands: output checks and model lookup."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import OutputError
+
+__all__ = ["check_output_path", "add_model_argument", "resolve_model"]
+
+OUTPUT_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def check_output_path(path: Path, overwrite: bool) -> Path:
+    """Fail before any work when OUTPUT cannot be written (exists, wrong type, no folder)."""
+    name = path.name.lower()
+    if not name.endswith(OUTPUT_SUFFIXES):
+        raise OutputError(f"{path}: unsupported output type; use one of {', '.join(OUTPUT_SUFFIXES)}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    return path
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, metavar="ID|PATH",
+                        help="model id (see 'segmentai models list'), id@version, or a model folder; "
+                             "default: the bundled default model")
+
+
+def resolve_model(name):
+    """The model package for ``--model`` (the registry's default when None)."""
+    from ..models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    return registry.default() if name is None else registry.get(name)

@@ -1,0 +1,78 @@
+"""``segmentai segment INPUT -o OUTPUT``: segment a volume with a model package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import add_model_argument, check_output_path, resolve_model
+from .progress_bar import TerminalProgress
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="segment a CT/MRI volume", description="Segment a volume (NRRD, NIfTI, MHA or a DICOM "
+        "folder) and write a Slicer .seg.nrrd or a label map on the input's exact grid.")
+    parser.add_argument("input", type=Path, help="image file or DICOM series folder")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output: .seg.nrrd (segments with names, colours, terminology) or .nii.gz/.nrrd/.mha")
+    add_model_argument(parser)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                        help="mirror test-time augmentation (slower, slightly smoother)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--overview", type=Path, default=None, metavar="PNG", help="also write a PNG overview")
+    parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                        help="RAM the job may use (default: 3/4 of the available memory)")
+    parser.add_argument("--timings", action="store_true", help="print per-stage timings as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference.engine import Segmenter
+    from ..io import read_volume, write_labelmap, write_segmentation
+    from ..progress import Progress
+
+    output = check_output_path(args.output, args.overwrite)
+    if args.overview is not None:
+        check_output_path_png(args.overview, args.overwrite)
+    volume = read_volume(args.input)
+    package = resolve_model(args.model)
+    budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
+    segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+    bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        result = segmenter.segment(volume, Progress(bar), name=str(args.input))
+    finally:
+        bar.close()
+    metadata = {"SegmentAI_Model": result.model_id, "SegmentAI_Source": args.input.name}
+    if output.name.lower().endswith(".seg.nrrd"):
+        write_segmentation(result.labelmap, result.labels, output, overwrite=args.overwrite, extra_metadata=metadata)
+    else:
+        write_labelmap(result.labelmap, output, overwrite=args.overwrite)
+    if args.overview is not None:
+        from ..overview import write_overview
+
+        write_overview(volume, result.labelmap, result.labels, args.overview, title=f"{args.input.name} — {result.model_id}")
+    for note in result.notes:
+        print(f"segmentai: note: {note}", file=sys.stderr)
+    if args.timings:
+        print(json.dumps({"model": result.model_id, "device": result.device, "timings_s": result.timings}))
+    counts = {label.name: int((result.labelmap.array == label.value).sum()) for label in result.labels}
+    summary = ", ".join(f"{name} {n * volume.geometry.voxel_volume_mm3 / 1000:.1f} mL" for name, n in counts.items())
+    print(f"Wrote {output} ({summary})", file=sys.stderr)
+    return 0
+
+
+def check_output_path_png(path: Path, overwrite: bool) -> None:
+    from ..errors import OutputError
+
+    if path.suffix.lower() != ".png":
+        raise OutputError(f"{path}: the overview must be a .png file")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
