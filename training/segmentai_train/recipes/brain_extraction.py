@@ -26,7 +26,7 @@ from segmentai_core.phantoms import head_phantom
 from segmentai_core.volume import Volume
 
 from ..public_data import CASES, fetch_case
-from ..sampling import CanonicalCase, PatchSampler
+from ..sampling import CanonicalCase, PatchSampler, recalibrate_batch_norm
 from ..trainer import TrainConfig, Trainer
 
 MODEL_ID = "brain-t1-extraction"
@@ -121,7 +121,11 @@ def main(argv=None) -> None:
     network = UNet(spatial_dims=3, in_channels=1, out_channels=2, **ARCHITECTURE["args"])
     sampler = PatchSampler(train, PATCH_XYZ[::-1], batch_size=args.batch, seed=0)
 
+    calibration = PatchSampler(train, PATCH_XYZ[::-1], batch_size=args.batch, seed=1)
+
     def validate(net: torch.nn.Module) -> Dict[str, float]:
+        with torch.no_grad():
+            recalibrate_batch_norm(net, calibration, 30)
         scores = [dice(predict_canonical(net, case.image), case.label) for case in validation]
         return {"val_dice_phantom": float(np.mean(scores))}
 
@@ -132,6 +136,7 @@ def main(argv=None) -> None:
     if args.resume and (args.out / "checkpoint_latest.pt").exists():
         trainer.load_checkpoint(args.out / "checkpoint_latest.pt")
     trainer.fit()
+    recalibrate_batch_norm(network, calibration, 150)
     torch.save(network.state_dict(), args.out / "final_state_dict.pt")
     (args.out / "recipe.json").write_text(json.dumps({
         "id": MODEL_ID, "preprocessing": PREPROCESSING, "architecture": ARCHITECTURE, "patch_size": PATCH_XYZ,

@@ -1,0 +1,39 @@
+"""The core must import without Slicer, Qt, ctk or VTK (it is used outside Slicer too)."""
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import segmentai_core
+
+FORBIDDEN = ("slicer", "qt", "ctk", "vtk", "PythonQt", "vtkmodules")
+
+
+def all_core_modules():
+    root = Path(segmentai_core.__file__).parent
+    found = pkgutil.walk_packages([str(root)], prefix="segmentai_core.")
+    return ["segmentai_core"] + [m.name for m in found if not m.name.rsplit(".", 1)[-1].startswith("_")]
+
+
+def test_every_core_module_imports_without_slicer_qt_ctk_vtk():
+    modules = all_core_modules()
+    assert len(modules) > 15
+    code = (
+        "import importlib, json, sys\n"
+        f"mods = {modules!r}\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "# importing torch/monai-using functions happens lazily; exercise the heavy ones too\n"
+        "import segmentai_core.inference.engine, segmentai_core.models.networks\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(segmentai_core.__file__).parents[1])
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    offenders = [m for m in loaded if m.split(".")[0] in FORBIDDEN]
+    assert offenders == []
+
+
+def test_core_package_name_is_not_a_case_variant_of_the_module_file():
+    assert segmentai_core.__name__.lower() != "segmentai"
