@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ResourceError
+from ..errors import InputError, ResourceError
 from ..labels import SegmentLabel
 from ..progress import Progress
 from ..volume import Volume
@@ -100,8 +100,6 @@ class Segmenter:
                  memory_budget_bytes: Optional[int] = None) -> None:
         self.package = package
         self.manifest = package.manifest
-        if self.manifest.dimensions != 3:
-            raise ModelError(f"model '{self.manifest.id}' is {self.manifest.dimensions}D; this engine runs 3D models")
         self.device = select_device(device)
         self.tta = tta
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes()
@@ -124,15 +122,17 @@ class Segmenter:
     def plan(self, num_voxels: float) -> WindowPlan:
         from ..models.networks import size_divisor
 
+        dims = self.manifest.dimensions
+        # Manifest sizes and axes are (x, y[, z]); arrays are ([k,] j, i): reverse once, here.
         patch_kji = tuple(reversed(self.manifest.patch_size))
-        divisor = tuple(reversed(size_divisor(self.manifest.architecture, 3)))
-        mirror = tuple(2 - a for a in self.manifest.mirror_axes) if self.tta else ()
+        divisor = tuple(reversed(size_divisor(self.manifest.architecture, dims)))
+        mirror = tuple(dims - 1 - a for a in self.manifest.mirror_axes) if self.tta else ()
         budget = cuda_free_bytes(self.device) or self.memory_budget_bytes
         return WindowPlan(
             num_classes=self.manifest.num_classes, patch_kji=patch_kji, overlap=self.manifest.overlap,
             divisor_kji=divisor, mirror_axes_kji=mirror, whole_volume_ok=_whole_volume_ok(self.manifest),
             bytes_per_voxel=_estimate_bytes_per_voxel(self.manifest), budget_bytes=int(budget * 0.8),
-            crop_foreground=True,
+            crop_foreground=True, spatial_dims=dims,
         )
 
     def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input") -> SegmentationResult:

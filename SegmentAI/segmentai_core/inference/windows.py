@@ -38,6 +38,7 @@ class WindowPlan:
     bytes_per_voxel: float = 1024.0  # activation memory estimate of one forward pass
     budget_bytes: int = 4 * 1024**3
     crop_foreground: bool = True
+    spatial_dims: int = 3  # 2: a 2D network applied to each k slice of the canonical volume
     notes: List[str] = field(default_factory=list)
 
 
@@ -60,16 +61,26 @@ def _pad_to_multiple(array: np.ndarray, divisor: Sequence[int]) -> Tuple[np.ndar
     return padded, tuple(shape)
 
 
+def _forward(network, batch):
+    """One forward pass; float16 autocast on CUDA (mixed precision), float32 elsewhere."""
+    import torch
+
+    if batch.device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.float16):
+            return network(batch).float()
+    return network(batch)
+
+
 def _forward_tta(network, batch, mirror_axes_kji: Sequence[int]):
     """Mean logits over the identity and each mirror flip (spatial axes counted from 0)."""
     import torch
 
-    logits = network(batch)
+    logits = _forward(network, batch)
     if not mirror_axes_kji:
         return logits
     for axis in mirror_axes_kji:
         dim = 2 + axis
-        logits = logits + torch.flip(network(torch.flip(batch, (dim,))), (dim,))
+        logits = logits + torch.flip(_forward(network, torch.flip(batch, (dim,))), (dim,))
     return logits / (1 + len(mirror_axes_kji))
 
 
@@ -84,6 +95,27 @@ def _whole_volume(network, image: np.ndarray, plan: WindowPlan, device, progress
         probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     progress.update(1.0, "Network done")
     return np.ascontiguousarray(probabilities[(slice(None),) + tuple(slice(0, n) for n in shape)])
+
+
+def _slices_2d(network, image: np.ndarray, plan: WindowPlan, device, progress: Progress) -> np.ndarray:
+    """A 2D network over every k slice (axial for RAS/LPS models), in batches that fit the budget."""
+    import torch
+
+    rows, cols = image.shape[1:]
+    div_j, div_i = plan.divisor_kji
+    padded = (int(np.ceil(rows / div_j) * div_j), int(np.ceil(cols / div_i) * div_i))
+    batch_size = int(max(1, min(64, plan.budget_bytes // max(1.0, np.prod(padded) * plan.bytes_per_voxel))))
+    out = np.empty((plan.num_classes,) + image.shape, dtype=np.float32)
+    with torch.inference_mode():
+        for k0 in range(0, image.shape[0], batch_size):
+            k1 = min(image.shape[0], k0 + batch_size)
+            batch = np.zeros((k1 - k0, 1) + padded, dtype=np.float32)
+            batch[:, 0, :rows, :cols] = image[k0:k1]
+            logits = _forward_tta(network, torch.from_numpy(batch).to(device), plan.mirror_axes_kji)
+            probabilities = torch.softmax(logits.float(), dim=1)[:, :, :rows, :cols].cpu().numpy()
+            out[:, k0:k1] = probabilities.transpose(1, 0, 2, 3)
+            progress.update(k1 / image.shape[0], f"Slices {k1}/{image.shape[0]}")
+    return out
 
 
 def _window_count(shape: Sequence[int], patch: Sequence[int], overlap: float) -> int:
@@ -142,7 +174,8 @@ def predict_probabilities(
         box = tuple(slice(0, n) for n in image.shape)
     cropped = np.ascontiguousarray(image[box], dtype=np.float32)
 
-    voxels = float(np.prod([int(np.ceil(n / d) * d) for n, d in zip(cropped.shape, plan.divisor_kji)]))
+    voxels = float(np.prod([int(np.ceil(n / d) * d) for n, d in zip(cropped.shape[-len(plan.divisor_kji):],
+                                                                   plan.divisor_kji)]))
     passes = 1 + len(plan.mirror_axes_kji)
     whole = plan.whole_volume_ok and voxels * plan.bytes_per_voxel * min(passes, 2) <= plan.budget_bytes
     window_bytes = float(np.prod(plan.patch_kji)) * plan.bytes_per_voxel
@@ -150,7 +183,9 @@ def predict_probabilities(
 
     while True:
         try:
-            if whole:
+            if plan.spatial_dims == 2:
+                inner = _slices_2d(network, cropped, plan, device, progress)
+            elif whole:
                 inner = _whole_volume(network, cropped, plan, device, progress)
             else:
                 inner = _windows(network, cropped, plan, device, progress, batch_size)

@@ -1,0 +1,180 @@
+"""Segment time per stage and peak RSS: SegmentAI's engine vs MONAI's sliding_window_inference.
+
+Both sides use the same network, weights and preprocessing (canonical resampling +
+normalisation), in the same run. The baseline is the usual MONAI pipeline: sliding windows
+over the whole resampled volume (window = the model's patch, the manifest's overlap, Gaussian
+blending, ``sw_batch_size`` 1 as MONAI's default, or as given), probabilities resampled back to
+the input grid in full, arg-max, the same postprocessing. Each method runs in a fresh
+subprocess so that peak RSS is its own.
+
+    python bench/bench_segment.py --sizes 256x256x128 512x512x300 --out docs/benchmarks/segment.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "SegmentAI"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def make_volume(size_ijk, path: Path):
+    """The bundled sample head resampled onto a grid of ``size_ijk`` covering the same field of view."""
+    import SimpleITK as sitk
+
+    from segmentai_core.geometry import Geometry
+    from segmentai_core.inference.canonical import resample_to
+    from segmentai_core.io import read_volume
+    from segmentai_core.resources import resources_dir
+
+    sample = read_volume(resources_dir() / "SampleData" / "sample_t1.nii.gz")
+    g = sample.geometry
+    extent = (np.array(g.size_ijk) - 1) * np.array(g.spacing)
+    spacing = extent / (np.array(size_ijk) - 1)
+    target = Geometry.create(tuple(reversed(size_ijk)), spacing, g.origin, g.direction_matrix)
+    volume = resample_to(sample, target, order=1)
+    volume.array = np.round(volume.array).astype(np.int16)
+    sitk.WriteImage(volume.to_sitk(), str(path))
+
+
+def run_segmentai(path: str, threads: int, device: str) -> dict:
+    import torch
+
+    from segmentai_core.inference.engine import Segmenter
+    from segmentai_core.io import read_volume, write_labelmap
+    from segmentai_core.models.registry import ModelRegistry
+
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    volume = read_volume(path)
+    read_s = time.perf_counter() - t
+    segmenter = Segmenter(ModelRegistry().default(), device=device)
+    t = time.perf_counter()
+    result = segmenter.segment(volume)
+    total = time.perf_counter() - t
+    write_labelmap(result.labelmap, path + ".segmentai.nii.gz", overwrite=True)
+    return {"read_s": read_s, "segment_s": total, "stages_s": result.timings}
+
+
+def run_monai(path: str, threads: int, device: str, sw_batch_size: int) -> dict:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from segmentai_core.inference.canonical import resample_channels_to
+    from segmentai_core.inference.device import select_device
+    from segmentai_core.inference.postprocess import fill_holes, keep_largest_component
+    from segmentai_core.inference.preprocess import prepare_input
+    from segmentai_core.io import read_volume, write_labelmap
+    from segmentai_core.models.registry import ModelRegistry
+
+    torch.set_num_threads(threads)
+    package = ModelRegistry().default()
+    manifest = package.manifest
+    dev = select_device(device)
+    volume = read_volume(path)
+    stages = {}
+    t0 = t = time.perf_counter()
+    network = package.load_network(dev)
+    stages["load_model"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prepared = prepare_input(volume, manifest.preprocessing)
+    stages["preprocess"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with torch.inference_mode():
+        logits = sliding_window_inference(
+            torch.from_numpy(prepared.array)[None, None].to(dev), roi_size=tuple(reversed(manifest.patch_size)),
+            sw_batch_size=sw_batch_size, predictor=network, overlap=manifest.overlap, mode="gaussian")
+        probabilities = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+    stages["network"] = time.perf_counter() - t
+    t = time.perf_counter()
+    full = resample_channels_to(probabilities, prepared.canonical, volume.geometry, [1.0] + [0.0] * (len(probabilities) - 1))
+    labels = np.array([0] + manifest.label_values, dtype=np.uint8)[np.argmax(full, axis=0)]
+    stages["restore"] = time.perf_counter() - t
+    t = time.perf_counter()
+    keep_largest_component(labels, manifest.label_values)
+    fill_holes(labels, manifest.label_values)
+    stages["postprocess"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    write_labelmap(volume.with_array(labels), path + ".monai.nii.gz", overwrite=True)
+    return {"segment_s": total, "stages_s": stages}
+
+
+def child(args) -> None:
+    if args.method == "segmentai":
+        result = run_segmentai(args.path, args.threads, args.device)
+    else:
+        result = run_monai(args.path, args.threads, args.device, args.sw_batch_size)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def spawn(method: str, path: Path, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", method, "--path", str(path), "--threads", str(args.threads),
+           "--device", args.device, "--sw-batch-size", str(args.sw_batch_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", nargs="+", default=["256x256x128", "512x512x300"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sw-batch-size", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/segmentai-bench"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--child", default=None)
+    parser.add_argument("--path", default=None)
+    args = parser.parse_args()
+    if args.child:
+        args.method = args.child
+        child(args)
+        return
+
+    import SimpleITK as sitk
+
+    from machine import describe
+    from segmentai_core.metrics import dice
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    report = {"machine": describe(), "threads": args.threads, "device": args.device,
+              "sw_batch_size": args.sw_batch_size, "cases": []}
+    report["machine"]["torch_threads"] = args.threads
+    for size in args.sizes:
+        size_ijk = tuple(int(v) for v in size.split("x"))
+        path = args.work / f"head_{size}.nii.gz"
+        if not path.exists():
+            make_volume(size_ijk, path)
+        runs = {m: [spawn(m, path, args) for _ in range(args.repeats)] for m in ("segmentai", "monai")}
+        best = {m: min(r, key=lambda x: x["segment_s"]) for m, r in runs.items()}
+        ours = sitk.GetArrayFromImage(sitk.ReadImage(str(path) + ".segmentai.nii.gz"))
+        theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(path) + ".monai.nii.gz"))
+        input_mib = float(np.prod(size_ijk)) * 4 / 1024**2
+        case = {
+            "size": size, "float32_input_mib": input_mib,
+            "segmentai": best["segmentai"], "monai_sliding_window": best["monai"],
+            "speed_ratio_total": best["monai"]["segment_s"] / best["segmentai"]["segment_s"],
+            "speed_ratio_network": best["monai"]["stages_s"]["network"] / best["segmentai"]["stages_s"]["network"],
+            "dice_parity": dice(ours, theirs),
+            "voxels_differing": int((ours != theirs).sum()),
+            "segmentai_rss_over_input": best["segmentai"]["peak_rss_mib"] / input_mib,
+        }
+        report["cases"].append(case)
+        print(json.dumps(case, indent=1), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
