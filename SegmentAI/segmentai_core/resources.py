@@ -27,7 +27,8 @@ def resources_dir() -> Path:
             raise ModelError(f"{RESOURCES_ENV} points to {path}, which is not a folder")
         return path
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "Resources", here.parents[1] / "Resources"]
+    # Source checkout / editable install, Slicer's installed layout, then a wheel install.
+    candidates = [here.parents[2] / "Resources", here.parents[1] / "Resources", here.parent / "_resources"]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate

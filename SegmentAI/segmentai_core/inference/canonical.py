@@ -76,8 +76,9 @@ def resample_to(volume: Volume, target: Geometry, *, order: int = 1, default_val
         array = volume.array if order == 0 else volume.array.astype(np.float32, copy=False)
         return Volume(array, target)
     interpolator = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}[order]
-    image = volume.to_sitk() if order == 0 else Volume(volume.array.astype(np.float32, copy=False), volume.geometry).to_sitk()
-    result = _sitk_resample(image, target, interpolator, default_value)
+    # ITK interpolates integer images in double precision and writes float32 output directly,
+    # so a large int16 CT is never copied to float32 at full resolution.
+    result = _sitk_resample(volume.to_sitk(), target, interpolator, default_value)
     return Volume(sitk.GetArrayFromImage(result), target)
 
 

@@ -122,7 +122,53 @@ def main(argv=None) -> None:
         shutil.rmtree(target)
     package = write_model_package(target, manifest_dict(accuracy, recipe["training_cases"]), state)
     shutil.copyfile(run_dir / "training_curve.png", target / "training_curve.png")
+    (target / "MODEL_CARD.md").write_text(model_card(package.manifest.to_dict(), recipe))
     print(f"wrote {package.folder}")
+
+
+def model_card(manifest: Dict, recipe: Dict) -> str:
+    """The human-readable card shipped beside the weights."""
+    history = recipe["history"]
+    rows = "\n".join(f"| {a['dataset']} | {a['metric']} | {a['value']:.4f} | {a.get('notes', '')} |"
+                     for a in manifest["accuracy"])
+    data = "\n".join(f"- {d['name']}: {d['cases']} case(s), licence {d['license']}" for d in manifest["training_data"])
+    return f"""# Model card: {manifest['name']} (`{manifest['id']}` {manifest['version']})
+
+**Task.** {manifest['task']}
+
+**Input.** One T1-weighted MRI volume, any orientation, spacing and size (NIfTI, NRRD, MHA, DICOM).
+It is reoriented to RAS, resampled to {manifest['preprocessing']['target_spacing'][0]:g} mm isotropic and
+clipped to its 0.5–99.5 percentiles. **Output.** One segment, *Brain* (SNOMED CT 12738006), on the
+input's exact grid; the largest connected component is kept and holes are filled.
+
+**Architecture.** MONAI residual 3D U-Net, channels {manifest['architecture']['args']['channels']},
+batch normalisation (statistics recalibrated after training), {manifest['inference']['patch_size']} patches,
+1.2 M parameters, {len(history)} epochs × 40 iterations of batch 2 on 2 CPU cores
+({history[-1]['seconds'] / 60:.0f} min), AdamW, cosine schedule, Dice + cross-entropy, MONAI augmentation
+(affine, flips, bias field, gamma, noise, blur).
+
+## Training data (all permissively licensed)
+{data}
+
+The FSL MNI152 head (non-commercial licence) was used **only** for the evaluation below, never for training.
+
+## Measured accuracy on volumes the model never saw
+| data | metric | value | notes |
+|---|---|---|---|
+{rows}
+
+## Licence
+Weights: Apache-2.0 (trained only on the permissively licensed data above). Code: Apache-2.0.
+
+## Limits: what it is not for
+- Research use only; not a medical device, not validated for diagnosis.
+- T1-weighted adult heads only. Not for CT, T2/FLAIR, infants, or heads with large lesions or
+  resection cavities; real-world accuracy on clinical scans is unmeasured: the training set holds
+  one real head with skull, one template, and phantoms.
+- The bundled sample (ROBEX) is part of the training data: Dice on it is not a measure of accuracy.
+
+![training curve](training_curve.png)
+"""
 
 
 if __name__ == "__main__":
