@@ -1,0 +1,59 @@
+"""Markups control points → RAS points → voxel indices of a volume (prompts for interaction).
+
+Control points are read in world RAS (parent transforms applied), brought into the volume's own
+RAS frame (its parent transform undone), then into voxel indices through the core's Geometry.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import slicer
+import slicer.util
+import vtk
+from segmentai_core.errors import InputError
+
+from .volume_nodes import geometry_from_node
+
+__all__ = ["control_points_ijk", "control_points_ras", "ras_to_voxel_indices", "world_to_node_ras"]
+
+
+def control_points_ras(markups_node, world: bool = True) -> np.ndarray:
+    """Control point positions (N, 3) in RAS mm; ``world=True`` applies the node's parent transforms."""
+    if markups_node is None or markups_node.GetNumberOfControlPoints() == 0:
+        return np.zeros((0, 3))
+    return np.asarray(slicer.util.arrayFromMarkupsControlPoints(markups_node, world=world), dtype=float)
+
+
+def world_to_node_ras(points_ras: np.ndarray, node) -> np.ndarray:
+    """World RAS points (N, 3) → the local RAS frame of ``node`` (undoing its parent transforms)."""
+    points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return points
+    to_local = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, parent, to_local)
+    return np.array([to_local.TransformPoint(*map(float, p)) for p in points]).reshape(-1, 3)
+
+
+def ras_to_voxel_indices(points_ras: np.ndarray, volume_node) -> Tuple[np.ndarray, np.ndarray]:
+    """World RAS points (N, 3) → nearest voxel indices (N, 3) in ``(i, j, k)`` order, and an inside mask (N,)."""
+    geometry = geometry_from_node(volume_node)
+    ijk = geometry.ras_to_ijk(world_to_node_ras(points_ras, volume_node))
+    indices = np.rint(ijk).astype(np.int64).reshape(-1, 3)
+    inside = np.all((indices >= 0) & (indices < np.asarray(geometry.size_ijk)), axis=-1)
+    return indices, inside
+
+
+def control_points_ijk(markups_node, volume_node, require_inside: bool = True) -> np.ndarray:
+    """Voxel indices (N, 3) in ``(i, j, k)`` order of a markups node's control points in ``volume_node``.
+
+    Raises InputError when ``require_inside`` and some point lies outside the volume.
+    """
+    indices, inside = ras_to_voxel_indices(control_points_ras(markups_node), volume_node)
+    if require_inside and not inside.all():
+        outside = ", ".join(str(int(n) + 1) for n in np.flatnonzero(~inside))
+        raise InputError(f"point(s) {outside} of '{markups_node.GetName()}' lie outside volume "
+                         f"'{volume_node.GetName()}'")
+    return indices

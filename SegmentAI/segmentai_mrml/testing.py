@@ -1,0 +1,377 @@
+"""Test cases of the MRML layer, shared by pytest (CI, on slicer-core) and Slicer's self-test.
+
+They are ``unittest.TestCase`` classes because Slicer's ctest (``slicer_add_python_unittest``)
+loads test cases by class; pytest collects the same classes through
+``Testing/Python/test_mrml_layer.py``. Every case builds its own scene and a tiny model package
+with random weights in a temporary folder, so no downloaded data is needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import unittest
+from pathlib import Path
+
+import numpy as np
+from segmentai_core.errors import Cancelled, InputError, SegmentAIError
+from segmentai_core.geometry import Geometry
+from segmentai_core.labels import Code, SegmentLabel, Terminology
+from segmentai_core.phantoms import blob_phantom, rotation_matrix
+
+__all__ = ["ALL_CASES", "DefaultModelTest", "MRMLLayerTest", "SegmentationLogicTest", "make_tiny_package"]
+
+BRAIN = Terminology(Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "12738006", "Brain"))
+LABELS = [SegmentLabel(1, "Brain", (0.9, 0.7, 0.6), BRAIN), SegmentLabel(2, "Lesion", (0.2, 0.4, 1.0)),
+          SegmentLabel(3, "Never present", (0.1, 0.9, 0.1))]
+
+
+def make_tiny_package(folder: Path, seed: int = 0):
+    """A valid model package with a random-weight 3-level UNet (fast on CPU; its output depends on the image)."""
+    import torch
+    from segmentai_core.models.networks import build_network
+    from segmentai_core.models.package import write_model_package
+
+    manifest = {
+        "schema_version": 1, "id": "tiny-mrml-test", "version": "0.0.1", "name": "Tiny MRML test network",
+        "task": "tests only: random weights", "modality": "any", "dimensions": 3,
+        "architecture": {"name": "UNet", "args": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1,
+                                                  "norm": "batch"}},
+        "input_channels": ["image"],
+        "labels": {"1": {"name": "Object", "color": [1.0, 0.2, 0.2],
+                         "terminology": BRAIN.to_dict()}},
+        "preprocessing": {"orientation": "RAS", "target_spacing": [2.0, 2.0, 2.0],
+                          "normalization": {"type": "zscore"}},
+        "inference": {"patch_size": [32, 32, 32], "overlap": 0.25, "mirror_axes": [0, 1, 2]},
+        "postprocessing": {"largest_component": False, "fill_holes": False},
+        "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64},
+        "license": {"code": "Apache-2.0", "weights": "Apache-2.0"},
+        "training_data": "none (random weights)", "accuracy": [],
+    }
+    torch.manual_seed(seed)
+    network = build_network(manifest["architecture"], 3, 1, 2)
+    return write_model_package(folder, manifest, network.state_dict())
+
+
+def oblique_phantom(shape=(24, 30, 28)):
+    """An oblique, anisotropic blob image and its mask (the grid that catches axis-order bugs)."""
+    direction = rotation_matrix([1.0, 2.0, 0.5], 0.5) @ np.diag([1.0, -1.0, 1.0])
+    return blob_phantom(shape=shape, spacing=(0.9, 1.3, 2.2), direction=direction, origin=(12.0, -30.0, 5.5))
+
+
+def resample_nearest(volume, geometry: Geometry) -> np.ndarray:
+    """``volume``'s voxels at the voxel centres of ``geometry`` (grids that share voxel centres)."""
+    k, j, i = np.indices(geometry.shape).reshape(3, -1)
+    ijk = volume.geometry.lps_to_ijk(geometry.ijk_to_lps(np.stack([i, j, k], axis=-1)))
+    kji = Geometry.ijk_to_array_index(ijk)
+    return volume.array[kji[:, 0], kji[:, 1], kji[:, 2]].reshape(geometry.shape)
+
+
+class _SceneCase(unittest.TestCase):
+    """A fresh scene (with module logics) and a temporary folder per test."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        try:
+            import torch
+
+            torch.set_num_threads(1)  # CI has 2 cores and other work running
+        except ImportError:  # pragma: no cover - the module installs torch before its self-test
+            pass
+
+    def setUp(self) -> None:
+        from segmentai_mrml.scene_setup import create_context
+
+        self.context = create_context()
+        self.scene = self.context.scene
+        self.tmp = Path(tempfile.mkdtemp(prefix="segmentai-mrml-"))
+
+    def tearDown(self) -> None:
+        self.context.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def add_volume(self, volume, name: str = "image"):
+        from segmentai_mrml.volume_nodes import add_volume_node
+
+        return add_volume_node(self.scene, volume, name)
+
+    def segmentation_nodes(self) -> int:
+        return self.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+
+
+class MRMLLayerTest(_SceneCase):
+    """Volume, segmentation, markups, storage and editing conversions against real MRML."""
+
+    def test_volume_node_keeps_voxels_and_oblique_geometry(self) -> None:
+        import vtk
+
+        from segmentai_mrml.volume_nodes import geometry_from_node, matrix_from_vtk, volume_from_node
+
+        image, _ = oblique_phantom()
+        node = self.add_volume(image)
+        back = volume_from_node(node)
+        np.testing.assert_array_equal(back.array, image.array)
+        self.assertTrue(geometry_from_node(node).same_grid(image.geometry, tolerance_mm=1e-6))
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        np.testing.assert_allclose(matrix_from_vtk(matrix), image.geometry.ijk_to_ras_matrix(), atol=1e-9)
+        # Slicer's own RAS of a voxel equals the core's.
+        ras = matrix_from_vtk(matrix) @ np.array([3.0, 7.0, 11.0, 1.0])
+        np.testing.assert_allclose(ras[:3], image.geometry.ijk_to_ras([3.0, 7.0, 11.0]), atol=1e-9)
+
+    def test_labelmap_lands_on_the_same_voxels(self) -> None:
+        from segmentai_mrml.segmentation_nodes import add_segmentation_node, labelmap_from_segmentation, segment_array
+
+        image, mask = oblique_phantom()
+        labels = mask.array.copy()
+        labels[(mask.array > 0) & (np.arange(mask.array.shape[2]) < 12)[None, None, :]] = 2
+        node = self.add_volume(image)
+        segmentation = add_segmentation_node(self.scene, image.with_array(labels), LABELS, node)
+        np.testing.assert_array_equal(labelmap_from_segmentation(segmentation, node).array, labels)
+        lesion = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Lesion")
+        np.testing.assert_array_equal(segment_array(segmentation, lesion, node), (labels == 2).astype(np.uint8))
+        self.assertIs(segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()), node)
+
+    def test_names_colours_and_terminology(self) -> None:
+        from segmentai_mrml.segmentation_nodes import add_segmentation_node, segment_labels, segment_tag
+
+        image, mask = oblique_phantom()
+        node = self.add_volume(image)
+        segmentation = add_segmentation_node(self.scene, mask, LABELS, node, model_id="tiny@1")
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 3)  # empty labels too
+        for label, found in zip(LABELS, segment_labels(segmentation)):
+            self.assertEqual((found.value, found.name), (label.value, label.name))
+            np.testing.assert_allclose(found.color, label.color, atol=1e-6)
+        segments = segmentation.GetSegmentation()
+        brain = segments.GetSegment(segments.GetSegmentIdBySegmentName("Brain"))
+        entry = segment_tag(brain, brain.GetTerminologyEntryTagName())
+        self.assertIn("SCT^12738006^Brain", entry)
+        self.assertEqual(segment_labels(segmentation)[0].terminology, BRAIN)
+        self.assertEqual(segmentation.GetAttribute("SegmentAI.Model"), "tiny@1")
+
+    def test_markups_map_to_the_right_voxels(self) -> None:
+        from segmentai_mrml.markups import control_points_ijk
+        from segmentai_mrml.volume_nodes import matrix_to_vtk
+
+        image, _ = oblique_phantom()
+        node = self.add_volume(image)
+        voxels = np.array([[0, 0, 0], [5, 9, 3], [27, 29, 23]])
+        # Points a little off the voxel centres (less than half a voxel) still pick those voxels.
+        offset = image.geometry.direction_matrix @ (np.array([0.3, -0.4, 0.45]) * image.geometry.spacing)
+        points = image.geometry.ijk_to_ras(voxels) + offset * np.array([-1.0, -1.0, 1.0])
+        markups = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "prompts")
+        for point in points:
+            markups.AddControlPoint(*map(float, point))
+        np.testing.assert_array_equal(control_points_ijk(markups, node), voxels)
+        # A transformed volume: points placed in world space go through the inverse transform.
+        shift = np.eye(4)
+        shift[:3, 3] = [10.0, -4.0, 7.5]
+        transform = self.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        transform.SetMatrixTransformToParent(matrix_to_vtk(shift))
+        node.SetAndObserveTransformNodeID(transform.GetID())
+        moved = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "moved")
+        for point in points + shift[:3, 3]:
+            moved.AddControlPoint(*map(float, point))
+        np.testing.assert_array_equal(control_points_ijk(moved, node), voxels)
+        markups.AddControlPoint(1000.0, 1000.0, 1000.0)
+        with self.assertRaises(InputError):
+            control_points_ijk(markups, node)
+
+    def test_seg_nrrd_saved_and_reloaded_through_storage_nodes(self) -> None:
+        from segmentai_core.io import read_segmentation
+
+        from segmentai_mrml.scene_setup import create_context
+        from segmentai_mrml.segmentation_nodes import add_segmentation_node, labelmap_from_segmentation, segment_labels
+        from segmentai_mrml.storage import load_segmentation, load_volume, save_node
+
+        image, mask = oblique_phantom()
+        labels = mask.array.copy()
+        labels[labels > 0] += (np.indices(labels.shape)[0][labels > 0] < 10).astype(np.uint8)
+        node = self.add_volume(image)
+        segmentation = add_segmentation_node(self.scene, image.with_array(labels), LABELS, node)
+        seg_path = save_node(segmentation, self.tmp / "result.seg.nrrd")
+        image_path = save_node(node, self.tmp / "image.nrrd")
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["image.nrrd", "result.seg.nrrd"])
+
+        other = create_context()
+        try:
+            loaded = load_segmentation(other.scene, seg_path)
+            np.testing.assert_array_equal(labelmap_from_segmentation(loaded, node).array, labels)
+            # Slicer's volume reader makes this left-handed grid right-handed (it flips k): the
+            # reloaded image indexes voxels differently, so compare the labels in physical space.
+            volume2 = load_volume(other.scene, image_path)
+            reloaded = labelmap_from_segmentation(loaded, volume2)
+            np.testing.assert_array_equal(reloaded.array, resample_nearest(image.with_array(labels), reloaded.geometry))
+            found = segment_labels(loaded)
+            self.assertEqual([(x.value, x.name) for x in found], [(x.value, x.name) for x in LABELS])
+            self.assertEqual(found[0].terminology, BRAIN)  # Slicer gives the others its default, "Tissue"
+            np.testing.assert_allclose([x.color for x in found], [x.color for x in LABELS], atol=1e-6)
+        finally:
+            other.close()
+        # The core's reader (CLI, web app) understands the file Slicer wrote.
+        core_labelmap, core_labels = read_segmentation(seg_path)
+        self.assertTrue(core_labelmap.geometry.same_grid(image.geometry))
+        self.assertEqual([x.name for x in core_labels], ["Brain", "Lesion", "Never present"])
+        truncated = self.tmp / "truncated.seg.nrrd"
+        truncated.write_bytes(seg_path.read_bytes()[:-200])
+        count = self.scene.GetNumberOfNodes()
+        with self.assertRaises(InputError):
+            load_segmentation(self.scene, truncated)
+        self.assertEqual(self.scene.GetNumberOfNodes(), count)
+
+    def test_segment_editor_undo_restores_a_refined_segment(self) -> None:
+        from segmentai_mrml.editing import SegmentEditor
+        from segmentai_mrml.segmentation_nodes import add_segmentation_node, segment_array
+
+        image, mask = oblique_phantom()
+        labels = mask.array.copy()
+        labels[2:6, 2:6, 2:6] = 2
+        node = self.add_volume(image)
+        segmentation = add_segmentation_node(self.scene, image.with_array(labels), LABELS, node)
+        ids = segmentation.GetSegmentation()
+        brain, lesion = ids.GetSegmentIdBySegmentName("Brain"), ids.GetSegmentIdBySegmentName("Lesion")
+        editor = SegmentEditor(self.scene, segmentation, node, self.context.app_logic)
+        refined = np.zeros_like(labels)
+        refined[1:12, 1:12, 1:12] = 1  # overlaps the locked Lesion segment
+        editor.replace_segment(brain, refined)
+        np.testing.assert_array_equal(segment_array(segmentation, lesion, node), (labels == 2).astype(np.uint8))
+        expected = refined.copy()
+        expected[labels == 2] = 0
+        np.testing.assert_array_equal(segment_array(segmentation, brain, node), expected)
+        editor.replace_segment(brain, np.zeros_like(labels))
+        self.assertEqual(segment_array(segmentation, brain, node).sum(), 0)
+        editor.undo()
+        np.testing.assert_array_equal(segment_array(segmentation, brain, node), expected)
+        editor.undo()
+        np.testing.assert_array_equal(segment_array(segmentation, brain, node), (labels == 1).astype(np.uint8))
+        self.assertTrue(editor.can_redo())
+        editor.redo()
+        np.testing.assert_array_equal(segment_array(segmentation, brain, node), expected)
+        # Unlocked, the segment takes the voxels it needs from the others.
+        editor.replace_segment(brain, refined, other_segments_locked=False)
+        np.testing.assert_array_equal(segment_array(segmentation, brain, node), refined)
+        self.assertEqual(segment_array(segmentation, lesion, node).sum(), 0)
+        editor.close()
+
+
+class SegmentationLogicTest(_SceneCase):
+    """The logic running a real (tiny) model: same voxels as the core, progress, cancel, failure."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.models = Path(tempfile.mkdtemp(prefix="segmentai-models-"))
+        cls.package = make_tiny_package(cls.models / "tiny")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        shutil.rmtree(cls.models, ignore_errors=True)
+
+    def logic(self):
+        from segmentai_core.models.registry import ModelRegistry
+
+        from segmentai_mrml.logic import SegmentationLogic
+
+        return SegmentationLogic(self.scene, ModelRegistry(builtin_dir=self.models, user_dir=self.tmp / "user"))
+
+    def test_segmentation_matches_the_core_on_an_oblique_volume(self) -> None:
+        from segmentai_core.inference.engine import Segmenter
+
+        from segmentai_mrml.segmentation_nodes import labelmap_from_segmentation
+
+        image, _ = oblique_phantom()
+        node = self.add_volume(image)
+        reports = []
+        segmentation = self.logic().segment(node, "tiny-mrml-test", "cpu",
+                                            progress_callback=lambda f, m: reports.append(f))
+        expected = Segmenter(self.package, device="cpu").segment(image).labelmap.array
+        self.assertGreater(int(expected.sum()), 0)
+        np.testing.assert_array_equal(labelmap_from_segmentation(segmentation, node).array, expected)
+        self.assertEqual(segmentation.GetSegmentation().GetNthSegment(0).GetName(), "Object")
+        self.assertEqual(reports[-1], 1.0)
+        self.assertEqual(reports, sorted(reports))
+
+    def test_background_run_reports_progress_on_the_calling_thread(self) -> None:
+        image, _ = oblique_phantom()
+        node = self.add_volume(image)
+        logic = self.logic()
+        threads, fractions = set(), []
+
+        def on_progress(fraction: float, message: str) -> None:
+            threads.add(threading.current_thread())
+            fractions.append(fraction)
+
+        job = logic.start(node, "tiny-mrml-test", "cpu", on_progress)
+        while not logic.poll(job):
+            job.thread.join(0.02)
+        self.assertEqual(job.state, "succeeded", job.error)
+        self.assertEqual(threads, {threading.current_thread()})
+        self.assertEqual(fractions[-1], 1.0)
+        self.assertEqual(self.segmentation_nodes(), 1)
+
+    def test_cancelled_run_leaves_the_scene_as_it_was(self) -> None:
+        image, _ = oblique_phantom()
+        node = self.add_volume(image)
+        logic = self.logic()
+        logic.segmenter("tiny-mrml-test", "cpu")
+        count, modified = self.scene.GetNumberOfNodes(), node.GetMTime()
+        job = logic.start(node, "tiny-mrml-test", "cpu")
+        job.cancel()
+        with self.assertRaises(Cancelled):
+            logic.finish(job, timeout=60)
+        self.assertEqual(job.state, "cancelled")
+        self.assertEqual((self.scene.GetNumberOfNodes(), self.segmentation_nodes()), (count, 0))
+        self.assertEqual(node.GetMTime(), modified)
+
+    def test_failed_run_leaves_the_scene_as_it_was(self) -> None:
+        image, _ = oblique_phantom()
+        node = self.add_volume(image.with_array(np.full(image.array.shape, 7.0, np.float32)))
+        logic = self.logic()
+        count = self.scene.GetNumberOfNodes()
+        job = logic.start(node, "tiny-mrml-test", "cpu")
+        with self.assertRaises(SegmentAIError) as raised:
+            logic.finish(job, timeout=60)
+        self.assertIn("constant", str(raised.exception))
+        self.assertEqual(len(str(raised.exception).splitlines()), 1)
+        self.assertEqual(self.scene.GetNumberOfNodes(), count)
+
+    def test_training_case_round_trip(self) -> None:
+        from segmentai_mrml.segmentation_nodes import add_segmentation_node
+
+        image, mask = oblique_phantom()
+        node = self.add_volume(image)
+        segmentation = add_segmentation_node(self.scene, mask, LABELS[:1], node)
+        case_image, case_labels, labels = self.logic().training_case(node, segmentation)
+        np.testing.assert_array_equal(case_image.array, image.array)
+        np.testing.assert_array_equal(case_labels.array, mask.array)
+        self.assertTrue(case_labels.geometry.same_grid(image.geometry))
+        self.assertEqual([x.name for x in labels], ["Brain"])
+
+
+class DefaultModelTest(_SceneCase):
+    """The bundled default model on a small head phantom, through the logic (skipped if not bundled)."""
+
+    def test_default_model_on_head_phantom(self) -> None:
+        from segmentai_core.errors import ModelError
+        from segmentai_core.metrics import dice
+        from segmentai_core.models.registry import ModelRegistry
+        from segmentai_core.phantoms import head_phantom
+
+        from segmentai_mrml.logic import SegmentationLogic
+        from segmentai_mrml.segmentation_nodes import labelmap_from_segmentation
+
+        try:
+            package = ModelRegistry().default()
+        except ModelError as error:
+            self.skipTest(f"no bundled model: {error}")
+        image, brain = head_phantom(shape=(64, 72, 64), spacing=3.0, seed=3)
+        node = self.add_volume(image)
+        segmentation = SegmentationLogic(self.scene).segment(node, package, "cpu")
+        found = labelmap_from_segmentation(segmentation, node)
+        self.assertIsInstance(found.geometry, Geometry)
+        self.assertGreater(dice(found.array > 0, brain.array > 0), 0.8)
+
+
+ALL_CASES = (MRMLLayerTest, SegmentationLogicTest, DefaultModelTest)
+"""Every shared case, in the order Slicer's self-test runs them."""
