@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/venv.sh"
 out="${1:-$root/demo-output}"
-segmentai sample -o "$out"
+segmentai sample -o "$out" --overwrite
 segmentai segment "$out/sample_t1.nii.gz" -o "$out/sample_t1.seg.nrrd" --overwrite --overview "$out/overview.png"
 segmentai evaluate "$out/sample_t1.seg.nrrd" "$out/sample_brain_mask.nii.gz"
 echo "Wrote $out/sample_t1.seg.nrrd and $out/overview.png"

@@ -14,6 +14,10 @@ fi
 stamp="$venv/.segmentai-installed"
 digest="$(cat "$root/pyproject.toml" "$root/training/pyproject.toml" "$root/scripts/venv.sh" 2>/dev/null | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    echo "Installing SegmentAI and its dependencies into $venv (log: $venv/install.log)"
+    # pip's chatter goes to the log; on failure the log's tail is shown.
+    exec 3>&1 4>&2 >"$venv/install.log" 2>&1
+    trap 'exec 1>&3 2>&4; echo "installation failed; last lines of $venv/install.log:" >&2; tail -20 "$venv/install.log" >&2' ERR
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     # torch first, from the local CPU build when it is there: a loose request would pull
     # several GB of CUDA wheels. Any torch >= 2.2 already installed is kept.
@@ -25,5 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
         "$venv/bin/python" -m pip install --quiet -e "$root/training"
     fi
     echo "$digest" > "$stamp"
+    trap - ERR
+    exec 1>&3 2>&4 3>&- 4>&-
 fi
 export PATH="$venv/bin:$PATH"

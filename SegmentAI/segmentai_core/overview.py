@@ -48,6 +48,7 @@ def write_overview(image: Volume, labelmap: Volume, labels: Sequence[SegmentLabe
             if mask.any():
                 ax.contourf(mask, levels=[0.5, 1.5], colors=[label.color], alpha=0.3, origin="lower")
                 ax.contour(mask, levels=[0.5], colors=[label.color], linewidths=1.2, origin="lower")
+        ax.invert_xaxis()  # RAS grid: i grows to the patient's right and j anteriorly; show them leftwards
         ax.set_title(name, color="white")
         ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=label.color) for label in labels]

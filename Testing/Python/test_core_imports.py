@@ -37,3 +37,17 @@ def test_every_core_module_imports_without_slicer_qt_ctk_vtk():
 
 def test_core_package_name_is_not_a_case_variant_of_the_module_file():
     assert segmentai_core.__name__.lower() != "segmentai"
+
+
+def test_pyproject_lists_every_package():
+    """pyproject.toml lists packages explicitly (Resources/ is mapped into the wheel): keep it complete."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(segmentai_core.__file__).parents[2]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(root / "SegmentAI").parts)
+        for init in (root / "SegmentAI").glob("segmentai_*/**/__init__.py")
+    }
+    assert on_disk - listed == set(), "add these packages to pyproject.toml [tool.setuptools] packages"

