@@ -78,8 +78,8 @@ def _estimate_bytes_per_voxel(manifest) -> float:
 
 
 def _whole_volume_ok(manifest) -> bool:
-    """Eval-mode translation equivariance: U-Nets whose norm does not depend on the extent."""
-    if manifest.architecture_name not in ("UNet", "AttentionUnet"):
+    """Opted in by the manifest, and eval-mode extent-independent: U-Nets with batch norm or none."""
+    if manifest.strategy != "whole_volume" or manifest.architecture_name not in ("UNet", "AttentionUnet"):
         return False
     norm = manifest.architecture_args.get("norm", "instance" if manifest.architecture_name == "UNet" else "batch")
     name = norm[0] if isinstance(norm, (list, tuple)) else norm
@@ -108,7 +108,9 @@ class Segmenter:
     @property
     def network(self):
         if self._network is None:
-            self._network = self.package.load_network(self.device)
+            from .axis_order import adapt_axis_order
+
+            self._network = adapt_axis_order(self.package.load_network(self.device), self.manifest.axis_order)
         return self._network
 
     def estimate_peak_bytes(self, volume: Volume) -> float:
@@ -132,12 +134,16 @@ class Segmenter:
             num_classes=self.manifest.num_classes, patch_kji=patch_kji, overlap=self.manifest.overlap,
             divisor_kji=divisor, mirror_axes_kji=mirror, whole_volume_ok=_whole_volume_ok(self.manifest),
             bytes_per_voxel=_estimate_bytes_per_voxel(self.manifest), budget_bytes=int(budget * 0.8),
-            crop_foreground=True, spatial_dims=dims,
+            crop_foreground=self.manifest.crop_foreground, spatial_dims=dims,
         )
 
     def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input") -> SegmentationResult:
         """Segment ``volume``; raises InputError/ResourceError/Cancelled, never returns a partial result."""
         progress = progress or Progress()
+        if self.manifest.architecture_name == "nnUNet":  # imported nnU-Net: its own pre/postprocessing
+            from .nnunet_pipeline import segment_nnunet
+
+            return segment_nnunet(self, volume, progress, name)
         timings: Dict[str, float] = {}
         t = time.perf_counter()
         volume = Volume(volume.array.copy() if np.issubdtype(volume.array.dtype, np.floating) else volume.array,

@@ -1,12 +1,15 @@
 """Network evaluation on the canonical grid: foreground crop, whole-volume or sliding windows.
 
-Two strategies give the same probabilities (measured in ``bench/``):
+Two strategies:
 
-* **whole volume**: when the network is translation-equivariant in eval mode (U-Nets with batch
-  norm or no norm) and the cropped volume fits the memory budget, one forward pass over the
-  cropped, padded volume. No overlap is computed twice, which is where the speed comes from.
-* **windows**: otherwise MONAI's ``sliding_window_inference`` with Gaussian blending, the window
-  batch chosen from the budget, halved on out-of-memory, and CPU as the last resort.
+* **windows** (default): MONAI's ``sliding_window_inference`` with Gaussian blending over the
+  foreground box, windows batched as the memory budget allows (same output as one at a time),
+  the batch halved on out-of-memory, and CPU as the last resort. Equal output to MONAI's own
+  pipeline (Dice 1.0 in ``bench/``) when the foreground box is the whole volume.
+* **whole volume** (opt-in with ``inference.strategy``): one forward pass over the cropped,
+  padded volume for networks whose eval-mode output does not depend on the extent (U-Nets with
+  batch norm or none). Faster (no overlap computed twice), but its output differs from windows
+  at window seams (about 1 % of the boundary voxels for the bundled model).
 
 Both report progress and honour cancellation between forward passes.
 """
@@ -179,7 +182,9 @@ def predict_probabilities(
     passes = 1 + len(plan.mirror_axes_kji)
     whole = plan.whole_volume_ok and voxels * plan.bytes_per_voxel * min(passes, 2) <= plan.budget_bytes
     window_bytes = float(np.prod(plan.patch_kji)) * plan.bytes_per_voxel
-    batch_size = int(max(1, min(8, plan.budget_bytes // max(window_bytes, 1))))
+    # Batching windows gives the same output as one at a time and is 2-3x faster on CPU;
+    # beyond 4 the gain is small and the memory grows linearly.
+    batch_size = int(max(1, min(4, plan.budget_bytes // max(window_bytes, 1))))
 
     while True:
         try:

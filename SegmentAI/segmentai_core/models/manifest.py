@@ -221,6 +221,11 @@ class ModelManifest:
         return dict(self.architecture.get("args") or {})
 
     @property
+    def axis_order(self) -> str:
+        """Array order the network expects: ``"kji"`` (SegmentAI's, the default) or ``"ijk"`` (MONAI's)."""
+        return str(self.architecture.get("axis_order", "kji"))
+
+    @property
     def orientation(self) -> str:
         """Orientation code the model was trained in (e.g. ``"RAS"``), ITK/DICOM letter meaning."""
         return str(self.preprocessing["orientation"])
@@ -252,6 +257,11 @@ class ModelManifest:
     @property
     def crop_foreground(self) -> bool:
         return bool(self.inference.get("crop_foreground", False))
+
+    @property
+    def strategy(self) -> str:
+        """``windows`` (default, MONAI-equal output) or ``whole_volume`` (one pass, opt-in)."""
+        return str(self.inference.get("strategy", "windows"))
 
     @property
     def largest_component(self) -> bool:
@@ -300,7 +310,9 @@ class ModelManifest:
             task=data["task"],
             modality=data["modality"],
             dimensions=int(data["dimensions"]),
-            architecture={"name": data["architecture"]["name"], "args": data["architecture"].get("args", {})},
+            architecture={"name": data["architecture"]["name"], "args": data["architecture"].get("args", {}),
+                          **({"axis_order": data["architecture"]["axis_order"]}
+                             if "axis_order" in data["architecture"] else {})},
             input_channels=list(data["input_channels"]),
             labels=labels,
             preprocessing=data["preprocessing"],

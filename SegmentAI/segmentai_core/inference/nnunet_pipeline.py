@@ -1,0 +1,197 @@
+"""The inference path of imported nnU-Net v2 models: nnU-Net's own preprocessing and export.
+
+nnU-Net does not reorient: it works on the array as stored (``[k, j, i]``, as SimpleITK reads
+it), permuted by the plans' ``transpose_forward`` so that the coarse axis comes first. The
+permutation is part of the *model* (its axis order), not a change of image geometry: it is
+undone before the label map goes back onto the input's own grid, which is therefore exact.
+
+Steps (all parameters from the manifest's ``x-nnunet`` block, written by the importer):
+transpose → crop to the non-zero box → normalise (CT: clip to the fingerprint's 0.5/99.5
+percentiles, then mean/std; z-score otherwise) → resample to the plans' spacing → Gaussian
+sliding windows with mirroring, folds averaged → logits resampled back → soft-max or sigmoid
+regions → label map un-cropped and transposed back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Progress
+from ..volume import Volume
+from .nnunet_resample import new_shape_for, resample_nnunet
+from .nnunet_windows import predict_logits
+
+__all__ = ["NNUNET_EXTENSION", "NNUNetPrediction", "predict_nnunet", "segment_nnunet"]
+
+NNUNET_EXTENSION = "x-nnunet"
+"""Manifest extension block holding the nnU-Net pipeline's parameters."""
+
+
+@dataclass
+class NNUNetPrediction:
+    """Label map (nnU-Net label values) and per-head probabilities, both in the input's array order."""
+
+    labels: np.ndarray
+    probabilities: Optional[np.ndarray]
+
+
+def _nonzero_box(data: np.ndarray) -> Tuple[slice, ...]:
+    """Bounding box of the non-zero voxels of any channel, holes filled (nnU-Net's crop)."""
+    from scipy.ndimage import binary_fill_holes
+
+    from .postprocess import bounding_box
+
+    mask = binary_fill_holes(np.any(data != 0, axis=0))
+    box = bounding_box(mask, margin=0)
+    return box if box is not None else tuple(slice(0, n) for n in mask.shape)
+
+
+def _normalize(channel: np.ndarray, spec: Dict[str, Any], inside: Optional[np.ndarray]) -> np.ndarray:
+    scheme = spec["scheme"]
+    if scheme == "CTNormalization":
+        np.clip(channel, spec["lower"], spec["upper"], out=channel)
+        channel -= np.float32(spec["mean"])
+        channel /= np.float32(max(spec["std"], 1e-8))
+        return channel
+    if scheme == "ZScoreNormalization":
+        if spec.get("use_mask") and inside is not None:
+            values = channel[inside]
+            mean, std = values.mean(), values.std()
+            channel[inside] = (values - mean) / max(std, 1e-8)
+            return channel
+        mean, std = channel.mean(), channel.std()
+        channel -= mean
+        channel /= max(std, 1e-8)
+        return channel
+    if scheme == "NoNormalization":
+        return channel
+    if scheme == "RescaleTo01Normalization":
+        channel -= channel.min()
+        channel /= np.clip(channel.max(), a_min=1e-8, a_max=None)
+        return channel
+    raise InputError(f"nnU-Net normalisation '{scheme}' is not supported")
+
+
+def _to_labels(logits: np.ndarray, regions: Optional[List[int]],
+               with_probabilities: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """nnU-Net's non-linearity and decision: soft-max + arg-max, or sigmoid regions painted in order."""
+    import torch
+
+    tensor = torch.from_numpy(logits)
+    probabilities = None
+    if regions is None:
+        # Arg-max of logits equals arg-max of soft-max: skip the latter unless asked for.
+        if with_probabilities:
+            probabilities = torch.softmax(tensor.float(), 0).numpy()
+        labels = np.argmax(logits, axis=0)
+    else:
+        probabilities = torch.sigmoid(tensor.float()).numpy()
+        labels = np.zeros(logits.shape[1:], dtype=np.int64)
+        for head, value in enumerate(regions):
+            labels[probabilities[head] > 0.5] = value
+    dtype = np.uint8 if max(regions or [logits.shape[0]]) < 255 else np.uint16
+    return labels.astype(dtype), probabilities
+
+
+def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, progress: Optional[Progress] = None,
+                   timings: Optional[Dict[str, float]] = None, with_probabilities: bool = False) -> NNUNetPrediction:
+    """Run an imported nnU-Net model (``config`` = the manifest's ``x-nnunet`` block) on ``volume``.
+
+    ``probabilities`` is filled only when ``with_probabilities`` (it holds every head at full size).
+    """
+    progress = progress or Progress()
+    timings = {} if timings is None else timings
+    forward = [int(a) for a in config["transpose_forward"]]
+    backward = [int(a) for a in config["transpose_backward"]]
+    # SimpleITK's array order is (k, j, i) and nnU-Net's spacing follows it: reverse (x, y, z).
+    spacing_array = list(reversed(volume.geometry.spacing))
+    spacing = [spacing_array[a] for a in forward]
+    target: Sequence[float] = list(config["spacing"])
+    if len(target) == 2:
+        target = [spacing[0]] + list(target)
+
+    t = time.perf_counter()
+    progress.update(0.0, "nnU-Net preprocessing")
+    data = np.transpose(volume.array, forward)[None].astype(np.float32)
+    box = _nonzero_box(data)
+    data = np.ascontiguousarray(data[(slice(None),) + box])
+    cropped_shape = data.shape[1:]
+    inside = None
+    if any(spec.get("use_mask") for spec in config["normalization"]):
+        from scipy.ndimage import binary_fill_holes
+
+        inside = binary_fill_holes(np.any(data != 0, axis=0))
+    for c, spec in enumerate(config["normalization"]):
+        data[c] = _normalize(data[c], spec, inside)
+    resampling = config["resampling_data"]
+    data = resample_nnunet(data, new_shape_for(cropped_shape, spacing, target), spacing, target,
+                           int(resampling["order"]), int(resampling["order_z"]), resampling.get("force_separate_z"))
+    timings["preprocess"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    logits = predict_logits(network, data, config["patch_size"], int(config["num_heads"]),
+                            config.get("mirror_axes") or [], device, progress.span(0.05, 0.85),
+                            step=float(config.get("step_size", 0.5)), batch_size=int(config.get("batch_size", 4)))
+    del data
+    timings["network"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress.update(0.86, "nnU-Net export")
+    resampling = config["resampling_probabilities"]
+    logits = resample_nnunet(logits, cropped_shape, target, spacing, int(resampling["order"]),
+                             int(resampling["order_z"]), resampling.get("force_separate_z"))
+    regions = config.get("regions_class_order")
+    labels_cropped, probabilities_cropped = _to_labels(logits, regions, with_probabilities)
+    del logits
+    full_shape = tuple(np.transpose(volume.array, forward).shape)
+    labels = np.zeros(full_shape, dtype=labels_cropped.dtype)
+    labels[box] = labels_cropped
+    probabilities = None
+    if probabilities_cropped is not None:
+        probabilities = np.zeros((probabilities_cropped.shape[0],) + full_shape, dtype=np.float32)
+        if regions is None:
+            probabilities[0] = 1.0  # outside the crop nnU-Net declares background
+        probabilities[(slice(None),) + box] = probabilities_cropped
+        probabilities = np.ascontiguousarray(np.transpose(probabilities, [0] + [a + 1 for a in backward]))
+    result = NNUNetPrediction(np.ascontiguousarray(np.transpose(labels, backward)), probabilities)
+    timings["restore"] = time.perf_counter() - t
+    return result
+
+
+def segment_nnunet(segmenter, volume: Volume, progress: Progress, name: str):
+    """:meth:`Segmenter.segment` for manifests whose architecture is ``nnUNet``."""
+    from .engine import SegmentationResult, check_input
+    from .postprocess import fill_holes, keep_largest_component
+
+    manifest = segmenter.manifest
+    config = manifest.extensions.get(NNUNET_EXTENSION)
+    if not isinstance(config, dict):
+        raise InputError(f"model '{manifest.id}' is an nnU-Net model without its '{NNUNET_EXTENSION}' block")
+    if int(config.get("in_channels", 1)) != 1:
+        raise InputError(f"{name}: model '{manifest.id}' needs {config['in_channels']} input channels; "
+                         "SegmentAI passes one volume")
+    timings: Dict[str, float] = {}
+    t = time.perf_counter()
+    volume = Volume(volume.array.copy() if np.issubdtype(volume.array.dtype, np.floating) else volume.array,
+                    volume.geometry)
+    notes = check_input(volume, name)
+    progress.update(0.0, "Loading the model")
+    network = segmenter.network
+    timings["load_model"] = time.perf_counter() - t
+    prediction = predict_nnunet(network, volume, config, segmenter.device, progress.span(0.02, 0.95), timings)
+    labels = prediction.labels
+    del prediction
+    t = time.perf_counter()
+    if manifest.largest_component:
+        keep_largest_component(labels, manifest.label_values)
+    if manifest.fill_holes:
+        fill_holes(labels, manifest.label_values)
+    timings["postprocess"] = time.perf_counter() - t
+    progress.update(1.0, "Done")
+    return SegmentationResult(Volume(labels, volume.geometry), list(manifest.labels), manifest.full_id,
+                              str(segmenter.device), timings, notes)
