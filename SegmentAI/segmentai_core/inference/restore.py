@@ -42,8 +42,9 @@ def probabilities_to_labels(
     for k0 in range(0, original.shape[0], slab):
         k1 = min(original.shape[0], k0 + slab)
         target = original.cropped((k0, 0, 0), (k1, original.shape[1], original.shape[2]))
+        # A copy, not GetArrayViewFromImage: a view of the temporary image would dangle.
         resampled = [
-            sitk.GetArrayViewFromImage(_sitk_resample(image, target, sitk.sitkLinear, 1.0 if c == 0 else 0.0))
+            sitk.GetArrayFromImage(_sitk_resample(image, target, sitk.sitkLinear, 1.0 if c == 0 else 0.0))
             for image, c in zip(images, channels)
         ]
         if num_classes == 2:
