@@ -110,7 +110,12 @@ class Segmenter:
         if self._network is None:
             from .axis_order import adapt_axis_order
 
-            self._network = adapt_axis_order(self.package.load_network(self.device), self.manifest.axis_order)
+            network = adapt_axis_order(self.package.load_network(self.device), self.manifest.axis_order)
+            if self.manifest.dimensions == 3:
+                import torch
+
+                network = network.to(memory_format=torch.channels_last_3d)  # see windows._forward
+            self._network = network
         return self._network
 
     def estimate_peak_bytes(self, volume: Volume) -> float:

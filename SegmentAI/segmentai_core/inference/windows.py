@@ -65,9 +65,15 @@ def _pad_to_multiple(array: np.ndarray, divisor: Sequence[int]) -> Tuple[np.ndar
 
 
 def _forward(network, batch):
-    """One forward pass; float16 autocast on CUDA (mixed precision), float32 elsewhere."""
+    """One forward pass; float16 autocast on CUDA (mixed precision), float32 elsewhere.
+
+    3D batches go in channels-last layout, which oneDNN's 3D convolutions run about 1.7x faster
+    on CPU (bench/); the arithmetic is the same.
+    """
     import torch
 
+    if batch.dim() == 5:
+        batch = batch.contiguous(memory_format=torch.channels_last_3d)
     if batch.device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.float16):
             return network(batch).float()
