@@ -24,8 +24,10 @@ def register(subparsers: Any) -> None:
     show = commands.add_parser("show", help="print a model's card")
     show.add_argument("model", metavar="ID", help="model id, id@version or folder")
     show.add_argument("--verify", action="store_true", help="also check the weights' SHA-256")
-    importing = commands.add_parser("import", help="verify a model folder and copy it into the user models")
-    importing.add_argument("path", metavar="PATH", help="model package folder (holding manifest.json)")
+    importing = commands.add_parser(
+        "import", help="verify a model folder (SegmentAI package, nnU-Net v2 folder or MONAI bundle) and add it")
+    importing.add_argument("path", metavar="PATH", help="model package folder (holding manifest.json), trained nnU-Net "
+                           "v2 folder (dataset.json, plans.json, fold_*) or MONAI bundle (configs/metadata.json)")
     remove = commands.add_parser("remove", help="delete an imported model")
     remove.add_argument("model", metavar="ID", help="model id or id@version")
     parser.set_defaults(func=run, models_parser=parser)

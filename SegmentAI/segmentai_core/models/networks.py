@@ -19,8 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ARCHITECTURES", "build_network", "size_divisor"]
 
-ARCHITECTURES = ("UNet", "AttentionUnet", "SwinUNETR", "TorchScript")
-"""Names accepted in ``architecture.name``; TorchScript files carry their own network."""
+ARCHITECTURES = ("UNet", "AttentionUnet", "SwinUNETR", "TorchScript", "nnUNet")
+"""Names accepted in ``architecture.name``; TorchScript files carry their own network; ``nnUNet``
+is an imported nnU-Net v2 model (its args come from the plans, see :mod:`.nnunet_network`)."""
 
 _RESERVED_ARGS = ("spatial_dims", "in_channels", "out_channels")
 
@@ -116,6 +117,10 @@ def build_network(
     ``{"name": ..., "args": {...}}`` (or a manifest dict holding one): the sizes are then required.
     """
     architecture = _architecture_of(manifest_or_architecture)
+    if architecture["name"] == "nnUNet":  # sizes come from the plans, recorded in the args
+        from .nnunet_network import build_nnunet_ensemble
+
+        return build_nnunet_ensemble(dict(architecture.get("args") or {}))
     if hasattr(manifest_or_architecture, "num_classes"):
         manifest = manifest_or_architecture
         spatial_dims = spatial_dims or manifest.dimensions

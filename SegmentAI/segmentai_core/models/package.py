@@ -216,8 +216,19 @@ class ModelPackage:
             f"  network:       {m.architecture_name} {m.dimensions}D, weights {m.weights_format} "
             f"(sha256 {m.weights_sha256[:12]}...)",
             "  labels:        " + ", ".join(f"{label.value}={label.name}" for label in m.labels),
-            f"  spacing:       {' x '.join(f'{s:g}' for s in m.target_spacing)} mm, orientation {m.orientation}",
-            f"  normalization: {_normalization_text(m.normalization)}",
+        ]
+        if m.architecture_name == "nnUNet":  # nnU-Net's own preprocessing (x-nnunet), not the generic fields
+            schemes = ", ".join(n["scheme"] for n in m.extensions.get("x-nnunet", {}).get("normalization", []))
+            lines += [
+                f"  spacing:       {' x '.join(f'{s:g}' for s in m.target_spacing)} mm, stored axis order (nnU-Net)",
+                f"  normalization: nnU-Net {schemes}",
+            ]
+        else:
+            lines += [
+                f"  spacing:       {' x '.join(f'{s:g}' for s in m.target_spacing)} mm, orientation {m.orientation}",
+                f"  normalization: {_normalization_text(m.normalization)}",
+            ]
+        lines += [
             f"  patch size:    {' x '.join(str(s) for s in m.patch_size)} voxels, overlap {m.overlap:g}",
             f"  licence:       weights {m.license['weights']}"
             + (f", code {m.license['code']}" if m.license.get("code") else ""),

@@ -138,12 +138,17 @@ class ModelRegistry:
     def import_package(self, path: Union[str, Path]) -> ModelPackage:
         """Validate and verify the package at ``path``, then copy it into the user folder.
 
+        ``path`` may also be an nnU-Net v2 model folder or a MONAI bundle: it is converted first
+        (see :mod:`segmentai_core.importers`).
+
         The copy lands in ``<user_dir>/<id>-<version>`` whole or not at all. A package whose
         ``id@version`` is installed already is refused.
         """
         source_path = Path(path).expanduser()
         if source_path.name == MANIFEST_NAME and source_path.is_file():
             source_path = source_path.parent
+        if source_path.is_dir() and not (source_path / MANIFEST_NAME).exists():
+            return self._import_foreign(source_path)
         source = ModelPackage.open(source_path)
         source.verify()
         manifest = source.manifest
@@ -166,6 +171,18 @@ class ModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return ModelPackage.open(destination)
+
+    def _import_foreign(self, source_path: Path) -> ModelPackage:
+        """An nnU-Net v2 folder or MONAI bundle: convert it to a package in a staging folder, then import."""
+        from ..importers import convert_model
+
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.user_dir))
+        try:
+            package = convert_model(source_path, staging / "package")
+            return self.import_package(package.folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def remove(self, id_or_version: str) -> ModelPackage:
         """Delete a user package named ``id`` (if only one version is installed) or ``id@version``.

@@ -1,0 +1,260 @@
+"""Import a trained nnU-Net v2 model folder as a SegmentAI model package (no ``nnunetv2`` needed).
+
+Input: the folder nnU-Net writes for one trainer/plans/configuration, holding ``dataset.json``,
+``plans.json`` and ``fold_*/checkpoint_final.pth`` (or ``checkpoint_best.pth``). Output: a
+package whose manifest has architecture ``nnUNet`` (network class and arguments from the
+plans), an ``x-nnunet`` block with everything the inference path needs (axis order, spacing,
+normalisation, resampling orders, patch, mirroring, regions) and the SHA-256 of every source
+file; the weights of all folds go into one checksummed safetensors file, and ``dataset.json``
+and ``plans.json`` are kept as they were under ``nnunet/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from ..errors import ModelError
+from ..labels import SegmentLabel
+from .checkpoint import load_checkpoint
+
+__all__ = ["is_nnunet_folder", "convert_nnunet"]
+
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
+SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")  # both give the array in stored (k, j, i) order
+
+
+def is_nnunet_folder(folder: Path) -> bool:
+    """True for a trained nnU-Net v2 model folder (dataset.json, plans.json and some fold_*)."""
+    return (folder / "dataset.json").is_file() and (folder / "plans.json").is_file() and any(folder.glob("fold_*"))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path.name}: cannot read it as JSON ({error})") from error
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:80] or "nnunet-model"
+
+
+def _find_checkpoints(folder: Path, folds: Optional[Sequence[str]],
+                      checkpoint: Optional[str]) -> List[Tuple[str, Path]]:
+    names = [checkpoint] if checkpoint else list(CHECKPOINT_NAMES)
+    found = []
+    fold_dirs = sorted(p for p in folder.glob("fold_*") if p.is_dir())
+    if folds is not None:
+        wanted = {f"fold_{f}" for f in folds}
+        missing = sorted(wanted - {p.name for p in fold_dirs})
+        if missing:
+            raise ModelError(f"{folder.name}: no folder {missing[0]}")
+        fold_dirs = [p for p in fold_dirs if p.name in wanted]
+    for fold_dir in fold_dirs:
+        path = next((fold_dir / n for n in names if (fold_dir / n).is_file()), None)
+        if path is not None:
+            found.append((fold_dir.name, path))
+    if not found:
+        raise ModelError(f"{folder.name}: no fold holds {' or '.join(names)}")
+    return found
+
+
+def _strip_prefixes(state: Dict[str, Any]) -> Dict[str, Any]:
+    out = {}
+    for key, value in state.items():
+        for prefix in ("_orig_mod.", "module."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def _label_setup(dataset: Dict[str, Any]) -> Tuple[List[SegmentLabel], int, Optional[List[int]]]:
+    """Labels for the manifest, number of network outputs, and regions_class_order (None if plain)."""
+    raw = {str(k): v for k, v in dataset["labels"].items() if str(k) != "ignore"}
+    regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in raw.values())
+    if not regions:
+        values = {name: int(v[0] if isinstance(v, (list, tuple)) else v) for name, v in raw.items()}
+        labels = [SegmentLabel.default_for(v) for v in sorted(values.values()) if v > 0]
+        names = {v: n for n, v in values.items()}
+        labels = [SegmentLabel(lab.value, names[lab.value], lab.color) for lab in labels]
+        return labels, len(values), None
+    order = [int(v) for v in dataset.get("regions_class_order") or []]
+    foreground = [(name, v) for name, v in raw.items() if (v if isinstance(v, (list, tuple)) else [v]) != [0]]
+    if len(order) != len(foreground):
+        raise ModelError("dataset.json: region-based labels need 'regions_class_order' with one value per region")
+    labels = [SegmentLabel(value, name, SegmentLabel.default_for(value).color)
+              for (name, _), value in zip(foreground, order)]
+    return sorted(labels, key=lambda lab: lab.value), len(foreground), order
+
+
+def _normalization(config: Dict[str, Any], plans: Dict[str, Any]) -> List[Dict[str, Any]]:
+    specs = []
+    properties = plans.get("foreground_intensity_properties_per_channel", {})
+    for c, scheme in enumerate(config["normalization_schemes"]):
+        spec: Dict[str, Any] = {"scheme": scheme, "use_mask": bool(config["use_mask_for_norm"][c])}
+        if scheme == "CTNormalization":
+            stats = properties.get(str(c))
+            if not stats:
+                raise ModelError(f"plans.json: CTNormalization of channel {c} needs its intensity properties")
+            spec.update(mean=float(stats["mean"]), std=float(stats["std"]),
+                        lower=float(stats["percentile_00_5"]), upper=float(stats["percentile_99_5"]))
+        elif scheme not in ("ZScoreNormalization", "NoNormalization", "RescaleTo01Normalization"):
+            raise ModelError(f"plans.json: normalisation scheme '{scheme}' is not supported")
+        specs.append(spec)
+    return specs
+
+
+def _resampling(config: Dict[str, Any], key: str, default_order: int) -> Dict[str, Any]:
+    name = str(config.get(f"resampling_fn_{key}", "resample_data_or_seg_to_shape"))
+    if not name.endswith("resample_data_or_seg_to_shape"):
+        raise ModelError(f"plans.json: resampling function '{name}' is not supported")
+    kwargs = config.get(f"resampling_fn_{key}_kwargs") or {}
+    return {"order": int(kwargs.get("order", default_order)), "order_z": int(kwargs.get("order_z", 0)),
+            "force_separate_z": kwargs.get("force_separate_z")}
+
+
+def _configuration(plans: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """The configuration's settings with ``inherits_from`` resolved."""
+    configurations = plans.get("configurations", {})
+    if name not in configurations:
+        raise ModelError(f"plans.json has no configuration '{name}'")
+    config = dict(configurations[name])
+    parent = config.pop("inherits_from", None)
+    if parent:
+        merged = _configuration(plans, parent)
+        merged.update(config)
+        config = merged
+    return config
+
+
+def convert_nnunet(
+    folder: Union[str, Path],
+    destination: Union[str, Path],
+    model_id: Optional[str] = None,
+    version: str = "1.0.0",
+    folds: Optional[Sequence[str]] = None,
+    checkpoint: Optional[str] = None,
+):
+    """Write a SegmentAI package for the nnU-Net model in ``folder`` into the new folder ``destination``.
+
+    Returns the :class:`~segmentai_core.models.package.ModelPackage`. Checkpoints are read with
+    :func:`~.checkpoint.load_checkpoint` (no pickled code runs); every problem is one ModelError.
+    """
+    from ..models.package import write_model_package
+
+    folder = Path(folder).expanduser()
+    if not is_nnunet_folder(folder):
+        raise ModelError(f"{folder} is not an nnU-Net v2 model folder (dataset.json, plans.json, fold_*)")
+    dataset_bytes, plans_bytes = (folder / "dataset.json").read_bytes(), (folder / "plans.json").read_bytes()
+    dataset, plans = _read_json(folder / "dataset.json"), _read_json(folder / "plans.json")
+    files = {"dataset.json": _sha256(dataset_bytes), "plans.json": _sha256(plans_bytes)}
+
+    state: Dict[str, Any] = {}
+    configuration_name, mirror_axes, trainer = None, None, None
+    fold_names = []
+    for fold_name, path in _find_checkpoints(folder, folds, checkpoint):
+        data = path.read_bytes()
+        files[f"{fold_name}/{path.name}"] = _sha256(data)
+        content = load_checkpoint(path, data)
+        if not isinstance(content, dict) or not isinstance(content.get("network_weights"), dict):
+            raise ModelError(f"{fold_name}/{path.name} is not an nnU-Net checkpoint (no network_weights)")
+        init_args = content.get("init_args") or {}
+        configuration_name = configuration_name or init_args.get("configuration")
+        trainer = trainer or content.get("trainer_name")
+        if mirror_axes is None and content.get("inference_allowed_mirroring_axes") is not None:
+            mirror_axes = [int(a) for a in content["inference_allowed_mirroring_axes"]]
+        for key, value in _strip_prefixes(content["network_weights"]).items():
+            state[f"folds.{fold_name}.{key}"] = value
+        fold_names.append(fold_name)
+    if not configuration_name:
+        raise ModelError(f"{folder.name}: the checkpoints do not name their nnU-Net configuration")
+    if "cascade" in str(configuration_name) or _configuration(plans, configuration_name).get("previous_stage"):
+        raise ModelError(f"{folder.name}: cascade configuration '{configuration_name}' is not supported")
+    config = _configuration(plans, configuration_name)
+    if len(config["patch_size"]) != 3:
+        raise ModelError(f"{folder.name}: 2D configuration '{configuration_name}' is not supported yet (3D only)")
+    reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
+    if reader not in SUPPORTED_READERS:
+        raise ModelError(f"{folder.name}: image reader '{reader}' is not supported (its axis order differs)")
+
+    labels, num_heads, regions = _label_setup(dataset)
+    channels = [str(v) for _, v in sorted(dataset["channel_names"].items(), key=lambda kv: int(kv[0]))]
+    architecture = config["architecture"]
+    forward = [int(a) for a in plans["transpose_forward"]]
+    backward = [int(a) for a in plans["transpose_backward"]]
+    spacing_model = [float(s) for s in config["spacing"]]
+    # Manifest fields are (x, y, z): model order → array order (k, j, i) → reversed.
+    spacing_xyz = list(reversed([spacing_model[a] for a in backward]))
+    patch_xyz = list(reversed([int(config["patch_size"][a]) for a in backward]))
+    name = str(dataset.get("name") or plans.get("dataset_name") or folder.parent.name)
+    model_id = model_id or _slug(f"nnunet-{plans.get('dataset_name', name)}-{configuration_name}")
+    modality = "CT" if any(c.upper() == "CT" for c in channels) else ("MR" if any("MR" in c.upper() or c.upper()
+                                                                               in ("T1", "T2", "FLAIR") for c in
+                                                                               channels) else "any")
+    manifest = {
+        "schema_version": 1,
+        "id": model_id,
+        "version": version,
+        "name": f"{name} (nnU-Net {configuration_name})",
+        "task": "segmentation of " + ", ".join(label.name for label in labels),
+        "modality": modality,
+        "dimensions": 3,
+        "architecture": {"name": "nnUNet", "args": {
+            "network_class": architecture["network_class_name"],
+            "network_kwargs": architecture["arch_kwargs"],
+            "kwargs_requiring_import": list(architecture.get("_kw_requires_import", [])),
+            "in_channels": len(channels),
+            "out_channels": num_heads,
+            "folds": fold_names,
+        }},
+        "input_channels": channels,
+        "labels": {str(label.value): {"name": label.name, "color": list(label.color)} for label in labels},
+        # Informational: nnU-Net models run in the stored axis order (see x-nnunet), not reoriented.
+        "preprocessing": {"orientation": "LPS", "target_spacing": spacing_xyz,
+                          "normalization": {"type": "none"}},
+        "inference": {"patch_size": patch_xyz, "overlap": 0.5},
+        "postprocessing": {},
+        "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64},
+        "license": {"weights": str(dataset.get("license") or "as stated by the model's authors (imported)")},
+        "training_data": str(dataset.get("reference") or dataset.get("description") or name),
+        "accuracy": [],
+        "notes": f"Imported from the nnU-Net v2 folder {folder.name} (trainer {trainer}, folds "
+                 f"{', '.join(f.replace('fold_', '') for f in fold_names)}).",
+        "x-nnunet": {
+            "source_format": "nnunet-v2",
+            "configuration": configuration_name,
+            "trainer": trainer,
+            "image_reader": reader,
+            "transpose_forward": forward,
+            "transpose_backward": backward,
+            "spacing": spacing_model,
+            "patch_size": [int(p) for p in config["patch_size"]],
+            "normalization": _normalization(config, plans),
+            "resampling_data": _resampling(config, "data", 3),
+            "resampling_probabilities": _resampling(config, "probabilities", 1),
+            "mirror_axes": mirror_axes if mirror_axes is not None else [0, 1, 2],
+            "step_size": 0.5,
+            "num_heads": num_heads,
+            "in_channels": len(channels),
+            "regions_class_order": regions,
+            "files": files,
+        },
+    }
+    package = write_model_package(destination, manifest, state)
+    kept = Path(package.folder) / "nnunet"
+    kept.mkdir()
+    (kept / "dataset.json").write_bytes(dataset_bytes)
+    (kept / "plans.json").write_bytes(plans_bytes)
+    if (folder / "dataset_fingerprint.json").is_file():
+        shutil.copy2(folder / "dataset_fingerprint.json", kept / "dataset_fingerprint.json")
+    return package

@@ -1,0 +1,209 @@
+"""nnU-Net v2's own predictor vs SegmentAI on the same imported nnU-Net model and a 256×256×128 case.
+
+Each side runs in a fresh subprocess (time from reading the file to the label map in memory,
+model loading included; peak RSS of that process), with the same threads, folds and mirroring.
+The model is a small nnU-Net v2 model trained here by ``nnunetv2`` itself on generated
+anisotropic CT-like data (Testing/Python/nnunet_tiny.py), so the benchmark runs anywhere.
+
+    python bench/bench_nnunet.py --work /tmp/segmentai-bench-nnunet --out docs/benchmarks-nnunet.json
+
+Needs ``nnunetv2`` (a test dependency) installed beside SegmentAI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "SegmentAI"), str(ROOT / "Testing" / "Python"), str(Path(__file__).parent)]
+
+CASE_SPACING_XYZ = (3.0, 0.9, 0.9)  # differs from the model's (3.5, 1, 1): both resamplings run
+MODEL_SHAPE_KJI = (64, 64, 24)
+MODEL_FEATURES = (8, 16, 32, 64)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_nnunet(args) -> np.ndarray:
+    import torch
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=args.mirror,
+                                perform_everything_on_device=False, device=torch.device("cpu"),
+                                verbose=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(args.model, use_folds=tuple(args.folds),
+                                                   checkpoint_name="checkpoint_final.pth")
+    image, properties = SimpleITKIO().read_images([args.case])
+    return predictor.predict_single_npy_array(image, properties, None, None, False)
+
+
+def run_segmentai(args) -> np.ndarray:
+    from segmentai_core.inference.engine import Segmenter
+    from segmentai_core.io.volume_io import read_volume
+    from segmentai_core.models import ModelPackage
+
+    package = ModelPackage.open(args.package)
+    if not args.mirror:
+        package.manifest.extensions["x-nnunet"]["mirror_axes"] = []
+    return Segmenter(package, device="cpu").segment(read_volume(args.case)).labelmap.array
+
+
+def child(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ["nnUNet_def_n_proc"] = str(args.threads)  # nnU-Net sets torch's threads from it
+    start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    labels = run_nnunet(args) if args.child == "nnunet" else run_segmentai(args)
+    seconds = time.perf_counter() - start
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (end.ru_utime - usage.ru_utime) + (end.ru_stime - usage.ru_stime)
+    np.save(args.output, np.asarray(labels, dtype=np.uint8))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak_rss_mib()}))
+
+
+def spawn(side: str, args, output: Path) -> dict:
+    command = [sys.executable, __file__, "--child", side, "--model", str(args.model), "--package", str(args.package),
+               "--case", str(args.case), "--threads", str(args.threads), "--output", str(output),
+               "--folds", *[str(f) for f in args.folds]] + (["--mirror"] if args.mirror else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def prepare(work: Path) -> tuple:
+    """The trained model folder, its SegmentAI package and the 256×256×128 case (made once, cached)."""
+    import nnunet_tiny
+
+    model_root = work / "model"
+    found = sorted(model_root.glob("nnUNet_results/*/*/fold_0/checkpoint_final.pth"))
+    if not found:
+        command = [sys.executable, str(ROOT / "Testing" / "Python" / "nnunet_tiny.py"), str(model_root),
+                   *[str(v) for v in MODEL_SHAPE_KJI + MODEL_FEATURES]]
+        subprocess.run(command, check=True, capture_output=True)
+        found = sorted(model_root.glob("nnUNet_results/*/*/fold_0/checkpoint_final.pth"))
+    model = found[0].parent.parent
+    package = work / "package"
+    if not package.exists():
+        from segmentai_core.importers import convert_model
+
+        convert_model(model, package)
+    case = work / "case_256x256x128_0000.nii.gz"
+    if not case.exists():
+        image, _ = nnunet_tiny.phantom((128, 256, 256), seed=7, spacing_xyz=CASE_SPACING_XYZ)
+        nnunet_tiny.write_nifti(image, case, spacing_xyz=CASE_SPACING_XYZ)
+    return model, package, case
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    r = report["result"]
+    lines = [
+        "# nnU-Net v2 models: SegmentAI vs nnUNetPredictor",
+        "",
+        "Written by `bench/bench_nnunet.py` (one invocation; each side in a fresh process per repeat, "
+        "best repeat shown).",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM; torch {m['torch']}, "
+        f"{report['threads']} torch threads on both sides, CPU only; the machine was shared with other work.",
+        f"- Model: nnU-Net v2 3d_fullres trained by `nnunetv2` {report['nnunetv2']} here (PlainConvUNet, "
+        f"features {list(MODEL_FEATURES)}, patch {report['patch_size']} in nnU-Net's axis order, "
+        f"folds {report['folds']}, "
+        f"mirroring {'on' if report['mirror'] else 'off'} on both sides).",
+        f"- Case: 256×256×128 voxels (i×j×k), spacing {' × '.join(str(s) for s in CASE_SPACING_XYZ)} mm; "
+        "the model's spacing is 3.5 × 1 × 1 mm, so both sides resample on the way in and out.",
+        "",
+        "| | nnUNetPredictor | SegmentAI | ratio |",
+        "|---|---:|---:|---:|",
+        f"| time (s), best of {report['repeats']} | {r['nnunet']['seconds']:.1f} | {r['segmentai']['seconds']:.1f} | "
+        f"{r['speedup']:.2f}× faster |",
+        f"| CPU time (s, user+sys) | {r['nnunet']['cpu_seconds']:.1f} | {r['segmentai']['cpu_seconds']:.1f} | "
+        f"{r['cpu_time_ratio']:.2f}× less |",
+        f"| peak RSS (MiB) | {r['nnunet']['peak_rss_mib']:.0f} | {r['segmentai']['peak_rss_mib']:.0f} | "
+        f"{r['rss_ratio']:.2f} of nnU-Net's |",
+        "",
+        "Parity (same label map expected): "
+        + ", ".join(f"label {k}: Dice {v:.5f}" for k, v in r["dice"].items())
+        + f"; {r['voxels_differing']} of {r['voxels']} voxels differ.",
+        "",
+        "Both sides compute the same thing: the same windows, Gaussian weights, float16 sums and fold averaging as",
+        "nnU-Net (so the label maps agree), on the same number of threads. SegmentAI runs several windows per",
+        "forward pass (nnU-Net runs one) and resamples in float32 where nnU-Net's predictor uses float64 copies,",
+        "which is where its lower memory comes from. Wall time on a machine shared with other jobs is noisy:",
+        "the CPU-time ratio is the steadier figure.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", type=Path, default=Path("/tmp/segmentai-bench-nnunet"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--folds", nargs="+", default=["0", "1"], help="must match the package's folds")
+    parser.add_argument("--mirror", action="store_true", help="test-time mirroring on both sides (8× the work)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report; a .md beside it is written too")
+    parser.add_argument("--child", default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--package", default=None)
+    parser.add_argument("--case", default=None)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    import nnunetv2
+    from importlib.metadata import version
+
+    from machine import describe
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.model, args.package, args.case = prepare(args.work)
+    runs = {side: [] for side in ("nnunet", "segmentai")}
+    for _ in range(args.repeats):
+        for side in runs:
+            runs[side].append(spawn(side, args, args.work / f"{side}.npy"))
+    best = {side: min(r, key=lambda x: x["seconds"]) for side, r in runs.items()}
+    theirs, ours = np.load(args.work / "nnunet.npy"), np.load(args.work / "segmentai.npy")
+    dice = {}
+    for value in sorted(set(np.unique(theirs)) - {0}):
+        a, b = theirs == value, ours == value
+        dice[str(int(value))] = float(2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum()))
+    config = json.loads((Path(args.package) / "manifest.json").read_text(encoding="utf-8"))["x-nnunet"]
+    report = {
+        "machine": describe(), "threads": args.threads, "repeats": args.repeats, "folds": args.folds,
+        "mirror": args.mirror, "nnunetv2": version("nnunetv2"), "patch_size": config["patch_size"],
+        "runs": runs,
+        "result": {
+            "nnunet": best["nnunet"], "segmentai": best["segmentai"],
+            "speedup": best["nnunet"]["seconds"] / best["segmentai"]["seconds"],
+            "cpu_time_ratio": best["nnunet"]["cpu_seconds"] / best["segmentai"]["cpu_seconds"],
+            "rss_ratio": best["segmentai"]["peak_rss_mib"] / best["nnunet"]["peak_rss_mib"],
+            "dice": dice, "voxels_differing": int((theirs != ours).sum()), "voxels": int(theirs.size),
+        },
+    }
+    report["machine"]["torch_threads"] = args.threads
+    del nnunetv2
+    print(json.dumps(report["result"], indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
