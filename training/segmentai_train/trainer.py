@@ -72,6 +72,7 @@ class Trainer:
         self.history: List[Dict[str, float]] = []
         self.step = 0
         self.start_epoch = 0
+        self.stop_requested = False
         self._t0 = time.time()
 
     # -- hooks --------------------------------------------------------------------------------
@@ -130,6 +131,8 @@ class Trainer:
                     "seconds": time.time() - self._t0}
             logs.update(self.validate())
             self.on_epoch_end(epoch, logs)
+            if self.stop_requested:  # set by a hook, e.g. early stopping
+                break
             if self.config.time_limit_s and time.time() - self._t0 > self.config.time_limit_s:
                 break
         self.on_train_end()

@@ -113,7 +113,7 @@ def main(argv=None) -> None:
     run_dir, models_dir = Path(argv[0]), Path(argv[1])
     torch.set_num_threads(2)
     state = torch.load(run_dir / "final_state_dict.pt", map_location="cpu", weights_only=True)
-    recipe = json.loads((run_dir / "recipe.json").read_text())
+    recipe = json.loads((run_dir / "recipe.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp:
         draft = write_model_package(Path(tmp) / "draft", manifest_dict([], recipe["training_cases"]), state)
         accuracy = evaluate(draft)
@@ -123,7 +123,7 @@ def main(argv=None) -> None:
         shutil.rmtree(target)
     package = write_model_package(target, manifest_dict(accuracy, recipe["training_cases"]), state)
     shutil.copyfile(run_dir / "training_curve.png", target / "training_curve.png")
-    (target / "MODEL_CARD.md").write_text(model_card(package.manifest.to_dict(), recipe))
+    (target / "MODEL_CARD.md").write_text(model_card(package.manifest.to_dict(), recipe), encoding="utf-8")
     print(f"wrote {package.folder}")
 
 

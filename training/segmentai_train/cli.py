@@ -1,0 +1,134 @@
+"""segmentai-train: fine-tune a model package on corrected cases, or export one.
+
+    segmentai-train finetune --model brain-t1-extraction --data cases/ --out runs/ft1 --epochs 20
+    torchrun --nproc_per_node=2 -m segmentai_train.cli finetune --model ... --data ... --out ...
+    segmentai-train export runs/ft1/model --format torchscript --quantize int8 --out exported/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = ["main", "build_parser"]
+
+
+def _finetune_parser(sub) -> None:
+    from .finetune import FinetuneConfig
+
+    d = FinetuneConfig()
+    p = sub.add_parser("finetune", help="fine-tune a model on a dataset of corrected cases",
+                       description="Fine-tune a model package on a dataset (nnU-Net v2 raw layout); writes a new "
+                                   "model package to OUT/model and never modifies the source model.")
+    p.add_argument("--model", required=True, metavar="ID|PATH", help="model id, id@version or package folder")
+    p.add_argument("--data", required=True, type=Path, metavar="DIR", help="dataset folder ('segmentai dataset add')")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder (checkpoints, curves, model/)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--iterations", type=int, default=d.iterations_per_epoch, help="optimiser steps per epoch")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global patches per micro-step")
+    p.add_argument("--accumulate", type=int, default=d.accumulate, help="gradient accumulation micro-steps")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (decoder)")
+    p.add_argument("--encoder-lr-scale", type=float, default=d.encoder_lr_scale, help="encoder rate / decoder rate")
+    p.add_argument("--freeze-encoder-epochs", type=int, default=d.freeze_encoder_epochs)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d.optimizer)
+    p.add_argument("--schedule", choices=["cosine", "poly"], default=d.schedule)
+    p.add_argument("--warmup", type=int, default=d.warmup_iterations, help="warm-up steps")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of cases held out (0: in-sample)")
+    p.add_argument("--folds", type=int, default=d.folds, help="k-fold validation with k folds (use with --fold)")
+    p.add_argument("--fold", type=int, default=d.fold)
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                   help="training patch in voxels (default: the model's inference patch)")
+    p.add_argument("--class-weights", type=float, nargs="+", default=None,
+                   help="cross-entropy weights, background first")
+    p.add_argument("--bn", dest="bn_mode", choices=["train", "frozen"], default=d.bn_mode,
+                   help="batch norm: learn statistics (recalibrated for eval) or keep the parent's")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--minutes", type=float, default=None, help="stop after the epoch in which this time runs out")
+    p.add_argument("--version", default=None, help="version of the new package (default: parent's patch + 1)")
+    p.add_argument("--new-id", default=None, help="id of the new package (default: the parent's)")
+    p.add_argument("--json-progress", action="store_true", help="JSON progress lines on stdout")
+    p.add_argument("--no-progress-bar", action="store_true")
+    p.set_defaults(func=_run_finetune)
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a model package to TorchScript (optionally int8) or ONNX")
+    p.add_argument("model", metavar="MODEL", help="model id, id@version or package folder")
+    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 quantisation (CPU)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder of the exported package")
+    p.add_argument("--version", default=None, help="version of the exported package (default: the source's)")
+    p.set_defaults(func=_run_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segmentai-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _finetune_parser(sub)
+    _export_parser(sub)
+    return parser
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    import torch
+
+    from .finetune import FinetuneConfig, finetune
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = FinetuneConfig(
+        epochs=args.epochs, iterations_per_epoch=args.iterations, batch_size=args.batch_size,
+        accumulate=args.accumulate, learning_rate=args.lr, encoder_lr_scale=args.encoder_lr_scale,
+        freeze_encoder_epochs=args.freeze_encoder_epochs, optimizer=args.optimizer, schedule=args.schedule,
+        warmup_iterations=args.warmup, val_fraction=args.val_fraction, folds=args.folds, fold=args.fold,
+        patience=args.patience, class_weights=args.class_weights, patch_size=args.patch_size,
+        bn_mode=args.bn_mode, seed=args.seed,
+        device=args.device, amp=not args.no_amp, json_progress=args.json_progress,
+        progress_bar=not args.no_progress_bar, time_limit_s=args.minutes * 60 if args.minutes else None,
+        version=args.version, model_id=args.new_id)
+    result = finetune(args.model, args.data, args.out, config, resume=args.resume)
+    if result.package_dir is not None and not args.json_progress:
+        print(f"wrote {result.package_dir} (validation Dice {result.val_dice_before:.4f} -> "
+              f"{result.val_dice_after:.4f}, {result.epochs} epochs)")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    report = export_model(args.model, args.out, fmt=args.format, quantize=args.quantize, version=args.version)
+    print(f"wrote {report['folder']} ({report['format']}{', int8' if args.quantize else ''}; "
+          f"{report['size_bytes'] / 1e6:.1f} MB)")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from segmentai_core.errors import SegmentAIError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SegmentAIError as error:
+        if args.debug:
+            raise
+        print(f"segmentai-train: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("segmentai-train: interrupted; the last checkpoint is kept (use --resume).", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""Fine-tuning a model package on a dataset of corrected cases: ``finetune(...)`` and its trainer.
+
+Transfer learning keeps the source network's weights (re-initialising only the segmentation head
+for a new label set), optionally freezes the encoder for the first epochs and gives it a lower
+learning rate. Loss Dice + cross-entropy on foreground-oversampled, augmented patches; AdamW or
+SGD with Nesterov momentum, warm-up then cosine or poly decay; AMP on CUDA; gradient
+accumulation; DDP under ``torchrun``. Validation Dice each epoch, early stopping, a checkpoint
+each epoch for ``resume``; the result is a NEW model package naming its parent.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+
+from segmentai_core.errors import InputError, ModelError, OutputError
+
+from .distributed import DistContext, init_distributed, shutdown_distributed
+from .sampling import recalibrate_batch_norm
+from .shards import ShardedPatchSampler
+from .trainer import TrainConfig, Trainer, cosine_lr, poly_lr
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "FinetuneTrainer", "finetune"]
+
+CHECKPOINT = "checkpoint_latest.pt"
+PACKAGE_DIR = "model"
+
+
+@dataclass
+class FinetuneConfig:
+    """Every setting of a fine-tuning run (the CLI's options map one to one)."""
+
+    epochs: int = 20
+    iterations_per_epoch: int = 25
+    batch_size: int = 2  # global batch of one micro-step, split over DDP processes
+    accumulate: int = 1  # micro-steps per optimiser step
+    learning_rate: float = 1e-3
+    encoder_lr_scale: float = 0.3
+    freeze_encoder_epochs: int = 0
+    optimizer: str = "adamw"  # or "sgd" (Nesterov, momentum 0.99)
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 20
+    schedule: str = "cosine"  # or "poly"
+    grad_clip: float = 12.0
+    val_fraction: float = 0.2
+    folds: int = 0
+    fold: int = 0
+    patience: int = 10  # epochs without validation gain before stopping; 0 = never
+    foreground_fraction: float = 0.67
+    class_weights: Optional[List[float]] = None
+    patch_size: Optional[List[int]] = None  # training patch (x, y, z); default: the manifest's inference patch
+    bn_mode: str = "train"  # "train": batch statistics, recalibrated for eval; "frozen": the parent's statistics
+    bn_batches: int = 8
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    json_progress: bool = False
+    progress_bar: bool = True
+    time_limit_s: Optional[float] = None
+    version: Optional[str] = None
+    model_id: Optional[str] = None
+
+
+@dataclass
+class FinetuneResult:
+    package_dir: Optional[Path]
+    val_dice_before: float
+    val_dice_after: float
+    epochs: int
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+
+def _loss(num_classes: int, class_weights: Optional[List[float]]) -> torch.nn.Module:
+    from monai.losses import DiceCELoss
+
+    kwargs: Dict[str, Any] = {"to_onehot_y": True, "softmax": True}
+    if class_weights:
+        if len(class_weights) != num_classes:
+            raise InputError(f"--class-weights needs {num_classes} numbers (background first)")
+        name = "weight" if "weight" in inspect.signature(DiceCELoss).parameters else "ce_weight"
+        kwargs[name] = torch.tensor(class_weights, dtype=torch.float32)
+    return DiceCELoss(**kwargs)
+
+
+def _batch_norms(network: torch.nn.Module) -> List[torch.nn.Module]:
+    return [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+class FinetuneTrainer(Trainer):
+    """The hook-based :class:`Trainer` with parameter groups, AMP, accumulation, DDP and early stopping."""
+
+    def __init__(self, network: torch.nn.Module, loss: torch.nn.Module, sampler: ShardedPatchSampler, out_dir: Path,
+                 config: FinetuneConfig, groups: List[Dict], validate_fn, device: torch.device,
+                 dist: DistContext) -> None:
+        train_config = TrainConfig(epochs=config.epochs, iterations_per_epoch=config.iterations_per_epoch,
+                                   learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                                   warmup_iterations=config.warmup_iterations, schedule=config.schedule,
+                                   grad_clip=config.grad_clip, json_progress=config.json_progress,
+                                   time_limit_s=config.time_limit_s, seed=config.seed)
+        super().__init__(network, loss.to(device), sampler, out_dir, train_config, validate_fn, str(device))
+        self.ft = config
+        self.dist = dist
+        self.sampler = sampler
+        self.model = network
+        if dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(network, device_ids=ids)
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=config.learning_rate, momentum=0.99, nesterov=True,
+                                             weight_decay=config.weight_decay)
+        elif config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+        else:
+            raise InputError(f"unknown optimizer '{config.optimizer}' (choose adamw or sgd)")
+        self.use_amp = bool(config.amp and device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch = 0
+        self.best = -1.0
+        self.best_epoch = 0
+        self.best_state: Optional[Dict[str, torch.Tensor]] = None
+        self.wait = 0
+        self.val_dice_before = float("nan")
+        self._bar = None
+        self._last_json = 0.0
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.ft.seed)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.network.train()
+        if self.ft.bn_mode == "frozen":
+            for module in _batch_norms(self.network):
+                module.eval()  # keep the parent's statistics; affine weights still learn
+        self.sampler.set_epoch(epoch)
+        if self.ft.progress_bar and self.dist.is_main:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.ft.iterations_per_epoch, desc=f"epoch {epoch + 1}/{self.ft.epochs}",
+                             file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def learning_rate(self) -> float:
+        total = self.ft.epochs * self.ft.iterations_per_epoch
+        schedule = cosine_lr if self.ft.schedule == "cosine" else poly_lr
+        return schedule(self.step, total, self.ft.learning_rate, self.ft.warmup_iterations)
+
+    def train_step(self, batch: Dict[str, torch.Tensor]) -> float:
+        base = self.learning_rate()
+        frozen = self.epoch < self.ft.freeze_encoder_epochs
+        for group in self.optimizer.param_groups:
+            # Freezing is a zero rate: DDP keeps one fixed set of parameters, and AdamW's decay scales with it.
+            group["lr"] = 0.0 if frozen and group.get("name") == "encoder" else base * group.get("lr_scale", 1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(self.ft.accumulate):
+            if micro:
+                batch = next(self.batches)
+            image = batch["image"].to(self.device, non_blocking=True)
+            label = batch["label"].to(self.device, non_blocking=True)
+            sync = micro == self.ft.accumulate - 1 or not self.dist.enabled
+            context = self.model.no_sync() if not sync else _null()
+            with context:
+                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.use_amp):
+                    loss = self.loss(self.model(image), label) / self.ft.accumulate
+                self.scaler.scale(loss).backward()
+            total += float(loss.detach())
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.ft.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self._report_step(total)
+        return total
+
+    def _report_step(self, loss: float) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{loss:.4f}")
+        if self.ft.json_progress and self.dist.is_main and time.time() - self._last_json > 1.0:
+            self._last_json = time.time()
+            fraction = self.step / max(1, self.ft.epochs * self.ft.iterations_per_epoch)
+            print(json.dumps({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": round(loss, 5),
+                              "fraction": round(fraction, 4)}), flush=True)
+
+    def validate(self) -> Dict[str, float]:
+        result: List[Dict[str, float]] = [{}]
+        if self.dist.is_main and self.validate_fn is not None:
+            result[0] = self.validate_fn(self.network)
+        if self.dist.enabled:  # one process validates; all take the same stopping decision
+            torch.distributed.broadcast_object_list(result, src=0)
+        return result[0]
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, float]) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        logs["loss"] = self.dist.mean(logs["loss"])
+        score = logs.get("val_dice")
+        if score is not None:
+            if score > self.best + 1e-4:
+                self.best, self.best_epoch, self.wait = score, epoch + 1, 0
+                self.best_state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
+            else:
+                self.wait += 1
+            if self.ft.patience and self.wait >= self.ft.patience:
+                self.stop_requested = True
+        self.history.append(logs)
+        if self.dist.is_main:
+            self._write_metrics()
+            self._plot_curve()
+            self.save_checkpoint(self.out_dir / CHECKPOINT, epoch)
+            if self.ft.json_progress:
+                print(json.dumps({"event": "epoch", "epochs": self.ft.epochs, **logs}), flush=True)
+            elif self.ft.progress_bar:
+                dice = f", val Dice {score:.4f}" if score is not None else ""
+                print(f"epoch {epoch + 1}/{self.ft.epochs}: loss {logs['loss']:.4f}{dice}", file=sys.stderr, flush=True)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save_checkpoint(self, path: Path, epoch: int) -> None:
+        state = {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "step": self.step, "history": self.history,
+                 "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                 "best_state": self.best_state or {}, "val_dice_before": self.val_dice_before,
+                 "stopped": self.stop_requested}
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_state = state["best_state"] or None
+        self.val_dice_before = state["val_dice_before"]
+        self.stop_requested = bool(state.get("stopped", False))
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _resolve_model(model: Union[str, Path, Any]):
+    from segmentai_core.models.package import ModelPackage
+    from segmentai_core.models.registry import ModelRegistry
+
+    if isinstance(model, ModelPackage):
+        return model
+    return ModelRegistry().get(str(model))
+
+
+def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[str, Path],
+             config: Optional[FinetuneConfig] = None, resume: bool = False, **overrides: Any) -> FinetuneResult:
+    """Fine-tune ``model`` (id, id@version, folder or ModelPackage) on the dataset ``data``.
+
+    Writes checkpoints, ``metrics.csv`` and ``training_curve.png`` to ``out`` and the new model
+    package to ``out/model``; the source package is never modified. Keyword ``overrides`` set
+    :class:`FinetuneConfig` fields. Under ``torchrun`` each process trains on its shard of every
+    global batch and only rank 0 writes.
+    """
+    from segmentai_core.inference.device import select_device
+    from segmentai_core.models.networks import size_divisor
+    from segmentai_core.models.package import write_model_package
+
+    from .data import load_training_data, split_cases
+    from .new_package import finetuned_manifest
+    from .transfer import build_finetune_network, parameter_groups, same_labels
+    from .validation import mean_dice
+
+    config = copy.deepcopy(config) if config is not None else FinetuneConfig()
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise TypeError(f"unknown fine-tuning option '{key}'")
+        setattr(config, key, value)
+    if config.epochs < 1 or config.iterations_per_epoch < 1 or config.batch_size < 1 or config.accumulate < 1:
+        raise InputError("epochs, iterations, batch size and accumulation must be at least 1")
+    out = Path(out)
+    package_dir = out / PACKAGE_DIR
+    checkpoint = out / CHECKPOINT
+    if package_dir.exists():
+        raise OutputError(f"{package_dir} exists already: this run has finished; choose a new --out folder")
+    if checkpoint.exists() and not resume:
+        raise OutputError(f"{out} holds an interrupted run ({CHECKPOINT}); pass --resume or choose a new --out folder")
+
+    device = select_device(config.device)
+    dist = init_distributed(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        source = _resolve_model(model)
+        manifest = source.manifest
+        if manifest.architecture_name == "TorchScript":
+            raise ModelError(f"model '{manifest.id}' is TorchScript: fine-tune the original (state-dict) package")
+        training = load_training_data(Path(data), manifest.preprocessing)
+        num_classes = len(training.class_names) + 1
+        keep_head = same_labels([label.name for label in manifest.labels], training.class_names)
+        network, counts = build_finetune_network(source, num_classes, keep_head, seed=config.seed)
+        if dist.enabled and device.type == "cuda" and config.bn_mode == "train":
+            network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        network.to(device)
+        train_cases, val_cases, validation = split_cases(training.cases, config.val_fraction, config.folds,
+                                                          config.fold, config.seed)
+        divisor_kji = tuple(reversed(size_divisor(manifest.architecture, manifest.dimensions)))
+        patch_kji = tuple(reversed(config.patch_size or manifest.patch_size))
+        if len(patch_kji) != 3 or any(p % d for p, d in zip(patch_kji, divisor_kji)):
+            raise InputError(f"--patch-size must be 3 sizes, multiples of {list(reversed(divisor_kji))}")
+        sampler = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, dist.rank, dist.world,
+                                      config.foreground_fraction, config.seed)
+        calibration = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, 0, 1,
+                                          config.foreground_fraction, config.seed + 7919)
+        recalibrate = config.bn_mode == "train" and bool(_batch_norms(network))
+
+        def validate(net: torch.nn.Module) -> Dict[str, float]:
+            if recalibrate:
+                calibration.set_epoch(0)
+                with torch.no_grad():
+                    recalibrate_batch_norm(net, _to_device(calibration, device), config.bn_batches)
+            return {"val_dice": mean_dice(net, val_cases, num_classes, divisor_kji, device)}
+
+        groups = parameter_groups(network, manifest.architecture_name, config.encoder_lr_scale)
+        trainer = FinetuneTrainer(network, _loss(num_classes, config.class_weights), sampler, out, config, groups,
+                                  validate, device, dist)
+        if resume and checkpoint.exists():
+            trainer.load_checkpoint(checkpoint)
+        else:
+            before = [mean_dice(network, val_cases, num_classes, divisor_kji, device)] if dist.is_main else [0.0]
+            if dist.enabled:
+                torch.distributed.broadcast_object_list(before, src=0)
+            trainer.val_dice_before = before[0]
+        if dist.is_main and config.json_progress:
+            print(json.dumps({"event": "start", "model": manifest.full_id, "cases": len(train_cases),
+                              "val_cases": len(val_cases), "validation": validation, "head": "kept" if keep_head
+                              else "re-initialised", "start_epoch": trainer.start_epoch, "epochs": config.epochs,
+                              "world_size": dist.world, "val_dice_before": trainer.val_dice_before}), flush=True)
+        if not trainer.stop_requested:
+            trainer.fit()
+        epochs_run = len(trainer.history)
+
+        result = FinetuneResult(None, trainer.val_dice_before, float("nan"), epochs_run, trainer.history)
+        if dist.is_main:
+            if trainer.best_state is not None:
+                network.load_state_dict(trainer.best_state)  # weights and the statistics they were validated with
+            elif recalibrate:
+                recalibrate_batch_norm(network, _to_device(calibration, device), config.bn_batches * 4)
+            after = mean_dice(network, val_cases, num_classes, divisor_kji, device)
+            info = {"dataset": training.dataset_name, "data_sha256": training.sha256, "cases": len(training.cases),
+                    "train_cases": [c.name for c in train_cases], "val_cases": len(val_cases),
+                    "validation": validation, "epochs": epochs_run, "best_epoch": trainer.best_epoch,
+                    "iterations_per_epoch": config.iterations_per_epoch,
+                    "val_dice_before": round(result.val_dice_before, 5),
+                    "val_dice_after": round(after, 5), "head": "kept" if keep_head else "re-initialised",
+                    "world_size": dist.world, "config": {k: v for k, v in asdict(config).items()
+                                                         if k not in ("json_progress", "progress_bar")}}
+            state = network.module.state_dict() if hasattr(network, "module") else network.state_dict()
+            state = {k: v for k, v in _unsync_state(state).items()}
+            data_manifest = finetuned_manifest(manifest, training.class_names, training.class_values, keep_head, info,
+                                               config.version, config.model_id)
+            package = write_model_package(package_dir, data_manifest, state)
+            result.package_dir, result.val_dice_after = package.folder, after
+            if config.json_progress:
+                print(json.dumps({"event": "done", "package": str(package.folder), "model": package.full_id,
+                                  "val_dice_before": result.val_dice_before, "val_dice_after": after,
+                                  "epochs": epochs_run}), flush=True)
+        dist.barrier()
+        return result
+    finally:
+        shutdown_distributed(dist)
+
+
+def _unsync_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """SyncBatchNorm and BatchNorm share parameter names: the state dict loads into the plain network."""
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+class _to_device:
+    """Iterator adapter moving sampler batches to the network's device."""
+
+    def __init__(self, batches, device: torch.device) -> None:
+        self.batches, self.device = batches, device
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in next(self.batches).items()}

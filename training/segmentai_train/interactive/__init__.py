@@ -1,0 +1,1 @@
+"""Simulated interaction for training and benchmarking the interactive model."""

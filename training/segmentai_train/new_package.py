@@ -1,0 +1,66 @@
+"""The manifest of a fine-tuned model: the parent's, with new labels, version, lineage and results."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from typing import Any, Dict, List, Optional
+
+from segmentai_core.labels import SegmentLabel
+
+__all__ = ["next_version", "finetuned_manifest"]
+
+
+def next_version(version: str) -> str:
+    """``1.2.3`` → ``1.2.4`` (pre-release and build parts dropped)."""
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)", version)
+    if not match:
+        return "0.0.1"
+    major, minor, patch = (int(g) for g in match.groups())
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def finetuned_manifest(parent, class_names: List[str], class_values: List[int], keep_head: bool,
+                       training: Dict[str, Any], version: Optional[str] = None,
+                       model_id: Optional[str] = None) -> Dict[str, Any]:
+    """Manifest dict for the new package (weights are filled in by ``write_model_package``).
+
+    ``training`` holds data_sha256, epochs, val_dice_before/after, validation mode, cases...; it
+    goes into the ``x-training`` extension field, and the Dice figures also into ``accuracy``.
+    """
+    data = copy.deepcopy(parent.to_dict())
+    data["id"] = model_id or parent.id
+    data["version"] = version or next_version(parent.version)
+    data["parent"] = {"id": parent.id, "version": parent.version}
+    if not keep_head:
+        by_name = {label.name.lower(): label for label in parent.labels}
+        labels = {}
+        for value, name in zip(class_values, class_names):
+            known = by_name.get(name.lower())
+            entry: Dict[str, Any] = {"name": name, "color": list(known.color if known else
+                                                                  SegmentLabel.default_for(value).color)}
+            if known is not None and known.terminology is not None:
+                entry["terminology"] = known.terminology.to_dict()
+            labels[str(value)] = entry
+        data["labels"] = labels
+    parent_data = parent.training_data
+    if isinstance(parent_data, str):
+        parent_data = [{"name": f"{parent.full_id}: {parent_data}", "license": parent.license.get("weights", "?"),
+                        "cases": 0}]
+    data["training_data"] = list(parent_data) + [{
+        "name": f"fine-tuning dataset '{training['dataset']}' (sha256 {training['data_sha256'][:12]}...)",
+        "license": "user data", "cases": int(training["cases"])}]
+    where = f"{training['validation']} validation on {training['val_cases']} case(s) of '{training['dataset']}'"
+    data["accuracy"] = [{
+        "dataset": where, "metric": "Dice", "value": round(float(training["val_dice_after"]), 4),
+        "notes": f"before fine-tuning ({parent.full_id}): {training['val_dice_before']:.4f}; canonical grid",
+    }]
+    data["created"] = time.strftime("%Y-%m-%d")
+    data["notes"] = (f"Fine-tuned from {parent.full_id} by segmentai-train for {training['epochs']} epochs on "
+                     f"{training['cases']} case(s); validation Dice {training['val_dice_before']:.4f} -> "
+                     f"{training['val_dice_after']:.4f} ({training['validation']}). The parent's accuracy "
+                     "figures do not carry over. " + (parent.notes or ""))[:4000]
+    data["x-training"] = training
+    data.pop("weights", None)
+    return data
