@@ -79,8 +79,8 @@ def _resample_along(volume: np.ndarray, axis: int, new: int, order: int) -> np.n
         return np.take(volume, _nearest_indices(old, new), axis=axis)
     from scipy.ndimage import map_coordinates
 
-    grid = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in volume.shape[:axis] + (new,) + volume.shape[axis + 1:]],
-                       indexing="ij")
+    shape = volume.shape[:axis] + (new,) + volume.shape[axis + 1:]
+    grid = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij")
     grid[axis] = (old / new) * (grid[axis] + 0.5) - 0.5
     return map_coordinates(volume, np.array(grid), order=order, mode="nearest").astype(np.float32, copy=False)
 

@@ -53,8 +53,11 @@ def _mirror_sets(axes: Sequence[int]) -> List[Tuple[int, ...]]:
 
 
 def _forward(network, batch):
+    """One forward pass: channels-last 3D layout (as the engine's windows use), float16 autocast on CUDA."""
     import torch
 
+    if batch.dim() == 5:
+        batch = batch.contiguous(memory_format=torch.channels_last_3d)
     if batch.device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.float16):
             return network(batch).float()
