@@ -14,7 +14,7 @@ from scipy import ndimage
 from .geometry import Geometry
 from .volume import Volume
 
-__all__ = ["smooth_noise", "head_phantom", "blob_phantom", "rotation_matrix"]
+__all__ = ["smooth_noise", "head_phantom", "blob_phantom", "rotation_matrix", "shapes_phantom"]
 
 
 def rotation_matrix(axis: Sequence[float], angle_rad: float) -> np.ndarray:
@@ -42,7 +42,8 @@ def head_phantom(
     The grid is RAS-aligned (i → R, j → A, k → S) with the head near the centre; sizes, shape
     irregularities, tissue intensities, bias field and noise vary with ``seed``. The brain mask
     covers grey and white matter and the ventricles, as skull-stripping masks do.
-    ``contrast="skull_stripped"`` zeroes everything outside the brain.
+    ``contrast="skull_stripped"`` zeroes everything outside the brain; ``contrast="T2"`` gives T2-like
+    intensities (CSF bright, white matter darker than grey matter, fat intermediate) on the same anatomy.
     """
     rng = np.random.default_rng(seed)
     k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
@@ -68,6 +69,10 @@ def head_phantom(
         "air": 0.02, "scalp": rng.uniform(0.65, 0.95), "skull": rng.uniform(0.05, 0.2),
         "csf": rng.uniform(0.08, 0.2), "gm": rng.uniform(0.38, 0.5), "wm": rng.uniform(0.6, 0.78),
     }
+    if contrast == "T2":  # CSF bright, WM darker than GM, fat intermediate; own stream keeps T1 draws unchanged
+        t2 = np.random.default_rng([seed, 2])
+        levels.update(scalp=t2.uniform(0.45, 0.65), skull=t2.uniform(0.03, 0.1), csf=t2.uniform(0.85, 1.0),
+                      gm=t2.uniform(0.5, 0.62), wm=t2.uniform(0.3, 0.42))
     image = np.full(shape, levels["air"], dtype=np.float32)
     image[radius < 1] = levels["scalp"]
     image[radius < r_skull] = levels["skull"]
@@ -110,3 +115,97 @@ def blob_phantom(
     mask = r < 1
     image = np.where(mask, 100.0, 20.0) + rng.normal(0, 5, shape)
     return Volume(image.astype(np.float32), geometry), Volume(mask.astype(np.uint8), geometry)
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    return rotation_matrix(rng.normal(size=3), rng.uniform(0, np.pi))
+
+
+def _ellipsoid(coords: np.ndarray, centre: np.ndarray, rng: np.random.Generator, lo: float, hi: float,
+               wobble: float) -> np.ndarray:
+    semi = rng.uniform(lo, hi, 3)
+    rel = (coords - centre) @ _random_rotation(rng)
+    radius = np.sqrt(((rel / semi) ** 2).sum(axis=-1))
+    if wobble > 0:
+        radius = radius * (1 + wobble * smooth_noise(coords.shape[:3], rng.uniform(3, 7), rng))
+    return radius < 1
+
+
+def _tube(shape: Tuple[int, int, int], centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A curved tube: a random smooth path through ``centre``, thickened by a distance threshold."""
+    steps = rng.normal(size=(4, 3))
+    steps /= np.linalg.norm(steps, axis=1, keepdims=True)
+    length = rng.uniform(0.3, 0.7) * min(shape) / 2
+    half = np.cumsum(steps[:2] * length, axis=0)
+    other = np.cumsum(steps[2:] * length, axis=0)
+    path = np.concatenate([(centre + other)[::-1], centre[None], centre + half])
+    dense = [a + (b - a) * t for a, b in zip(path[:-1], path[1:]) for t in np.linspace(0, 1, 40)]
+    marks = np.zeros(shape, dtype=bool)
+    index = np.rint(np.array(dense)).astype(int)
+    index = index[np.all((index >= 0) & (index < np.array(shape)), axis=1)]
+    marks[tuple(index.T)] = True
+    if not marks.any():
+        marks[tuple(np.clip(np.rint(centre).astype(int), 0, np.array(shape) - 1))] = True
+    return ndimage.distance_transform_edt(~marks) < rng.uniform(1.5, 5.0)
+
+
+def _blob(shape: Tuple[int, int, int], coords: np.ndarray, centre: np.ndarray,
+          rng: np.random.Generator) -> np.ndarray:
+    """An irregular blob: thresholded smooth noise inside a ball, the part connected to the centre."""
+    radius = rng.uniform(6, 20)
+    inside = np.sqrt(((coords - centre) ** 2).sum(axis=-1)) < radius
+    field = smooth_noise(shape, rng.uniform(2, 5), rng) + 1.5 * (1 - np.sqrt(((coords - centre) ** 2).sum(-1)) / radius)
+    blob = inside & (field > rng.uniform(0.3, 0.9))
+    labels, count = ndimage.label(blob)
+    if count == 0:
+        return inside
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def shapes_phantom(
+    shape: Tuple[int, int, int] = (64, 64, 64),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+    max_objects: int = 4,
+) -> Tuple[Volume, Volume]:
+    """Several objects of varied kinds (ellipsoids, curved tubes, irregular blobs, shells) on a textured
+    background; returns (image, label map with one value per object, 1..N, touching objects allowed).
+
+    Object sizes are in voxels. Contrasts, textures, bias field, blur and noise vary with ``seed``:
+    sometimes an object is barely brighter than its surroundings, sometimes darker. Used to train
+    and test class-agnostic interactive segmentation.
+    """
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in shape)
+    coords = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij"), axis=-1)
+    size = np.array(shape, dtype=float)
+    background = rng.uniform(0.2, 0.8)
+    image = background + rng.uniform(0.0, 0.15) * smooth_noise(shape, rng.uniform(1, 6), rng)
+    labels = np.zeros(shape, dtype=np.uint8)
+    count = int(rng.integers(1, max_objects + 1))
+    for value in range(1, count + 1):
+        centre = size / 2 + rng.uniform(-0.3, 0.3, 3) * size if value == 1 else rng.uniform(0.15, 0.85, 3) * size
+        kind = rng.choice(["ellipsoid", "ellipsoid", "tube", "blob", "shell"])
+        if kind == "tube":
+            obj = _tube(shape, centre, rng)
+        elif kind == "blob":
+            obj = _blob(shape, coords, centre, rng)
+        else:
+            obj = _ellipsoid(coords, centre, rng, 4, min(shape) * 0.35, rng.uniform(0, 0.15))
+            if kind == "shell":
+                obj &= ~ndimage.binary_erosion(obj, iterations=int(rng.integers(2, 5)))
+        if not obj.any():
+            continue
+        labels[obj] = value
+        contrast = rng.choice([-1, 1]) * rng.uniform(0.06, 0.6)
+        level = np.clip(background + contrast, 0.0, 1.2)
+        texture = rng.uniform(0.0, 0.12) * smooth_noise(shape, rng.uniform(0.7, 3), rng)
+        image = np.where(obj, level + texture, image)
+    image = image * (1 + rng.uniform(0, 0.25) * smooth_noise(shape, 16, rng))  # bias field
+    image = ndimage.gaussian_filter(image, rng.uniform(0.3, 1.2))
+    image = image + rng.uniform(0.005, 0.08) * rng.standard_normal(shape)
+    scale = float(rng.choice([1.0, 100.0, 1000.0]))
+    geometry = Geometry.create(shape, spacing)
+    return Volume((image * scale).astype(np.float32), geometry), Volume(labels, geometry)

@@ -1,0 +1,359 @@
+"""A Slicer-free interaction session: one image, one target object, its prompts and its history.
+
+Shape after nnInteractive's inference session: set the image, set (or initialise) the target
+mask, then add points, boxes and scribbles; each call re-segments a local region around the object
+and the prompts and returns the updated mask. A point or scribble changes the mask where it was
+placed only (positive ones add, negative ones remove, connected to the prompt). Undo/redo go back and forth over many levels and
+restore the mask exactly. Voxels of other segments (``protected``) are never taken when
+``protect_other_segments`` is on (the default).
+
+    session = InteractionSession()              # the installed interactive model, else the fallback
+    session.set_image(volume)
+    update = session.add_point((12.0, -30.5, 8.0), positive=True)   # RAS mm, Slicer's convention
+    update = session.add_point((40, 52, 17), positive=False, space="ijk")
+    session.undo()
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry import Geometry
+from ..inference.canonical import resample_to
+from ..inference.normalization import normalize
+from ..volume import Volume
+from .guidance import guidance_maps
+from .predictors import ModelPredictor, Predictor, RandomWalkerPredictor, WorkingInputs, find_interactive_model
+from .prompts import Prompt, box_extent, box_prompts, check_inside, polyline_samples, to_ijk
+from .region import LocalRegion, plan_region
+from .worker import InteractionWorker
+
+__all__ = ["InteractionSession", "Update", "default_predictor"]
+
+Slices = Tuple[slice, slice, slice]
+Positions = Union[Sequence[float], Sequence[Sequence[float]], np.ndarray]
+
+
+@dataclass
+class Update:
+    """The result of one interaction.
+
+    ``mask`` is a read-only view of the session's target (uint8 0/1, [k, j, i], on the image's
+    grid); ``region`` the array slices that changed (None when nothing did); ``seconds`` the wall
+    time of the call.
+    """
+
+    mask: np.ndarray
+    region: Optional[Slices]
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return self.region is not None
+
+
+@dataclass
+class _Step:
+    """One undoable step: the changed box before and after, and the prompt lists around it."""
+
+    region: Optional[Slices]
+    before: Optional[np.ndarray]
+    after: Optional[np.ndarray]
+    prompts_before: Tuple[Prompt, ...]
+    prompts_after: Tuple[Prompt, ...]
+
+
+def default_predictor(device: str = "auto", registry=None) -> Predictor:
+    """The installed interactive model (highest version) if there is one, else the random walker."""
+    package = find_interactive_model(registry)
+    return ModelPredictor(package, device=device) if package is not None else RandomWalkerPredictor()
+
+
+class InteractionSession:
+    """Owns the image, the target mask, the prompts and the undo history of one object."""
+
+    def __init__(self, predictor: Optional[Predictor] = None, *, protect_other_segments: bool = True,
+                 worker: Optional[InteractionWorker] = None, max_undo: int = 100, device: str = "auto") -> None:
+        self.predictor: Predictor = predictor if predictor is not None else default_predictor(device)
+        self.protect_other_segments = protect_other_segments
+        self.max_undo = max_undo
+        self._own_worker = worker is None
+        self.worker = worker or InteractionWorker()
+        self._image: Optional[Volume] = None
+        self._mask: Optional[np.ndarray] = None
+        self._initial: Optional[np.ndarray] = None
+        self._protected: Optional[np.ndarray] = None
+        self._prompts: List[Prompt] = []
+        self._undo: List[_Step] = []
+        self._redo: List[_Step] = []
+        self.last_region: Optional[LocalRegion] = None
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def set_image(self, volume: Volume) -> None:
+        """Use ``volume`` (any grid: anisotropic, oblique) and start with an empty target."""
+        if volume.array.ndim != 3:
+            raise InputError("interactive segmentation needs a 3D image")
+        self._image = volume
+        self.worker.submit(self.predictor.load)  # load the model while the user aims the first click
+        self.set_target(None)
+
+    @property
+    def geometry(self) -> Geometry:
+        return self._require_image().geometry
+
+    def set_target(self, mask: Union[np.ndarray, Volume, None] = None,
+                   protected: Union[np.ndarray, Volume, None] = None) -> Update:
+        """Start a new object from ``mask`` (non-zero = object; None: empty); prompts and history are
+        cleared. ``protected`` (optional) marks voxels of other segments."""
+        self._mask = self._as_mask(mask, "target mask")
+        self._initial = self._mask.copy()
+        if protected is not None:
+            self.set_protected(protected)
+        self._prompts, self._undo, self._redo = [], [], []
+        return self._update(None, 0.0)
+
+    def set_protected(self, protected: Union[np.ndarray, Volume, None]) -> None:
+        """Voxels belonging to other segments (non-zero), which an update never takes."""
+        self._protected = None if protected is None else self._as_mask(protected, "protected mask").astype(bool)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Read-only view of the current target mask (uint8, [k, j, i])."""
+        view = self._require_mask().view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def prompts(self) -> Tuple[Prompt, ...]:
+        return tuple(self._prompts)
+
+    # --- prompts -----------------------------------------------------------------------------
+
+    def add_point(self, position: Positions, positive: bool = True, space: str = "ras") -> Update:
+        """Add a click at ``position`` (RAS mm by default; ``space="ijk"`` for voxel indices i, j, k)."""
+        ijk = to_ijk(position, self.geometry, space)
+        if len(ijk) != 1:
+            raise InputError("a point is one position (three numbers)")
+        check_inside(ijk, self.geometry, "the point")
+        return self._interact(Prompt("point", (tuple(ijk[0]),), bool(positive)))
+
+    def add_box(self, corner1: Positions, corner2: Positions, space: str = "ras") -> Update:
+        """Add a box from two opposite corners: a rectangle on one slice when it is flat along one
+        voxel axis, else a 3D region of interest. The box is aligned with the image's voxel axes."""
+        corners = np.concatenate([to_ijk(corner1, self.geometry, space), to_ijk(corner2, self.geometry, space)])
+        if len(corners) != 2:
+            raise InputError("a box is given by two corners (three numbers each)")
+        check_inside(corners, self.geometry, "the box corner")
+        box_extent(corners[0], corners[1])  # refuses a box flat along two axes
+        return self._interact(Prompt("box", tuple(tuple(c) for c in corners), True))
+
+    def add_scribble(self, points: Positions, positive: bool = True, space: str = "ras") -> Update:
+        """Add a scribble: a polyline through ``points`` (N × 3), object or background."""
+        ijk = to_ijk(points, self.geometry, space)
+        check_inside(ijk, self.geometry, "the scribble point")
+        return self._interact(Prompt("scribble", tuple(tuple(p) for p in ijk), bool(positive)))
+
+    # --- history -----------------------------------------------------------------------------
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> Update:
+        """Go back one step (mask and prompts exactly as before it); no-op when there is none."""
+        t0 = time.perf_counter()
+        if not self._undo:
+            return self._update(None, 0.0)
+        step = self._undo.pop()
+        self._apply(step.region, step.before, step.prompts_before)
+        self._redo.append(step)
+        return self._update(step.region, time.perf_counter() - t0)
+
+    def redo(self) -> Update:
+        """Re-apply the last undone step; no-op when there is none."""
+        t0 = time.perf_counter()
+        if not self._redo:
+            return self._update(None, 0.0)
+        step = self._redo.pop()
+        self._apply(step.region, step.after, step.prompts_after)
+        self._undo.append(step)
+        return self._update(step.region, time.perf_counter() - t0)
+
+    def reset(self) -> Update:
+        """Drop every prompt and return to the initial target (undoable)."""
+        t0 = time.perf_counter()
+        mask = self._require_mask()
+        region = _changed_box(mask, self._initial)
+        self._record(region, self._initial, ())
+        return self._update(region, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        """Stop the worker thread if the session created it."""
+        if self._own_worker:
+            self.worker.close()
+
+    def __enter__(self) -> "InteractionSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _require_image(self) -> Volume:
+        if self._image is None:
+            raise InputError("no image: call set_image first")
+        return self._image
+
+    def _require_mask(self) -> np.ndarray:
+        if self._mask is None:
+            raise InputError("no image: call set_image first")
+        return self._mask
+
+    def _as_mask(self, mask: Union[np.ndarray, Volume, None], what: str) -> np.ndarray:
+        geometry = self.geometry
+        if mask is None:
+            return np.zeros(geometry.shape, dtype=np.uint8)
+        if isinstance(mask, Volume):
+            if not mask.geometry.same_grid(geometry):
+                raise InputError(f"the {what} is not on the image's grid ({mask.geometry.describe()} vs "
+                                 f"{geometry.describe()})")
+            mask = mask.array
+        mask = np.asarray(mask)
+        if mask.shape != geometry.shape:
+            raise InputError(f"the {what} has shape {mask.shape}, the image {geometry.shape} (arrays are [k, j, i])")
+        return (mask != 0).astype(np.uint8)
+
+    def _update(self, region: Optional[Slices], seconds: float) -> Update:
+        return Update(self.mask, region, seconds)
+
+    def _apply(self, region: Optional[Slices], values: Optional[np.ndarray], prompts: Sequence[Prompt]) -> None:
+        if region is not None and values is not None:
+            self._require_mask()[region] = values
+        self._prompts = list(prompts)
+
+    def _record(self, region: Optional[Slices], new_full_or_region: Optional[np.ndarray],
+                prompts_after: Sequence[Prompt], *, values_are_region: bool = False) -> None:
+        mask = self._require_mask()
+        before = after = None
+        if region is not None:
+            before = mask[region].copy()
+            after = new_full_or_region if values_are_region else new_full_or_region[region].copy()
+        step = _Step(region, before, after, tuple(self._prompts), tuple(prompts_after))
+        self._apply(region, after, prompts_after)
+        self._undo.append(step)
+        del self._undo[: max(0, len(self._undo) - self.max_undo)]
+        self._redo.clear()
+
+    def _interact(self, prompt: Prompt) -> Update:
+        t0 = time.perf_counter()
+        prompts = self._prompts + [prompt]
+        new_crop, region = self._predict(prompts)
+        mask = self._require_mask()
+        old_crop = mask[region.crop]
+        changed = _changed_box(new_crop, old_crop)
+        if changed is None:
+            self._record(None, None, prompts)
+            return self._update(None, time.perf_counter() - t0)
+        full = tuple(slice(c.start + s.start, c.start + s.stop) for c, s in zip(region.crop, changed))
+        self._record(full, new_crop[changed].copy(), prompts, values_are_region=True)
+        return self._update(full, time.perf_counter() - t0)  # type: ignore[arg-type]
+
+    def _predict(self, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
+        """Re-segment the local region for ``prompts``; returns the new crop of the mask and the region."""
+        image, mask = self._require_image(), self._require_mask()
+        geometry = image.geometry
+        guidance: List[Prompt] = []
+        for prompt in prompts:
+            guidance.extend(box_prompts(prompt) if prompt.kind == "box" else [prompt])
+        points = np.concatenate([p.array for p in prompts])
+        region = plan_region(geometry, mask, points, prompts[-1].array.mean(axis=0), self.predictor.settings)
+        self.last_region = region
+        crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
+        crop_image = Volume(image.array[crop], crop_geometry)
+        background = float(crop_image.array.min()) if crop_image.array.size else 0.0
+        image_w = normalize(resample_to(crop_image, working, order=1, default_value=background).array,
+                            self.predictor.normalization)
+        previous_w = resample_to(Volume(mask[crop].astype(np.float32), crop_geometry), working, order=1).array
+        positive, negative = guidance_maps(guidance, geometry, working, self.predictor.sigma)
+        inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]))
+        probability = self.worker.call(self.predictor.predict, inputs)
+        # Back on the crop, change only where the new decision differs from the previous mask seen
+        # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
+        new = resample_to(Volume(probability, working), crop_geometry, order=1).array > 0.5
+        seen = resample_to(Volume(previous_w, working), crop_geometry, order=1).array > 0.5
+        changed = (new != seen) & self._allowed(prompts, region)
+        changed = _follow_prompt(changed, new, prompts[-1], geometry, region)
+        if self.protect_other_segments and self._protected is not None:
+            changed &= ~(self._protected[crop] & new)
+        result = mask[crop].copy()
+        result[changed] = new[changed]
+        return result, region
+
+    def _allowed(self, prompts: Sequence[Prompt], region: LocalRegion) -> np.ndarray:
+        """Where this update may change the mask: inside the 3D boxes (if any), and on a 2D box's
+        slice only inside its rectangle."""
+        k, j, i = (np.arange(s.start, s.stop) for s in region.crop)
+        grids = {0: i[None, None, :], 1: j[None, :, None], 2: k[:, None, None]}
+        shape = tuple(s.stop - s.start for s in region.crop)
+        inside_3d = None
+        allowed = np.ones(shape, dtype=bool)
+        for prompt in prompts:
+            if prompt.kind != "box":
+                continue
+            lo, hi, flat = box_extent(prompt.array[0], prompt.array[1])
+            inside = np.ones(shape, dtype=bool)
+            for axis in range(3):
+                if axis != flat:
+                    inside &= (grids[axis] >= lo[axis] - 0.5) & (grids[axis] <= hi[axis] + 0.5)
+            if flat < 0:
+                inside_3d = inside if inside_3d is None else inside_3d | inside
+            else:
+                on_slice = np.broadcast_to(grids[flat] == int(np.rint((lo[flat] + hi[flat]) / 2)), shape)
+                allowed &= ~(on_slice & ~inside)
+        return allowed if inside_3d is None else allowed & inside_3d
+
+
+def _follow_prompt(changed: np.ndarray, new: np.ndarray, prompt: Prompt, geometry: Geometry,
+                   region: LocalRegion) -> np.ndarray:
+    """Keep only the change that the newest prompt asked for, where it asked for it.
+
+    A positive point or scribble only adds voxels and a negative one only removes them, and only
+    the connected parts of the change that touch the prompt are kept: a click corrects the error
+    it was placed in and never makes the mask drift elsewhere (a box may do both, inside itself).
+    """
+    from scipy import ndimage
+
+    if prompt.kind == "box":
+        return changed
+    changed = changed & (new == prompt.positive)
+    if not changed.any():
+        return changed
+    labels, _ = ndimage.label(changed, np.ones((3, 3, 3), dtype=bool))
+    start = np.array([s.start for s in region.crop])
+    points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
+    kji = geometry.ijk_to_array_index(points) - start
+    touched = np.zeros(changed.shape, dtype=bool)
+    kji = kji[np.all((kji >= 0) & (kji < np.array(changed.shape)), axis=1)]
+    touched[tuple(kji.T)] = True
+    # Near the prompt (two voxels) rather than exactly under it: the change may start next to the click.
+    touched = ndimage.binary_dilation(touched, iterations=2)
+    keep = np.unique(labels[touched & changed])
+    return np.isin(labels, keep[keep > 0])
+
+
+def _changed_box(a: np.ndarray, b: np.ndarray) -> Optional[Slices]:
+    """Bounding box (slices) of the voxels where ``a`` and ``b`` differ, or None."""
+    from ..inference.postprocess import bounding_box
+
+    return bounding_box(a != b, margin=0)
