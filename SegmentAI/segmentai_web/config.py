@@ -1,0 +1,117 @@
+"""Options of ``segmentai web`` and the rules that keep it safe to run (no trame, no VTK here).
+
+The server binds to 127.0.0.1 unless told otherwise. Binding to any other address requires a
+token: the browser must present it (``?secret=TOKEN`` in the address, or typed into the page's
+sign-in form) before the websocket accepts it. Uploads are limited in size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from segmentai_core.errors import InputError
+
+__all__ = ["WebConfig", "add_arguments", "config_from_args", "is_loopback", "TOKEN_ENV"]
+
+TOKEN_ENV = "SEGMENTAI_WEB_TOKEN"
+"""Environment variable holding the access token (preferred over ``--token``: not shown by ``ps``)."""
+
+DEFAULT_MAX_UPLOAD_MB = 1024
+
+
+@dataclass
+class WebConfig:
+    """Everything the web app needs from the command line."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Optional[Path] = None
+    dataset_dir: Optional[Path] = None
+    runs_dir: Optional[Path] = None
+    token: Optional[str] = None
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    device: str = "auto"
+    open_browser: bool = False
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def url(self) -> str:
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        query = f"?secret={self.token}" if self.token else ""
+        return f"http://{shown}:{self.port}/{query}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``segmentai web`` (shared by ``segmentai-web``)."""
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; any other needs a token)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="folder whose images the page may open by name (nothing outside it)")
+    parser.add_argument("--dataset", type=Path, default=None, metavar="DIR",
+                        help="training dataset that 'Save as training case' adds to "
+                             "(default: DATA/segmentai-dataset, else the user data folder)")
+    parser.add_argument("--runs", type=Path, default=None, metavar="DIR",
+                        help="folder of fine-tuning runs (default: beside the dataset)")
+    parser.add_argument("--token", default=None,
+                        help=f"access token for a non-local --host (default: ${TOKEN_ENV}, else a random one)")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                        help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--open-browser", action="store_true", help="open the page in a browser")
+
+
+def _default_dataset(data_dir: Optional[Path]) -> Path:
+    if data_dir is not None:
+        return data_dir / "segmentai-dataset"
+    from segmentai_core.models.registry import default_user_dir
+
+    return default_user_dir().parent / "datasets" / "web-corrections"
+
+
+def config_from_args(args: argparse.Namespace, environ: Optional[dict] = None) -> WebConfig:
+    """Check the options and build the configuration (raises InputError with one readable line)."""
+    environ = os.environ if environ is None else environ
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port} is not a port number (0..65535)")
+    if args.max_upload_mb <= 0:
+        raise InputError("--max-upload-mb must be positive")
+    data_dir = args.data.expanduser().resolve() if args.data is not None else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise InputError(f"--data {args.data}: no such folder")
+    token = args.token or environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) < 8:
+        raise InputError("the access token must have at least 8 characters")
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(18)  # another host can reach the server: never without a token
+    dataset = (args.dataset.expanduser().resolve() if args.dataset is not None else _default_dataset(data_dir))
+    runs = args.runs.expanduser().resolve() if args.runs is not None else dataset.parent / "segmentai-runs"
+    return WebConfig(host=args.host, port=args.port, data_dir=data_dir, dataset_dir=dataset, runs_dir=runs,
+                     token=token, max_upload_mb=args.max_upload_mb, device=args.device,
+                     open_browser=args.open_browser)
+
+
+def parse_config(argv: Optional[List[str]] = None, prog: str = "segmentai web") -> WebConfig:
+    """Parse ``argv`` into a :class:`WebConfig` (for ``segmentai-web`` and tests)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Serve SegmentAI in the browser (trame-slicer).")
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(argv))

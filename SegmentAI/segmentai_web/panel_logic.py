@@ -1,0 +1,481 @@
+"""The SegmentAI panel's handlers: they run on the server's main thread (its asyncio loop).
+
+Every action goes through the shared layers: volumes are read by :mod:`segmentai_mrml.storage`,
+segmentation runs in :class:`segmentai_mrml.logic.SegmentationLogic` (worker thread, polled here),
+clicks in :class:`~segmentai_web.refinement.ClickRefiner` (the core's interaction session),
+training cases in :func:`segmentai_core.dataset.add_case`, fine-tuning in ``segmentai_train``.
+A user-caused error shows one line in the panel and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import logging
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+from segmentai_core.errors import InputError, SegmentAIError
+from segmentai_mrml.logic import SegmentationLogic
+from segmentai_mrml.segmentation_nodes import MODEL_ATTRIBUTE, segment_array
+from segmentai_mrml.storage import load_volume, save_node
+
+from .config import WebConfig
+from .finetune_job import FinetuneJob, training_available
+from .refinement import ClickRefiner
+from .state import DEFAULTS
+from .uploads import check_upload, list_data_images, resolve_data_path, split_files, write_upload
+
+__all__ = ["PanelLogic"]
+
+log = logging.getLogger("segmentai.web")
+SAMPLE_NAME = "SegmentAI sample T1"
+POLL_S = 0.25
+
+
+def _hex(color) -> str:
+    return "#" + "".join(f"{int(round(max(0.0, min(1.0, c)) * 255)):02x}" for c in color[:3])
+
+
+def action(method):
+    """Run a handler; a SegmentAIError becomes the panel's message, a bug a short message plus a log entry."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except SegmentAIError as error:
+            self.notify(str(error), "error")
+        except Exception as error:  # noqa: BLE001 - keep the server alive, log the traceback
+            log.error("%s failed:\n%s", method.__name__, traceback.format_exc())
+            self.notify(f"Internal error in {method.__name__}: {type(error).__name__}: {error}", "error")
+        return None
+
+    return wrapper
+
+
+class PanelLogic:
+    """Owns SegmentAI's part of the web app: the segmentation logic, click refiner and jobs."""
+
+    def __init__(self, server, slicer_app, config: WebConfig, layout_state, registry=None) -> None:
+        self.server = server
+        self.state = server.state
+        self.app = slicer_app
+        self.config = config
+        self.layout_state = layout_state  # trame-slicer's viewer layout state (drawer, volume loaded)
+        self.segment_editor_logic = None  # set by the app (trame-slicer's SegmentEditorLogic)
+        self.logic = SegmentationLogic(slicer_app.scene, registry)
+        self.refiner = ClickRefiner(apply=self._apply_with_undo)
+        self.job = None
+        self.finetune_job: Optional[FinetuneJob] = None
+        self._markups: Dict[bool, object] = {}
+        self._upload_files: List[dict] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="segmentai-web-")
+        self.state.update(DEFAULTS)
+        self.state.sai_max_upload_mb = config.max_upload_mb
+        self.state.sai_dataset_dir = str(config.dataset_dir)
+        self.state.sai_training_available = training_available()
+        self.state.sai_data_files = list_data_images(config.data_dir)
+        self.state.change("sai_model")(self._on_model_changed)
+        self.state.change("sai_click_mode")(self._on_click_mode_changed)
+        self.refresh_models()
+        self._count_cases()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @property
+    def editor(self):
+        return self.app.segmentation_editor
+
+    @property
+    def volume_node(self):
+        return self.editor.active_volume_node
+
+    @property
+    def segmentation_node(self):
+        return self.editor.active_segmentation_node
+
+    def notify(self, text: str, kind: str = "info") -> None:
+        self.state.sai_message, self.state.sai_message_type = text, kind
+        (log.warning if kind == "error" else log.info)("%s", text)
+
+    def handlers(self) -> Dict[str, object]:
+        return {
+            "load_sample": self.load_sample, "load_data_file": self.load_data_file, "segment": self.segment,
+            "cancel": self.cancel, "toggle_visibility": self.toggle_visibility, "undo": self.undo,
+            "redo": self.redo, "save_case": self.save_case, "finetune": self.finetune,
+            "finetune_cancel": self.finetune_cancel,
+        }
+
+    def triggers(self) -> Dict[str, str]:
+        name = self.server.controller.trigger_name
+        return {"upload_chunk": name(self.upload_chunk), "upload_refused": name(self.upload_refused),
+                "download_seg": name(self.download_seg), "download_nii": name(self.download_nii)}
+
+    # --- models ----------------------------------------------------------------------------------
+
+    def refresh_models(self, select: Optional[str] = None) -> None:
+        packages = self.logic.models()
+        self.state.sai_models = [{"title": f"{p.manifest.name} ({p.full_id})", "value": p.full_id} for p in packages]
+        ids = [p.full_id for p in packages]
+        if select in ids:
+            self.state.sai_model = select
+        elif self.state.sai_model not in ids:
+            self.state.sai_model = self.logic.model().full_id if packages else None
+        self._on_model_changed(self.state.sai_model)
+
+    def _on_model_changed(self, sai_model=None, **_) -> None:
+        try:
+            self.state.sai_model_card = self.logic.model(sai_model).card() if sai_model else ""
+        except SegmentAIError as error:
+            self.state.sai_model_card = str(error)
+
+    # --- volumes ---------------------------------------------------------------------------------
+
+    @action
+    def load_sample(self) -> None:
+        from segmentai_core.resources import resources_dir
+
+        self.open_volume(resources_dir() / "SampleData" / "sample_t1.nii.gz", SAMPLE_NAME)
+
+    @action
+    def load_data_file(self, relative=None) -> None:
+        if relative:
+            self.open_volume(resolve_data_path(self.config.data_dir, relative))
+
+    async def upload_chunk(self, files) -> None:
+        """Chunks from the page's file input; the empty list ends the upload."""
+        if files:
+            self._upload_files.extend(files)
+            return
+        files, self._upload_files = split_files(self._upload_files), []
+        self._open_upload(files)
+        self.state.flush()
+
+    @action
+    def _open_upload(self, files) -> None:
+        if len(files) != 1:
+            raise InputError("upload one image file at a time")
+        name, data = files[0]
+        check_upload(name, data, self.config.max_upload_bytes)
+        folder = Path(tempfile.mkdtemp(dir=self._tmp.name))
+        self.open_volume(write_upload(name, data, folder))
+
+    def upload_refused(self, name: str, size: float) -> None:
+        self.notify(f"{name} is {float(size) / 2**20:.1f} MB; this server accepts up to "
+                    f"{self.config.max_upload_mb:.0f} MB", "error")
+
+    def open_volume(self, path: Path, name: Optional[str] = None) -> None:
+        """Replace the scene's content by the volume at ``path``; the file is checked before anything changes."""
+        from segmentai_core.io import read_volume
+
+        if self.job is not None and not self.job.done:
+            raise InputError("wait for the running segmentation (or cancel it) before opening another volume")
+        read_volume(path)  # one-line error for unreadable, truncated or non-3D files, before the scene changes
+        self.state.sai_click_mode = "off"
+        self.refiner.forget()
+        self._markups.clear()
+        self.app.scene.Clear()
+        node = load_volume(self.app.scene, path, name or Path(path).name.split(".")[0])
+        self.app.display_manager.show_volume(node, do_reset_views=True)
+        self.segment_editor_logic.on_volume_changed(node)
+        self.layout_state.data.is_volume_loaded = True
+        self.state.sai_volume_name = node.GetName()
+        self.refresh_segments()
+        self.notify(f"Opened {node.GetName()}", "success")
+
+    # --- segmentation ----------------------------------------------------------------------------
+
+    @action
+    def segment(self) -> None:
+        if self.volume_node is None:
+            raise InputError("open a volume first")
+        if self.job is not None and not self.job.done:
+            return
+        self.state.sai_click_mode = "off"
+        self.job = self.logic.start(self.volume_node, self.state.sai_model, self.config.device,
+                                    into=self.segmentation_node)
+        self.state.sai_busy, self.state.sai_progress, self.state.sai_progress_text = True, 0.0, "Starting"
+        self.state.sai_message = ""
+        asyncio.get_event_loop().create_task(self._watch_segmentation(self.job))
+
+    async def _watch_segmentation(self, job) -> None:
+        started = time.time()
+        while not self.logic.poll(job):
+            fraction, message = job.progress
+            with self.state:
+                self.state.sai_progress, self.state.sai_progress_text = round(100 * fraction, 1), message
+            await asyncio.sleep(POLL_S)
+        with self.state:
+            self.state.sai_busy = False
+            if job.state == "succeeded":
+                self.editor.set_active_segmentation(job.segmentation_node, self.volume_node)
+                self.refiner.forget()
+                self.refresh_segments()
+                self.notify(f"Segmented with {job.model_id} in {time.time() - started:.1f} s", "success")
+            else:
+                self.notify(job.error or "Segmentation did not finish; nothing was changed.",
+                            "warning" if job.state == "cancelled" else "error")
+
+    def cancel(self) -> None:
+        if self.job is not None and not self.job.done:
+            self.job.cancel()
+            self.state.sai_progress_text = "Cancelling..."
+
+    # --- segments --------------------------------------------------------------------------------
+
+    def segment_voxels(self) -> Dict[str, int]:
+        """Voxel count of every segment of the active segmentation on the volume's grid."""
+        node, volume = self.segmentation_node, self.volume_node
+        if node is None or volume is None:
+            return {}
+        segmentation = node.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        return {sid: int(segment_array(node, sid, volume).sum()) for sid in ids}
+
+    def refresh_segments(self) -> None:
+        node, volume = self.segmentation_node, self.volume_node
+        rows = []
+        if node is not None and volume is not None:
+            voxel_ml = float(np.prod(volume.GetSpacing())) / 1000.0
+            segmentation = node.GetSegmentation()
+            for sid, voxels in self.segment_voxels().items():
+                segment = segmentation.GetSegment(sid)
+                rows.append({"id": sid, "name": segment.GetName(), "color": _hex(segment.GetColor()),
+                             "voxels": voxels, "ml": f"{voxels * voxel_ml:.1f}",
+                             "visible": bool(self.editor.get_segment_visibility(sid))})
+        self.state.sai_segments = rows
+        stack = self.editor.undo_stack
+        self.state.sai_can_undo = bool(stack and stack.can_undo())
+        self.state.sai_can_redo = bool(stack and stack.can_redo())
+
+    @action
+    def toggle_visibility(self, segment_id: str) -> None:
+        self.editor.set_segment_visibility(segment_id, not self.editor.get_segment_visibility(segment_id))
+        self.refresh_segments()
+
+    # --- clicks ----------------------------------------------------------------------------------
+
+    def _markups_node(self, positive: bool):
+        node = self._markups.get(positive)
+        if node is None or self.app.scene.GetNodeByID(node.GetID()) is not node:
+            from slicer import vtkMRMLMarkupsNode
+
+            node = self.app.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
+                                                    "SegmentAI object" if positive else "SegmentAI background")
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+            color = (0.2, 0.9, 0.3) if positive else (0.95, 0.25, 0.25)
+            display.SetSelectedColor(*color)
+            display.SetColor(*color)
+            display.SetPointLabelsVisibility(False)
+            node.AddObserver(vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                             lambda caller, _event, p=positive: self._on_point_placed(caller, p))
+            self._markups[positive] = node
+        return node
+
+    def _on_click_mode_changed(self, sai_click_mode="off", **_) -> None:
+        try:
+            if sai_click_mode in ("positive", "negative") and self.volume_node is not None:
+                self.app.markups_logic.place_node(self._markups_node(sai_click_mode == "positive"), persistent=True)
+                self.state.sai_predictor = self.refiner.predictor_name
+            else:
+                self.app.markups_logic.disable_place_mode()
+        except Exception as error:  # noqa: BLE001
+            log.error("click mode: %s", traceback.format_exc())
+            self.notify(f"Could not switch the click mode: {error}", "error")
+
+    def _on_point_placed(self, node, positive: bool) -> None:
+        count = node.GetNumberOfControlPoints()
+        if count == 0:
+            return
+        position = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(count - 1, position)
+        # Leave the VTK event first, then refine (the page shows the busy bar meanwhile).
+        asyncio.get_event_loop().create_task(self._refine(position, positive))
+
+    async def _refine(self, position, positive: bool) -> None:
+        with self.state:
+            self.state.sai_refining = True
+        await asyncio.sleep(0)
+        with self.state:
+            self.add_point(position, positive)
+            self.state.sai_refining = False
+
+    @action
+    def add_point(self, position_ras, positive: bool = True) -> int:
+        """Refine the selected segment with one click at world RAS ``position_ras``."""
+        if self.job is not None and not self.job.done:
+            raise InputError("wait for the segmentation to finish before clicking")
+        segment_id = self.editor.get_active_segment_id()
+        changed = self.refiner.add_point(self.segmentation_node, segment_id, self.volume_node, position_ras, positive)
+        self.refresh_segments()
+        kind = "object" if positive else "background"
+        self.notify(f"{kind.capitalize()} click: {changed} voxels changed" if changed else
+                    f"{kind.capitalize()} click: no change", "info")
+        return changed
+
+    def _apply_with_undo(self, segmentation_node, segment_id, mask, volume_node) -> None:
+        """Write a click's result as one step of the editor's undo stack (shared with the brush and other effects)."""
+        from segmentai_mrml.segmentation_nodes import set_segment_from_array
+        from trame_slicer.segmentation.segmentation_undo_command import SegmentationLabelMapUndoCommand
+
+        with SegmentationLabelMapUndoCommand.push_state_change(self.editor.active_segmentation):
+            set_segment_from_array(segmentation_node, segment_id, mask, volume_node)
+
+    @action
+    def undo(self) -> None:
+        if self.editor.undo_stack is not None and self.editor.undo_stack.can_undo():
+            self.editor.undo_stack.undo()
+        self.refresh_segments()
+
+    @action
+    def redo(self) -> None:
+        if self.editor.undo_stack is not None and self.editor.undo_stack.can_redo():
+            self.editor.undo_stack.redo()
+        self.refresh_segments()
+
+    # --- training --------------------------------------------------------------------------------
+
+    def _count_cases(self) -> None:
+        from segmentai_core.dataset import list_cases
+
+        try:
+            self.state.sai_cases = len(list_cases(self.config.dataset_dir))
+        except (SegmentAIError, OSError):
+            self.state.sai_cases = 0
+
+    @action
+    def save_case(self) -> str:
+        """Add the volume and its corrected segmentation to the training dataset; returns the case id."""
+        from segmentai_core.dataset import add_case
+
+        volume, node = self.volume_node, self.segmentation_node
+        if volume is None or node is None:
+            raise InputError("open a volume and segment it first")
+        image, labelmap, labels = self.logic.training_case(volume, node)
+        provenance = {"source": volume.GetName(), "model": node.GetAttribute(MODEL_ATTRIBUTE) or "",
+                      "tool": "segmentai web"}
+        case_id = add_case(self.config.dataset_dir, image, labelmap, labels, provenance)
+        self._count_cases()
+        self.notify(f"Saved {case_id} in {self.config.dataset_dir}", "success")
+        return case_id
+
+    @action
+    def finetune(self) -> None:
+        if not training_available():
+            raise InputError("fine-tuning needs the training package: pip install -e training")
+        if self.finetune_job is not None and not self.finetune_job.done:
+            return
+        epochs = max(1, int(float(self.state.sai_ft_epochs or 1)))
+        out = Path(self.config.runs_dir) / time.strftime("run-%Y%m%d-%H%M%S")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.finetune_job = FinetuneJob(self.state.sai_model, self.config.dataset_dir, out, epochs=epochs,
+                                        device=self.config.device)
+        self.state.sai_ft_running, self.state.sai_ft_progress = True, 0.0
+        self.state.sai_ft_text, self.state.sai_ft_curve = "Starting fine-tuning...", ""
+        asyncio.get_event_loop().create_task(self._watch_finetune(self.finetune_job))
+
+    async def _watch_finetune(self, job: FinetuneJob) -> None:
+        epochs_seen = 0
+        while True:
+            job.poll()
+            with self.state:
+                self.state.sai_ft_progress = round(100 * job.fraction, 1)
+                if job.history:
+                    last = job.history[-1]
+                    dice = f", validation Dice {last['val_dice']:.3f}" if "val_dice" in last else ""
+                    self.state.sai_ft_text = f"Epoch {len(job.history)}: loss {last.get('loss', 0):.4f}{dice}"
+                if len(job.history) != epochs_seen:
+                    epochs_seen = len(job.history)
+                    png = job.curve_png()
+                    if png:
+                        self.state.sai_ft_curve = "data:image/png;base64," + base64.b64encode(png).decode()
+            if job.done:
+                break
+            await asyncio.sleep(0.5)
+        with self.state:
+            self.state.sai_ft_running = False
+            if job.state == "succeeded":
+                package = self.logic.registry.import_package(job.package_dir)
+                self.refresh_models(select=package.full_id)
+                self.notify(f"Fine-tuned model {package.full_id} added and selected", "success")
+            else:
+                self.notify(job.error, "warning" if job.state == "cancelled" else "error")
+
+    def finetune_cancel(self) -> None:
+        if self.finetune_job is not None:
+            self.finetune_job.cancel()
+
+    # --- downloads -------------------------------------------------------------------------------
+
+    def _segmentation_bytes(self, suffix: str) -> bytes:
+        volume, node = self.volume_node, self.segmentation_node
+        if volume is None or node is None:
+            raise InputError("nothing to download: open a volume and segment it first")
+        path = Path(tempfile.mkdtemp(dir=self._tmp.name)) / f"segmentation{suffix}"
+        if suffix == ".seg.nrrd":
+            save_node(node, path)
+            node.SetAndObserveStorageNodeID(None)  # the temporary file is not the node's home
+        else:
+            from segmentai_core.io import write_labelmap
+            from segmentai_mrml.segmentation_nodes import labelmap_from_segmentation
+
+            write_labelmap(labelmap_from_segmentation(node, volume), path)
+        return path.read_bytes()
+
+    def download_seg(self):
+        return self._download(".seg.nrrd")
+
+    def download_nii(self):
+        return self._download(".nii.gz")
+
+    def _download(self, suffix: str):
+        try:
+            return self.server.protocol.addAttachment(self._segmentation_bytes(suffix))
+        except SegmentAIError as error:
+            self.notify(str(error), "error")
+            self.state.flush()
+            return None
+
+    # --- status (for monitoring and tests) -------------------------------------------------------
+
+    def status(self) -> dict:
+        """Server-side facts: the volume, each segment's voxel count, the undo state and the dataset size."""
+        volume = self.volume_node
+        stack = self.editor.undo_stack
+        labelmap_sha = ""
+        if volume is not None and self.segmentation_node is not None:
+            import hashlib
+
+            from segmentai_mrml.segmentation_nodes import labelmap_from_segmentation
+
+            array = np.ascontiguousarray(labelmap_from_segmentation(self.segmentation_node, volume).array,
+                                         dtype=np.uint8)
+            labelmap_sha = hashlib.sha256(array.tobytes()).hexdigest()
+        return {
+            "volume": volume.GetName() if volume is not None else None,
+            "segments": {s["name"]: s["voxels"] for s in self.state.sai_segments},
+            "voxels": self.segment_voxels(),
+            "labelmap_sha256": labelmap_sha,
+            "busy": bool(self.state.sai_busy),
+            "can_undo": bool(stack and stack.can_undo()),
+            "can_redo": bool(stack and stack.can_redo()),
+            "cases": int(self.state.sai_cases),
+            "dataset": str(self.config.dataset_dir),
+            "model": self.state.sai_model,
+            "message": self.state.sai_message,
+        }
+
+    def close(self) -> None:
+        if self.job is not None and not self.job.done:
+            self.job.cancel()
+        if self.finetune_job is not None:
+            self.finetune_job.cancel()
+        self.refiner.close()
+        self._tmp.cleanup()
