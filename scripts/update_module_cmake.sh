@@ -14,7 +14,7 @@ set(MODULE_NAME SegmentAI)
 set(MODULE_PYTHON_SCRIPTS
   ${MODULE_NAME}.py
 EOF
-(cd SegmentAI && find segmentai_core segmentai_mrml -name "*.py" -not -path "*/__pycache__/*" | LC_ALL=C sort | sed 's/^/  /')
+(cd SegmentAI && find segmentai_core segmentai_mrml segmentai_web -name "*.py" -not -path "*/__pycache__/*" | LC_ALL=C sort | sed 's/^/  /')
 cat <<'EOF'
   )
 

@@ -24,7 +24,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
         "$venv/bin/python" -m pip install --quiet "torch==2.13.0" || "$venv/bin/python" -m pip install --quiet "torch>=2.2"
     fi
-    "$venv/bin/python" -m pip install --quiet -e "$root[test]"
+    # Keep the installed torch: the test extra pulls nnunetv2 → timm → torchvision, whose newest
+    # release would otherwise upgrade torch (and bring CUDA wheels).
+    constraints="$venv/torch-constraints.txt"
+    "$venv/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+    "$venv/bin/python" -m pip install --quiet -e "$root[test]" -c "$constraints"
     if [ -f "$root/training/pyproject.toml" ]; then
         "$venv/bin/python" -m pip install --quiet -e "$root/training"
     fi

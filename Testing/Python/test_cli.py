@@ -166,7 +166,7 @@ def test_model_with_wrong_hash_is_refused(tmp_path, capsys, blob_file, tiny_pack
 
 def test_manifest_missing_fields_is_refused(tmp_path, capsys, blob_file, tiny_package):
     folder = copy_package(tiny_package, tmp_path / "incomplete")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     del manifest["labels"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     output = tmp_path / "o.nii.gz"
@@ -191,7 +191,7 @@ def test_pickle_that_carries_code_is_refused_and_never_runs(tmp_path, capsys, bl
     marker = tmp_path / "pwned"
     weights = folder / "model.pt"
     weights.write_bytes(pickle.dumps({"weight": _Payload(marker)}))
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     manifest["weights"] = {"file": "model.pt", "format": "state_dict",
                            "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -45,7 +45,7 @@ def test_pyproject_lists_every_package():
 
     tomllib = pytest.importorskip("tomllib")
     root = Path(segmentai_core.__file__).parents[2]
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     on_disk = {
         ".".join(init.parent.relative_to(root / "SegmentAI").parts)
         for init in (root / "SegmentAI").glob("segmentai_*/**/__init__.py")

@@ -108,8 +108,8 @@ def test_manifest_round_trip_and_typed_views(tmp_path):
     assert m.largest_component and not m.fill_holes and m.parent == {"id": "tiny-base", "version": "0.9.0"}
     assert ModelManifest.from_dict(m.to_dict()) == m
     m.save(tmp_path / "copy.json")
-    written = json.loads((package.folder / "manifest.json").read_text())
-    assert json.loads((tmp_path / "copy.json").read_text()) == written
+    written = json.loads((package.folder / "manifest.json").read_text(encoding="utf-8"))
+    assert json.loads((tmp_path / "copy.json").read_text(encoding="utf-8")) == written
 
 
 @pytest.mark.parametrize(
@@ -320,7 +320,7 @@ def test_registry_list_get_import_remove(tmp_path):
 
     tampered = incoming / "tampered"
     shutil.copytree(incoming / "v2", tampered)
-    manifest = json.loads((tampered / "manifest.json").read_text())
+    manifest = json.loads((tampered / "manifest.json").read_text(encoding="utf-8"))
     manifest["version"] = "2.0.0"
     (tampered / "manifest.json").write_text(json.dumps(manifest))
     (tampered / "model.safetensors").write_bytes(b"x" + (tampered / "model.safetensors").read_bytes()[1:])

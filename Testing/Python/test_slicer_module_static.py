@@ -49,7 +49,7 @@ def module_files(suffixes: tuple[str, ...] = ()) -> set[str]:
 
 @pytest.fixture(scope="module")
 def module_cmake() -> str:
-    return (MODULE_DIR / "CMakeLists.txt").read_text()
+    return (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
 
 
 def test_every_python_file_is_listed(module_cmake):
@@ -95,7 +95,7 @@ def test_catalog_entry_matches_schema_and_project():
         assert isinstance(value, allowed[key]), key
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
     assert 1 <= entry.get("tier", 1) <= 5
-    top = (ROOT / "CMakeLists.txt").read_text()
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert re.search(r"project\(\s*SegmentAI\s*\)", top), "catalog file name must match project()"
     assert entry["category"] == cmake_value(top, "EXTENSION_CATEGORY")
     assert entry["build_dependencies"] == cmake_value(top, "EXTENSION_DEPENDS").split()
@@ -118,7 +118,7 @@ def test_icon_is_128_square_png():
 
 
 def test_requirements_use_ranges_and_leave_torch_to_the_pytorch_extension():
-    text = (MODULE_DIR / "Resources" / "requirements.txt").read_text()
+    text = (MODULE_DIR / "Resources" / "requirements.txt").read_text(encoding="utf-8")
     requirements = [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
     assert requirements
     assert not any(re.match(r"torch\b", r) for r in requirements)
@@ -150,7 +150,7 @@ def ui_widgets() -> dict[str, ET.Element]:
 
 @pytest.fixture(scope="module")
 def module_tree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text(), filename=str(MODULE_FILE))
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
 
 
 def _is_self_ui(node: ast.AST) -> bool:
@@ -213,7 +213,7 @@ def test_parameter_bound_widgets_match_the_parameter_node(module_tree, ui_widget
 
 
 def test_module_file_is_thin_and_cheap_to_import(module_tree):
-    lines = MODULE_FILE.read_text().splitlines()
+    lines = MODULE_FILE.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 400, f"SegmentAI.py has {len(lines)} lines"
     assert max(len(line) for line in lines) <= 120
     allowed = {"importlib", "importlib.util", "logging", "os", "unittest", "typing", "qt", "ctk", "vtk", "slicer"}
@@ -242,7 +242,7 @@ def test_ui_file_loads_the_declared_custom_widgets(ui_widgets):
 def test_mrml_layer_imports_no_gui():
     """segmentai_mrml runs on slicer-core and behind the web app: no qt, ctk or slicer.app."""
     for path in (MODULE_DIR / "segmentai_mrml").glob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []

@@ -19,7 +19,7 @@ from ..errors import SegmentAIError
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ["segment", "models", "sample", "evaluate"]
+COMMAND_MODULES = ["segment", "models", "sample", "evaluate", "dataset", "refine", "web"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_streams() -> None:
+    """Never crash on a character the terminal's encoding lacks (e.g. '×' under LANG=C)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
