@@ -111,23 +111,9 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from segmentai_core.errors import SegmentAIError
+    from segmentai_core.cli.main import dispatch
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except SegmentAIError as error:
-        if args.debug:
-            raise
-        print(f"segmentai-train: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("segmentai-train: interrupted; the last checkpoint is kept (use --resume).", file=sys.stderr)
-        return 130
+    return dispatch(build_parser(), argv, "interrupted; the last checkpoint is kept (use --resume).")
 
 
 if __name__ == "__main__":

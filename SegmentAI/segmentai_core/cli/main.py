@@ -17,7 +17,7 @@ from typing import List, Optional
 from .. import __version__
 from ..errors import SegmentAIError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "dispatch"]
 
 COMMAND_MODULES = ["segment", "models", "sample", "evaluate", "dataset", "refine", "web"]
 
@@ -49,9 +49,13 @@ def _tolerant_streams() -> None:
             reconfigure(errors="backslashreplace")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def dispatch(parser: argparse.ArgumentParser, argv: Optional[List[str]], interrupted: str) -> int:
+    """Parse ``argv`` and run the chosen command with SegmentAI's error rules.
+
+    A :class:`SegmentAIError` prints one line and returns its exit code (``--debug`` adds the
+    traceback); Ctrl-C prints ``interrupted`` and returns 130. Shared by ``segmentai-train``.
+    """
     _tolerant_streams()
-    parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
@@ -61,11 +65,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SegmentAIError as error:
         if args.debug:
             traceback.print_exc()
-        print(f"segmentai: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("segmentai: interrupted; nothing was written.", file=sys.stderr)
+        print(f"{parser.prog}: {interrupted}", file=sys.stderr)
         return 130
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return dispatch(build_parser(), argv, "interrupted; nothing was written.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from ..progress import Progress
+from .windows import _forward
 
 __all__ = ["window_starts", "gaussian_weights", "predict_logits"]
 
@@ -50,18 +51,6 @@ def _mirror_sets(axes: Sequence[int]) -> List[Tuple[int, ...]]:
     """Every non-empty subset of the mirror axes, as tensor dims (batch and channel come first)."""
     dims = [a + 2 for a in axes]
     return [c for n in range(1, len(dims) + 1) for c in itertools.combinations(dims, n)]
-
-
-def _forward(network, batch):
-    """One forward pass: channels-last 3D layout (as the engine's windows use), float16 autocast on CUDA."""
-    import torch
-
-    if batch.dim() == 5:
-        batch = batch.contiguous(memory_format=torch.channels_last_3d)
-    if batch.device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.float16):
-            return network(batch).float()
-    return network(batch)
 
 
 def predict_logits(
