@@ -4,14 +4,12 @@
 segment editor and SegmentAI's panel (open a volume, model and card, Segment with progress and Cancel,
 click refinement with undo/redo, save as training case, fine-tune, download). The work itself is done
 by the same code the desktop module calls: :mod:`segmentai_mrml` (scene nodes, threaded segmentation
-logic) and :mod:`segmentai_core` (models, interaction session, datasets).
+logic, click refiner, fine-tuning job) and :mod:`segmentai_core` (models, interaction session, datasets).
 
 Modules, one job each:
 
 * :mod:`.config` — command-line options, bind address and token rules (no trame, no VTK).
 * :mod:`.uploads` — uploaded and server-side files: size limit, image sniffing, safe paths.
-* :mod:`.refinement` — clicks on a segment through the core interaction session (MRML, no trame).
-* :mod:`.finetune_job` — a fine-tuning run as a child process with JSON progress and Cancel.
 * :mod:`.state` — the panel's state (dataclasses mirrored in the browser).
 * :mod:`.ui` — the page: trame-slicer's layout with SegmentAI's left panel.
 * :mod:`.panel_logic` — the panel's handlers (main thread; jobs polled by an asyncio task).

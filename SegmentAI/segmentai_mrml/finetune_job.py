@@ -1,14 +1,16 @@
 """A fine-tuning run as a child process: JSON progress lines drained by a timer, Cancel kills it.
 
 The run is ``segmentai-train finetune ... --json-progress`` (``segmentai_train``, the training
-package): the server stays responsive, a crash cannot take the server down, and Cancel ends the
-whole process group. When the run succeeds the new package is imported into the model registry
-so it is selectable at once.
+package): the application (Slicer or the web server) stays responsive, a crash cannot take it
+down, and Cancel ends the whole process group. Shared by the desktop module (polled by a QTimer)
+and the web app (polled by an asyncio task); when a run succeeds the caller imports the new
+package into the model registry so it is selectable at once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import signal
@@ -44,6 +46,9 @@ class FinetuneJob:
         self.fraction = 0.0
         self.history: List[Dict[str, float]] = []
         self.package_dir: Optional[Path] = None
+        self.model_id = ""  # of the new package, once done
+        self.val_dice_before: Optional[float] = None  # validation Dice of the starting model
+        self.val_dice_after: Optional[float] = None  # and of the fine-tuned one
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self._stderr: List[str] = []
         self._cancelled = False
@@ -61,6 +66,14 @@ class FinetuneJob:
                 self._stderr = (self._stderr + [line.rstrip()])[-20:]
         if is_stdout:
             self._lines.put(None)
+
+    @classmethod
+    def start(cls, model_id: str, dataset_dir: Path, runs_dir: Optional[Path] = None, **options) -> "FinetuneJob":
+        """Start a run in a new time-stamped folder of ``runs_dir`` (default: ``segmentai-runs`` by the dataset)."""
+        runs = Path(runs_dir) if runs_dir is not None else Path(dataset_dir).parent / "segmentai-runs"
+        out = runs / time.strftime("run-%Y%m%d-%H%M%S")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return cls(model_id, dataset_dir, out, **options)
 
     @property
     def done(self) -> bool:
@@ -89,8 +102,12 @@ class FinetuneJob:
             elif kind == "epoch":
                 self.history.append({k: v for k, v in event.items() if isinstance(v, (int, float))})
                 self.fraction = max(self.fraction, len(self.history) / max(1, int(event.get("epochs", 1))))
+            elif kind == "start":
+                self.val_dice_before = _number(event.get("val_dice_before"))
             elif kind == "done":
-                self.package_dir = Path(event["package"])
+                self.package_dir, self.model_id = Path(event["package"]), str(event.get("model", ""))
+                self.val_dice_before = _number(event.get("val_dice_before", self.val_dice_before))
+                self.val_dice_after = _number(event.get("val_dice_after"))
         if finished and self.state == "running":
             code = self.process.wait()
             if self._cancelled:
@@ -111,10 +128,37 @@ class FinetuneJob:
             except ProcessLookupError:
                 pass
 
+    @property
+    def curve_path(self) -> Path:
+        """Where the trainer writes the training curve (after each epoch)."""
+        return self.out_dir / "training_curve.png"
+
     def curve_png(self) -> Optional[bytes]:
-        """The run's training curve (written by the trainer each epoch), if there is one yet."""
-        path = self.out_dir / "training_curve.png"
+        """The run's training curve, if there is one yet."""
         try:
-            return path.read_bytes()
+            return self.curve_path.read_bytes()
         except OSError:
             return None
+
+    def summary(self) -> str:
+        """One line for the panel: the latest epoch while running, then the new model and its Dice before/after."""
+        if self.state == "running":
+            if not self.history:
+                return "Fine-tuning: starting..."
+            last = self.history[-1]
+            dice = f", validation Dice {last['val_dice']:.3f}" if "val_dice" in last else ""
+            return f"Fine-tuning: epoch {len(self.history)}, loss {last.get('loss', 0.0):.4f}{dice}"
+        if self.state != "succeeded":
+            return self.error
+        before, after = self.val_dice_before, self.val_dice_after
+        dice = f"; validation Dice {before:.3f} -> {after:.3f}" if before is not None and after is not None else ""
+        return f"Fine-tuned model {self.model_id or self.package_dir} added{dice}"
+
+
+def _number(value) -> Optional[float]:
+    """A finite float, or None (NaN when there was no validation split)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number

@@ -3,11 +3,9 @@
 The segment in the scene is the truth: before each click the session's target is compared with
 the segment, and when they differ (an editor effect, an undo, another segment selected) the
 session restarts from the segment's current voxels, with the other segments protected. The
-result of a click is written back through ``apply``, which the web app wraps in its undo stack,
-so clicks, brush strokes and the other effects share one history.
-
-Candidate for :mod:`segmentai_mrml` once the desktop module gains click refinement (it has no
-trame dependency).
+result of a click is written back through ``apply``: the web app wraps it in trame-slicer's undo
+stack, the desktop module in :class:`EditorApply` (Slicer's segment-editor logic), so clicks,
+brush strokes and the other effects share one history.
 """
 
 from __future__ import annotations
@@ -16,11 +14,13 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 from segmentai_core.errors import InputError
-from segmentai_mrml.markups import world_to_node_ras
-from segmentai_mrml.segmentation_nodes import segment_array, set_segment_from_array
-from segmentai_mrml.volume_nodes import volume_from_node
 
-__all__ = ["ClickRefiner"]
+from .editing import SegmentEditor
+from .markups import world_to_node_ras
+from .segmentation_nodes import segment_array, set_segment_from_array
+from .volume_nodes import volume_from_node
+
+__all__ = ["ClickRefiner", "EditorApply"]
 
 ApplyMask = Callable[[object, str, np.ndarray, object], None]
 
@@ -92,6 +92,22 @@ class ClickRefiner:
         self._apply(segmentation_node, segment_id, np.array(update.mask), volume_node)
         return changed
 
+    def add_box(self, segmentation_node, segment_id: str, volume_node, corner1_ras: Sequence[float],
+                corner2_ras: Sequence[float]) -> int:
+        """Refine ``segment_id`` with a box from two opposite world RAS corners (on one slice: a 2D box);
+        returns how many voxels changed."""
+        if segmentation_node is None or volume_node is None or not segment_id:
+            raise InputError("select a volume and a segment before drawing a box")
+        self._sync(segmentation_node, segment_id, volume_node)
+        corners = world_to_node_ras(np.asarray([corner1_ras, corner2_ras], dtype=float), volume_node)
+        update = self.session.add_box(tuple(map(float, corners[0])), tuple(map(float, corners[1])), space="ras")
+        if not update.changed:
+            return 0
+        before = segment_array(segmentation_node, segment_id, volume_node)
+        changed = int(np.count_nonzero(before[update.region] != update.mask[update.region]))
+        self._apply(segmentation_node, segment_id, np.array(update.mask), volume_node)
+        return changed
+
     def forget(self) -> None:
         """Drop the session's target (a new volume or segmentation was loaded)."""
         self._volume_id, self._target = None, None
@@ -100,3 +116,48 @@ class ClickRefiner:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+
+class EditorApply:
+    """A :class:`ClickRefiner` ``apply`` that writes through :class:`~.editing.SegmentEditor`.
+
+    Each click becomes one step of Slicer's segment-editor undo stack, with the other segments
+    locked; the editor follows the segmentation and volume of the latest click.
+    """
+
+    def __init__(self, scene, app_logic=None) -> None:
+        self.scene = scene
+        self.app_logic = app_logic
+        self.editor: Optional[SegmentEditor] = None
+
+    def editor_for(self, segmentation_node, volume_node) -> SegmentEditor:
+        """The editor of this segmentation on this volume's grid (a new one, with a new history, if they changed)."""
+        editor = self.editor
+        if editor is None or editor.segmentation_node is not segmentation_node or editor.volume_node is not volume_node:
+            self.close()
+            editor = self.editor = SegmentEditor(self.scene, segmentation_node, volume_node, self.app_logic)
+        return editor
+
+    def __call__(self, segmentation_node, segment_id: str, mask: np.ndarray, volume_node) -> None:
+        self.editor_for(segmentation_node, volume_node).replace_segment(segment_id, mask, other_segments_locked=True)
+
+    def can_undo(self) -> bool:
+        return self.editor is not None and self.editor.can_undo()
+
+    def can_redo(self) -> bool:
+        return self.editor is not None and self.editor.can_redo()
+
+    def undo(self) -> None:
+        if self.can_undo():
+            self.editor.undo()
+
+    def redo(self) -> None:
+        if self.can_redo():
+            self.editor.redo()
+
+    def close(self) -> None:
+        """Forget the history and remove the editor's parameter node (if it is still in the scene)."""
+        if self.editor is not None:
+            editor, self.editor = self.editor, None
+            if self.scene.GetNodeByID(editor.editor_node.GetID()) is editor.editor_node:
+                editor.close()
