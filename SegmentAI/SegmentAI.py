@@ -1,13 +1,8 @@
-"""SegmentAI: AI-assisted segmentation of CT and MRI volumes in 3D Slicer.
+"""SegmentAI: AI-assisted segmentation of CT and MRI volumes in 3D Slicer. A thin module: the Widget owns the panel
+and its dialogs, the Logic adapts ``segmentai_mrml`` (and through it ``segmentai_core``); torch loads on first use."""
 
-The module file stays thin: the Widget owns the panel and every dialog, the Logic adapts the
-Slicer-free core (``segmentai_core``) and the MRML layer (``segmentai_mrml``) to the scene, and
-the heavy packages (torch, MONAI) are imported only when a segmentation starts.
-"""
-
-import importlib.util
-import logging
 import os
+import pathlib
 import unittest
 from typing import Annotated, Callable, List, Optional, Tuple
 
@@ -27,15 +22,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 DEVICES = ["auto", "cuda", "mps", "cpu"]
-# Import name → pip name of what the core needs; torch comes from the PyTorch extension.
-DEPENDENCIES = {"torch": "torch", "monai": "monai", "SimpleITK": "SimpleITK", "skimage": "scikit-image",
-                "scipy": "scipy", "safetensors": "safetensors", "jsonschema": "jsonschema", "einops": "einops"}
 SAMPLE_NAME = "SegmentAIBrainT1"
-
-
-#
-# SegmentAI
-#
 
 
 class SegmentAI(ScriptedLoadableModule):
@@ -50,7 +37,8 @@ class SegmentAI(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Segment a CT or MRI volume with an AI model: choose the volume, a model (its card lists the "
             "modality, labels, licence and accuracy) and a device, then press Segment. Correct the result in "
-            "the Segment Editor. Everything runs locally; see the project page for documentation.")
+            "the Segment Editor or with positive/negative points (Refine). Save corrected cases into a dataset "
+            "folder and fine-tune the model on them. Everything runs locally; see the project page for documentation.")
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch and MONAI. Bundled model weights are Apache-2.0, trained on "
             "permissively licensed data and synthetic phantoms.")
@@ -58,7 +46,6 @@ class SegmentAI(ScriptedLoadableModule):
 
 
 def registerSampleData():
-    """Add the bundled T1 sample (Apache-2.0) to Slicer's Sample Data module."""
     import SampleData
     from segmentai_core.resources import resources_dir
 
@@ -71,30 +58,16 @@ def registerSampleData():
         thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SegmentAI.png"))
 
 
-#
-# SegmentAIParameterNode
-#
-
-
 @parameterNodeWrapper
 class SegmentAIParameterNode:
-    """The panel's state, saved with the scene.
-
-    inputVolume - the volume to segment.
-    model - the model package (``id@version``).
-    device - where the network runs.
-    outputSegmentation - the segmentation to fill (None: create one).
-    """
+    """The panel's state, saved with the scene (model: ``id@version``; outputSegmentation None: create one)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     model: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"
     outputSegmentation: vtkMRMLSegmentationNode
-
-
-#
-# SegmentAIWidget
-#
+    datasetDir: pathlib.Path
+    finetuneEpochs: int = 5
 
 
 class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -103,11 +76,8 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._job = None
-        self._timer = None
+        self.logic = self._parameterNode = self._parameterNodeGuiTag = None
+        self._job = self._finetune = self._timer = None  # segmentation and fine-tuning jobs, polled by the timer
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -119,18 +89,26 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
         self._timer.timeout.connect(self.onPoll)
-
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditorButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.positivePointButton.toggled.connect(lambda checked: self.onPlaceToggled(True, checked))
+        self.ui.negativePointButton.toggled.connect(lambda checked: self.onPlaceToggled(False, checked))
+        self.ui.undoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=False))
+        self.ui.redoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=True))
+        self.ui.saveCaseButton.connect("clicked(bool)", self.onSaveCase)
+        self.ui.finetuneButton.connect("clicked(bool)", self.onFinetune)
+        self.ui.finetuneCancelButton.connect("clicked(bool)", self.onFinetuneCancel)
         self.initializeParameterNode()
         self.refreshModels()
 
     def cleanup(self) -> None:
         self.onCancelButton()
+        self.onFinetuneCancel()
+        self.logic.closeRefinement()
         self.removeObservers()
         self.setParameterNode(None)
 
@@ -142,6 +120,8 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
+        self.ui.positivePointButton.checked = self.ui.negativePointButton.checked = False
+        self.logic.closeRefinement()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -154,6 +134,10 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume:
                 self._parameterNode.inputVolume = firstVolume
+        if str(self._parameterNode.datasetDir) in ("", "."):
+            from segmentai_mrml.workflow import default_dataset_dir
+
+            self._parameterNode.datasetDir = pathlib.Path(default_dataset_dir())
 
     def setParameterNode(self, inputParameterNode: Optional[SegmentAIParameterNode]) -> None:
         if self._parameterNode:
@@ -166,14 +150,22 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateButtons()
 
     def updateButtons(self, caller=None, event=None) -> None:
-        running = self._job is not None
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume)
+        p, running = self._parameterNode, self._job is not None
+        ready = bool(p and p.inputVolume)
         self.ui.segmentButton.enabled = ready and not running
         self.ui.cancelButton.enabled = running
-        self.ui.segmentEditorButton.enabled = bool(self._parameterNode and self._parameterNode.outputSegmentation)
+        segmentation = p.outputSegmentation if p else None
+        self.ui.segmentEditorButton.enabled = bool(segmentation)
+        self.ui.segmentSelector.setCurrentNode(segmentation)
+        refinable = bool(ready and segmentation and not running)
+        for button in (self.ui.positivePointButton, self.ui.negativePointButton, self.ui.saveCaseButton):
+            button.enabled = refinable
+        self.ui.undoButton.enabled = refinable and self.logic.canUndoRedo(redo=False)
+        self.ui.redoButton.enabled = refinable and self.logic.canUndoRedo(redo=True)
+        self.ui.finetuneButton.enabled = self._finetune is None and bool(p and p.model)
+        self.ui.finetuneCancelButton.enabled = self._finetune is not None
 
     def refreshModels(self) -> None:
-        """Fill the model combo box; before the dependencies are installed it explains what happens."""
         self.ui.modelComboBox.clear()
         if self.logic.missingDependencies():
             self.ui.statusLabel.text = _("Python packages are installed when you first press Segment.")
@@ -188,10 +180,9 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         modelId = self.ui.modelComboBox.itemData(index) if index >= 0 else None
         if self._parameterNode and modelId:
             self._parameterNode.model = modelId
-        self.ui.modelCardText.setPlainText(self.logic.modelCard(modelId) if modelId else "")
+        self.ui.modelCardText.setPlainText(self.logic.mrml.model(modelId).card() if modelId else "")
 
     def ensureDependencies(self) -> bool:
-        """Install what is missing, after asking; returns True when everything is importable."""
         missing = self.logic.missingDependencies()
         if not missing:
             return True
@@ -220,9 +211,14 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = message
 
     def onPoll(self) -> None:
-        if self._job is None or not self.logic.poll(self._job):
-            return
-        self._timer.stop()
+        if self._finetune is not None:
+            self.pollFinetune()
+        if self._job is not None and self.logic.poll(self._job):
+            self.finishSegmentation()
+        if self._job is None and self._finetune is None:
+            self._timer.stop()
+
+    def finishSegmentation(self) -> None:
         job, self._job = self._job, None
         if job.state == "succeeded":
             self._parameterNode.outputSegmentation = job.segmentation_node
@@ -241,103 +237,136 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelling...")
 
     def onSegmentEditorButton(self) -> None:
-        """Open the Segment Editor on the output segmentation and the input volume."""
         p = self._parameterNode
         slicer.util.selectModule("SegmentEditor")
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(p.outputSegmentation)
         editor.setSourceVolumeNode(p.inputVolume)
 
+    def onPlaceToggled(self, positive: bool, checked: bool) -> None:  # one placement mode at a time
+        other = self.ui.negativePointButton if positive else self.ui.positivePointButton
+        if checked:
+            other.checked = False
+        if checked or not other.checked:
+            self.logic.workflow.prompts(self.onPointPlaced).place(positive if checked else None)
 
-#
-# SegmentAILogic
-#
+    def onPointPlaced(self, positionRas, positive: bool) -> None:  # one undoable step, other segments locked
+        p = self._parameterNode
+        if self._job is not None or not p or not p.outputSegmentation:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Refinement failed."), waitCursor=True):
+            changed = self.logic.workflow.refine(p.outputSegmentation, self.ui.segmentSelector.currentSegmentID(),
+                                                 p.inputVolume, positionRas, positive)
+            self.ui.statusLabel.text = _("Point: {n} voxel(s) changed.").format(n=changed)
+        self.updateButtons()
+
+    def onUndoRedo(self, redo: bool) -> None:
+        self.logic.workflow.undo_redo(redo)
+        self.updateButtons()
+
+    def onSaveCase(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to save the training case."), waitCursor=True):
+            caseId = self.logic.workflow.save_training_case(p.inputVolume, p.outputSegmentation, p.datasetDir)
+            self.ui.statusLabel.text = _("Saved {case} in {folder}.").format(case=caseId, folder=p.datasetDir)
+
+    def onFinetune(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to start fine-tuning."), waitCursor=True):
+            self._finetune = self.logic.workflow.start_finetune(p.model, p.datasetDir, p.finetuneEpochs, p.device)
+            self._timer.start()
+        self.updateButtons()
+
+    def pollFinetune(self) -> None:  # progress; at the end the curve, the new model, its before/after Dice
+        job = self._finetune
+        job.poll()
+        self.ui.finetuneProgressBar.value = round(100 * job.fraction)
+        self.ui.finetuneStatusLabel.text = job.summary()
+        if not job.done:
+            return
+        self._finetune = None
+        if job.curve_path.is_file():
+            self.ui.curveLabel.setPixmap(qt.QPixmap(str(job.curve_path)))
+        if job.state == "succeeded":
+            with slicer.util.tryWithErrorDisplay(_("Failed to add the fine-tuned model."), waitCursor=True):
+                self._parameterNode.model = self.logic.workflow.add_finetuned_model(job)
+                self.refreshModels()
+        self.updateButtons()
+
+    def onFinetuneCancel(self) -> None:
+        if self._finetune is not None:
+            self._finetune.cancel()  # the next poll reports it
 
 
 class SegmentAILogic(ScriptedLoadableModuleLogic):
-    """Batch-scriptable entry points (no GUI): an adapter over ``segmentai_mrml``.
-
-    From the Python console::
-
-        logic = slicer.util.getModuleLogic("SegmentAI")
-        segmentation = logic.segment(slicer.util.getNode("MRHead"))
-    """
+    """Batch-scriptable entry points over ``segmentai_mrml``, e.g. from the Python console:
+    ``slicer.util.getModuleLogic("SegmentAI").segment(slicer.util.getNode("MRHead"))``."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._mrml = None
+        self._workflow = None
 
     def getParameterNode(self) -> SegmentAIParameterNode:
         return SegmentAIParameterNode(super().getParameterNode())
 
     @property
     def mrml(self):
-        """The MRML-layer logic (created on first use: it imports the core)."""
         if self._mrml is None or self._mrml.scene is not slicer.mrmlScene:
             from segmentai_mrml.logic import SegmentationLogic
 
             self._mrml = SegmentationLogic(slicer.mrmlScene)
         return self._mrml
 
-    # --- dependencies ------------------------------------------------------------------------------
-
     @staticmethod
     def missingDependencies() -> List[str]:
-        """pip names of the packages that cannot be imported yet."""
-        return [pipName for module, pipName in DEPENDENCIES.items() if importlib.util.find_spec(module) is None]
+        """pip names of the packages that cannot be imported yet (see ``segmentai_mrml.dependencies``)."""
+        from segmentai_mrml.dependencies import missing_dependencies
+
+        return missing_dependencies()
 
     @staticmethod
     def installDependencies() -> None:
-        """torch through the PyTorch extension, the rest from Resources/requirements.txt."""
-        if importlib.util.find_spec("torch") is None:
-            try:
-                import PyTorchUtils
-            except ImportError as error:
-                raise RuntimeError(_("Install the PyTorch extension from the Extensions Manager first.")) from error
-            installer = PyTorchUtils.PyTorchUtilsLogic()
-            if installer.installTorch(askConfirmation=False, torchVersionRequirement=">=2.2") is None:
-                raise RuntimeError(_("PyTorch could not be installed."))
-        requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
-        packaging = getattr(slicer, "packaging", None)
-        if packaging is not None and hasattr(packaging, "pip_ensure"):  # Slicer >= 5.11
-            packaging.pip_ensure(packaging.load_requirements(requirements), requester="SegmentAI")
-        else:
-            slicer.util.pip_install(["-r", requirements])
+        from segmentai_mrml.dependencies import install_dependencies
 
-    # --- models and segmentation -------------------------------------------------------------------
+        install_dependencies(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"))
 
     def models(self) -> List[Tuple[str, str]]:
-        """(id@version, display title) of every usable model package."""
         return [(p.full_id, f"{p.manifest.name} ({p.full_id})") for p in self.mrml.models()]
-
-    def modelCard(self, modelId: str) -> str:
-        return self.mrml.model(modelId).card()
 
     def startSegmentation(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None,
                           onProgress: Optional[Callable[[float, str], None]] = None):
-        """Start a background segmentation; poll it with :meth:`poll` from a timer."""
         return self.mrml.start(volumeNode, model, device, onProgress, into=outputSegmentation)
 
     def poll(self, job) -> bool:
-        """Forward progress and apply a finished result (main thread); True once the job is done."""
         return self.mrml.poll(job)
 
     def segment(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None):
         """Segment ``volumeNode`` and wait (batch mode); returns the segmentation node."""
-        logging.getLogger("SegmentAI").info("segmenting %s", volumeNode.GetName())
         return self.mrml.segment(volumeNode, model, device, into=outputSegmentation)
 
+    @property
+    def workflow(self):
+        """Refine with undo, save training cases, fine-tune (``segmentai_mrml.workflow.PanelWorkflow``)."""
+        if self._workflow is None or self._workflow.scene is not slicer.mrmlScene:
+            from segmentai_mrml.workflow import PanelWorkflow
+
+            self._workflow = PanelWorkflow(self.mrml, slicer.app.applicationLogic())
+        return self._workflow
+
+    def canUndoRedo(self, redo: bool = False) -> bool:  # without creating the workflow (cheap at panel start)
+        return self._workflow is not None and self._workflow.can_undo_redo(redo)
+
+    def closeRefinement(self) -> None:
+        if self._workflow is not None:
+            self._workflow.close()
+            self._workflow = None
+
     def loadSampleVolume(self):
-        """Load the bundled T1 sample into the scene through Slicer's storage nodes."""
         from segmentai_core.resources import resources_dir
         from segmentai_mrml.storage import load_volume
 
         return load_volume(slicer.mrmlScene, resources_dir() / "SampleData" / "sample_t1.nii.gz", SAMPLE_NAME)
-
-
-#
-# SegmentAITest
-#
 
 
 class SegmentAITest(ScriptedLoadableModuleTest):
@@ -347,10 +376,9 @@ class SegmentAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_SharedCases()
-        self.setUp()
-        self.test_Workflow()
+        for test in (self.test_SharedCases, self.test_Workflow):
+            self.setUp()
+            test()
 
     def test_SharedCases(self) -> None:
         from segmentai_mrml.testing import ALL_CASES
@@ -360,39 +388,12 @@ class SegmentAITest(ScriptedLoadableModuleTest):
         self.assertTrue(result.wasSuccessful(), f"{len(result.failures)} failure(s), {len(result.errors)} error(s)")
 
     def test_Workflow(self) -> None:
-        """Load the sample, Segment in the background with the event loop pumped, correct, undo."""
-        import tempfile
-        import time
-        from pathlib import Path
-
-        import numpy as np
-        from segmentai_core.errors import ModelError
-        from segmentai_mrml.editing import SegmentEditor
-        from segmentai_mrml.segmentation_nodes import segment_array
-        from segmentai_mrml.testing import make_tiny_package
+        """Load the sample, Segment (event loop pumped), refine with a point, undo, save a training case."""
+        from segmentai_mrml.testing import check_panel_workflow
 
         logic = SegmentAILogic()
         volume = logic.loadSampleVolume()
         self.delayDisplay("Loaded the sample")
-        try:
-            model = logic.mrml.model()
-        except ModelError:  # a build without bundled weights: a real, small random-weight model
-            model = make_tiny_package(Path(tempfile.mkdtemp()) / "tiny")
-        fractions = []
-        job = logic.startSegmentation(volume, model, "auto", None, lambda f, m: fractions.append(f))
-        while not logic.poll(job):
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        self.assertEqual(job.state, "succeeded", job.error)
-        self.assertEqual(fractions[-1], 1.0)
-        segmentation = job.segmentation_node
-        segmentId = segmentation.GetSegmentation().GetNthSegmentID(0)
-        before = segment_array(segmentation, segmentId, volume)
-        self.delayDisplay("Segmented; correcting with the segment-editor logic")
-        editor = SegmentEditor(slicer.mrmlScene, segmentation, volume, slicer.app.applicationLogic())
-        editor.replace_segment(segmentId, np.zeros_like(before))
-        self.assertEqual(int(segment_array(segmentation, segmentId, volume).sum()), 0)
-        editor.undo()
-        np.testing.assert_array_equal(segment_array(segmentation, segmentId, volume), before)
-        editor.close()
+        check_panel_workflow(self, logic.mrml, logic.workflow, volume, slicer.app.processEvents)
+        logic.closeRefinement()
         self.delayDisplay("Workflow passed")

@@ -10,9 +10,9 @@ Threading contract (Slicer's scene is not thread-safe):
   both on the main thread, forward progress to the callback and, once the worker succeeded and
   nobody cancelled, add the segmentation node. A cancelled or failed run changes nothing.
 
-Later work plugs in here: interactive refinement edits segments through
-:class:`~segmentai_mrml.editing.SegmentEditor`; saving a training case starts from
-:meth:`SegmentationLogic.training_case`.
+Interactive refinement edits segments through :class:`~segmentai_mrml.refinement.ClickRefiner`
+and :class:`~segmentai_mrml.editing.SegmentEditor`; :meth:`SegmentationLogic.save_training_case`
+adds a corrected segmentation to a fine-tuning dataset.
 """
 
 from __future__ import annotations
@@ -234,3 +234,18 @@ class SegmentationLogic:
         image = volume_from_node(volume_node)
         labelmap = labelmap_from_segmentation(segmentation_node, volume_node)
         return image, labelmap, segment_labels(segmentation_node)
+
+    def save_training_case(self, volume_node, segmentation_node, dataset_dir, tool: str = "segmentai") -> str:
+        """Add the volume and its (corrected) segmentation to the dataset in ``dataset_dir``; returns the case id."""
+        from segmentai_core.dataset import add_case
+
+        from .segmentation_nodes import MODEL_ATTRIBUTE
+
+        if volume_node is None or segmentation_node is None:
+            raise InputError("select a volume and its segmentation before saving a training case")
+        if not str(dataset_dir or "").strip():
+            raise InputError("choose a dataset folder before saving a training case")
+        image, labelmap, labels = self.training_case(volume_node, segmentation_node)
+        provenance = {"source": volume_node.GetName(), "model": segmentation_node.GetAttribute(MODEL_ATTRIBUTE) or "",
+                      "tool": tool}
+        return add_case(dataset_dir, image, labelmap, labels, provenance)

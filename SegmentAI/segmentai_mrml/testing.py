@@ -20,7 +20,8 @@ from segmentai_core.geometry import Geometry
 from segmentai_core.labels import Code, SegmentLabel, Terminology
 from segmentai_core.phantoms import blob_phantom, rotation_matrix
 
-__all__ = ["ALL_CASES", "DefaultModelTest", "MRMLLayerTest", "SegmentationLogicTest", "make_tiny_package"]
+__all__ = ["ALL_CASES", "DefaultModelTest", "MRMLLayerTest", "RefineAndSaveTest", "SegmentationLogicTest",
+           "check_panel_workflow", "make_tiny_package"]
 
 BRAIN = Terminology(Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "12738006", "Brain"))
 LABELS = [SegmentLabel(1, "Brain", (0.9, 0.7, 0.6), BRAIN), SegmentLabel(2, "Lesion", (0.2, 0.4, 1.0)),
@@ -349,6 +350,96 @@ class SegmentationLogicTest(_SceneCase):
         self.assertEqual([x.name for x in labels], ["Brain"])
 
 
+class RefineAndSaveTest(_SceneCase):
+    """The panel's Refine and Save-as-training-case steps, through the shared MRML-layer classes."""
+
+    def refine_scene(self):
+        """An oblique volume, a Brain segment missing part of the blob, and a locked Lesion segment."""
+        from segmentai_mrml.segmentation_nodes import add_segmentation_node
+
+        image, mask = oblique_phantom()
+        blob = mask.array > 0
+        k = np.indices(blob.shape)[0]
+        labels = np.zeros(blob.shape, np.uint8)
+        labels[blob & (k >= 12)] = 1  # the user's click should bring back the k < 12 part
+        labels[blob & (k >= 20)] = 2
+        node = self.add_volume(image)
+        segmentation = add_segmentation_node(self.scene, image.with_array(labels), LABELS, node)
+        ids = segmentation.GetSegmentation()
+        return image, blob, labels, node, segmentation, ids.GetSegmentIdBySegmentName("Brain"), \
+            ids.GetSegmentIdBySegmentName("Lesion")
+
+    def test_click_in_ras_refines_through_the_editor_and_undo_restores(self) -> None:
+        from segmentai_mrml.refinement import ClickRefiner, EditorApply
+        from segmentai_mrml.segmentation_nodes import segment_array
+
+        image, blob, labels, node, segmentation, brain, lesion = self.refine_scene()
+        apply = EditorApply(self.scene, self.context.app_logic)
+        refiner = ClickRefiner(apply=apply)
+        try:
+            inside = np.argwhere(blob & (np.indices(blob.shape)[0] < 12))
+            k, j, i = inside[len(inside) // 2]
+            changed = refiner.add_point(segmentation, brain, node, image.geometry.ijk_to_ras([i, j, k]), True)
+            after = segment_array(segmentation, brain, node)
+            self.assertGreater(changed, 0)
+            self.assertEqual(int(after[k, j, i]), 1)  # the clicked voxel (RAS on an oblique grid) joined
+            self.assertGreater(int(after.sum()), int((labels == 1).sum()))
+            np.testing.assert_array_equal(segment_array(segmentation, lesion, node), (labels == 2).astype(np.uint8))
+            self.assertEqual(int((after & (labels == 2)).sum()), 0)
+            self.assertTrue(apply.can_undo())
+            apply.undo()
+            np.testing.assert_array_equal(segment_array(segmentation, brain, node), (labels == 1).astype(np.uint8))
+            apply.redo()
+            np.testing.assert_array_equal(segment_array(segmentation, brain, node), after)
+            # After an undo the refiner restarts from the segment as it is now.
+            apply.undo()
+            refiner.add_point(segmentation, brain, node, image.geometry.ijk_to_ras([i, j, k]), False)
+            self.assertEqual(int(segment_array(segmentation, brain, node)[k, j, i]), 0)
+            np.testing.assert_array_equal(segment_array(segmentation, lesion, node), (labels == 2).astype(np.uint8))
+        finally:
+            refiner.close()
+            apply.close()
+
+    def test_panel_workflow(self) -> None:
+        from segmentai_core.models.registry import ModelRegistry
+
+        from segmentai_mrml.logic import SegmentationLogic
+        from segmentai_mrml.workflow import PanelWorkflow
+
+        models = self.tmp / "models"
+        make_tiny_package(models / "tiny")
+        logic = SegmentationLogic(self.scene, ModelRegistry(builtin_dir=models, user_dir=self.tmp / "user"))
+        workflow = PanelWorkflow(logic, self.context.app_logic)
+        try:
+            check_panel_workflow(self, logic, workflow, self.add_volume(oblique_phantom()[0]))
+        finally:
+            workflow.close()
+
+    def test_save_training_case_writes_the_image_grid(self) -> None:
+        from segmentai_core.dataset import list_cases
+        from segmentai_core.io import read_labelmap, read_volume
+
+        from segmentai_mrml.logic import SegmentationLogic
+
+        image, _, labels, node, segmentation, _, _ = self.refine_scene()
+        logic = SegmentationLogic(self.scene)
+        dataset = self.tmp / "dataset"
+        with self.assertRaises(InputError):
+            logic.save_training_case(node, segmentation, "")
+        first = logic.save_training_case(node, segmentation, dataset, tool="test")
+        second = logic.save_training_case(node, segmentation, dataset, tool="test")
+        self.assertNotEqual(first, second)
+        cases = list_cases(dataset)
+        self.assertEqual([c.case_id for c in cases], [first, second])
+        case = cases[0]
+        saved_image, saved_labels = read_volume(case.image), read_labelmap(case.label)
+        self.assertTrue(saved_image.geometry.same_grid(image.geometry, tolerance_mm=1e-3))
+        self.assertTrue(saved_labels.geometry.same_grid(image.geometry, tolerance_mm=1e-3))
+        np.testing.assert_allclose(saved_image.array, image.array, atol=1e-5)
+        np.testing.assert_array_equal(saved_labels.array, labels)
+        self.assertEqual((case.provenance["source"], case.provenance["tool"]), (node.GetName(), "test"))
+
+
 class DefaultModelTest(_SceneCase):
     """The bundled default model on a small head phantom, through the logic (skipped if not bundled)."""
 
@@ -373,5 +464,47 @@ class DefaultModelTest(_SceneCase):
         self.assertGreater(dice(found.array > 0, brain.array > 0), 0.8)
 
 
-ALL_CASES = (MRMLLayerTest, SegmentationLogicTest, DefaultModelTest)
+def check_panel_workflow(test: unittest.TestCase, logic, workflow, volume_node, pump=None) -> None:
+    """The panel's workflow on ``volume_node``: Segment in the background, refine with a point, undo, save a case.
+
+    ``logic`` is a SegmentationLogic, ``workflow`` a PanelWorkflow on its scene, ``pump`` processes GUI events.
+    """
+    import time
+
+    from segmentai_core.dataset import list_cases
+    from segmentai_core.errors import ModelError
+
+    from segmentai_mrml.segmentation_nodes import segment_array
+    from segmentai_mrml.volume_nodes import geometry_from_node
+
+    try:
+        model = logic.model()
+    except ModelError:  # a build without bundled weights: a real, small random-weight model
+        model = make_tiny_package(Path(tempfile.mkdtemp()) / "tiny")
+    fractions = []
+    job = logic.start(volume_node, model, "auto", lambda f, m: fractions.append(f))
+    while not logic.poll(job):
+        if pump is not None:
+            pump()
+        time.sleep(0.05)
+    test.assertEqual(job.state, "succeeded", job.error)
+    test.assertEqual(fractions[-1], 1.0)
+    segmentation = job.segmentation_node
+    segment_id = segmentation.GetSegmentation().GetNthSegmentID(0)
+    before = segment_array(segmentation, segment_id, volume_node)
+    voxels = np.argwhere(before > 0) if before.any() else np.argwhere(np.ones_like(before))
+    k, j, i = voxels[len(voxels) // 2]
+    positive = not before[k, j, i]  # a negative point inside the segment, else a positive one
+    workflow.refine(segmentation, segment_id, volume_node, geometry_from_node(volume_node).ijk_to_ras([i, j, k]),
+                    positive)
+    test.assertEqual(int(segment_array(segmentation, segment_id, volume_node)[k, j, i]), int(positive))
+    workflow.undo_redo(redo=False)
+    np.testing.assert_array_equal(segment_array(segmentation, segment_id, volume_node), before)
+    workflow.undo_redo(redo=True)
+    dataset = Path(tempfile.mkdtemp()) / "dataset"
+    case_id = workflow.save_training_case(volume_node, segmentation, dataset)
+    test.assertEqual([case.case_id for case in list_cases(dataset)], [case_id])
+
+
+ALL_CASES = (MRMLLayerTest, SegmentationLogicTest, RefineAndSaveTest, DefaultModelTest)
 """Every shared case, in the order Slicer's self-test runs them."""
