@@ -45,7 +45,11 @@ class SegmentAIWebApp:
         self.volume_property_logic.set_ui(self.ui.tool_registry[VolumePropertyUI])
         self.layout_button_logic.set_ui(self.ui.layout_button)
         self.mpr_logic.set_ui(self.ui.mpr_interaction_button)
+        editor = self.slicer_app.segmentation_editor
+        # Locked segments first: an editor step that changed one is taken back before the list refreshes.
+        editor.undo_stack.index_changed.connect(lambda *_: self.panel.on_history_changed())
+        editor.active_segment_id_changed.connect(lambda *_: self.panel.refresh_segments())
         # Edits made with trame-slicer's effects and its undo buttons refresh SegmentAI's segment list too.
-        for signal in self.slicer_app.segmentation_editor.undo_stack.signals():
+        for signal in editor.undo_stack.signals():
             signal.connect(lambda *_: self.panel.refresh_segments())
         server.state.trame__title = "SegmentAI"

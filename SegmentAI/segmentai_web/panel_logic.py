@@ -2,7 +2,7 @@
 
 Every action goes through the shared layers: volumes are read by :mod:`segmentai_mrml.storage`,
 segmentation runs in :class:`segmentai_mrml.logic.SegmentationLogic` (worker thread, polled here),
-clicks in :class:`~segmentai_web.refinement.ClickRefiner` (the core's interaction session),
+clicks in :class:`~segmentai_mrml.refinement.ClickRefiner` (the core's interaction session),
 training cases in :func:`segmentai_core.dataset.add_case`, fine-tuning in ``segmentai_train``.
 A user-caused error shows one line in the panel and changes nothing.
 """
@@ -21,13 +21,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from segmentai_core.errors import InputError, SegmentAIError
+from segmentai_mrml.finetune_job import FinetuneJob, training_available
 from segmentai_mrml.logic import SegmentationLogic
-from segmentai_mrml.segmentation_nodes import MODEL_ATTRIBUTE, segment_array
+from segmentai_mrml.refinement import ClickRefiner
+from segmentai_mrml.segmentation_nodes import segment_array
 from segmentai_mrml.storage import load_volume, save_node
 
 from .config import WebConfig
-from .finetune_job import FinetuneJob, training_available
-from .refinement import ClickRefiner
 from .state import DEFAULTS
 from .uploads import check_upload, list_data_images, resolve_data_path, split_files, write_upload
 
@@ -35,6 +35,7 @@ __all__ = ["PanelLogic"]
 
 log = logging.getLogger("segmentai.web")
 SAMPLE_NAME = "SegmentAI sample T1"
+LOCK_TAG = "SegmentAI.Locked"  # a segment tag, so the lock is saved with the .seg.nrrd
 POLL_S = 0.25
 
 
@@ -73,7 +74,10 @@ class PanelLogic:
         self.refiner = ClickRefiner(apply=self._apply_with_undo)
         self.job = None
         self.finetune_job: Optional[FinetuneJob] = None
-        self._markups: Dict[bool, object] = {}
+        self._markups: Dict[object, object] = {}  # True / False: object / background clicks, "box": corners
+        self._locked_sha: Dict[str, str] = {}  # locked segment -> fingerprint of its voxels
+        self._history_index = 0
+        self.last_box: Optional[dict] = None  # the latest box prompt, voxel indices (for status and tests)
         self._upload_files: List[dict] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="segmentai-web-")
         self.state.update(DEFAULTS)
@@ -107,7 +111,8 @@ class PanelLogic:
     def handlers(self) -> Dict[str, object]:
         return {
             "load_sample": self.load_sample, "load_data_file": self.load_data_file, "segment": self.segment,
-            "cancel": self.cancel, "toggle_visibility": self.toggle_visibility, "undo": self.undo,
+            "cancel": self.cancel, "toggle_visibility": self.toggle_visibility, "toggle_lock": self.toggle_lock,
+            "select_segment": self.select_segment, "add_segment": self.add_segment, "undo": self.undo,
             "redo": self.redo, "save_case": self.save_case, "finetune": self.finetune,
             "finetune_cancel": self.finetune_cancel,
         }
@@ -180,6 +185,9 @@ class PanelLogic:
         self.state.sai_click_mode = "off"
         self.refiner.forget()
         self._markups.clear()
+        self._locked_sha.clear()
+        self._history_index = 0
+        self.last_box = None
         self.app.scene.Clear()
         node = load_volume(self.app.scene, path, name or Path(path).name.split(".")[0])
         self.app.display_manager.show_volume(node, do_reset_views=True)
@@ -248,8 +256,10 @@ class PanelLogic:
                 segment = segmentation.GetSegment(sid)
                 rows.append({"id": sid, "name": segment.GetName(), "color": _hex(segment.GetColor()),
                              "voxels": voxels, "ml": f"{voxels * voxel_ml:.1f}",
-                             "visible": bool(self.editor.get_segment_visibility(sid))})
+                             "visible": bool(self.editor.get_segment_visibility(sid)),
+                             "locked": bool(segment.HasTag(LOCK_TAG))})
         self.state.sai_segments = rows
+        self.state.sai_active_segment = self.editor.get_active_segment_id() if rows else ""
         stack = self.editor.undo_stack
         self.state.sai_can_undo = bool(stack and stack.can_undo())
         self.state.sai_can_redo = bool(stack and stack.can_redo())
@@ -259,18 +269,90 @@ class PanelLogic:
         self.editor.set_segment_visibility(segment_id, not self.editor.get_segment_visibility(segment_id))
         self.refresh_segments()
 
+    @action
+    def select_segment(self, segment_id: str) -> None:
+        """Make ``segment_id`` the segment that clicks, boxes and the editor's effects change."""
+        self.editor.set_active_segment_id(segment_id)
+        self.refresh_segments()
+
+    @action
+    def add_segment(self) -> None:
+        """Add an empty segment (undoable, as in the segment editor) and select it."""
+        if self.segmentation_node is None:
+            raise InputError("open a volume first")
+        self.editor.add_empty_segment()
+        self.refresh_segments()
+
+    def locked_segments(self) -> List[str]:
+        node = self.segmentation_node
+        if node is None:
+            return []
+        segmentation = node.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        return [sid for sid in ids if segmentation.GetSegment(sid).HasTag(LOCK_TAG)]
+
+    def _fingerprint(self, segment_id: str) -> str:
+        import hashlib
+
+        array = np.ascontiguousarray(segment_array(self.segmentation_node, segment_id, self.volume_node), np.uint8)
+        return hashlib.sha256(array.tobytes()).hexdigest()
+
+    @action
+    def toggle_lock(self, segment_id: str) -> None:
+        """Lock or unlock a segment: a locked one is never changed by clicks, boxes or the editor's effects."""
+        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id) if self.segmentation_node else None
+        if segment is None:
+            raise InputError(f"no segment '{segment_id}'")
+        locked = not segment.HasTag(LOCK_TAG)
+        if locked:
+            segment.SetTag(LOCK_TAG, "1")
+        else:
+            segment.RemoveTag(LOCK_TAG)
+        if locked:
+            self._locked_sha[segment_id] = self._fingerprint(segment_id)
+        else:
+            self._locked_sha.pop(segment_id, None)
+        self.refresh_segments()
+
+    def _check_unlocked(self, segment_id: str) -> None:
+        if segment_id in self.locked_segments():
+            name = self.segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+            raise InputError(f"segment '{name}' is locked: unlock it (or select another segment) to refine it")
+
+    def on_history_changed(self) -> None:
+        """Keep locked segments as they were: a new editor step (brush, scissors, islands, ...) or a redo
+        that changed one is taken back at once. An undo may change them (it restores an earlier state)."""
+        stack = self.editor.undo_stack
+        index = stack.index() if stack is not None else 0
+        went_forward, self._history_index = index > self._history_index, index
+        if self.segmentation_node is None or self.volume_node is None:
+            return
+        locked = self.locked_segments()
+        self._locked_sha = {sid: sha for sid, sha in self._locked_sha.items() if sid in locked}
+        changed = [sid for sid in locked if self._locked_sha.get(sid) not in (None, self._fingerprint(sid))]
+        if changed and went_forward and stack.can_undo():
+            stack.undo()  # re-enters here with the index going back, which re-reads the fingerprints
+            segmentation = self.segmentation_node.GetSegmentation()
+            names = ", ".join(segmentation.GetSegment(sid).GetName() for sid in changed)
+            self.notify(f"Segment {names} is locked: the edit was taken back", "warning")
+            return
+        for sid in locked:
+            self._locked_sha[sid] = self._fingerprint(sid)
+
     # --- clicks ----------------------------------------------------------------------------------
 
-    def _markups_node(self, positive: bool):
+    def _markups_node(self, positive):
+        """The point list that clicks of one kind go to (``positive``: True, False, or "box" for box corners)."""
         node = self._markups.get(positive)
         if node is None or self.app.scene.GetNodeByID(node.GetID()) is not node:
             from slicer import vtkMRMLMarkupsNode
 
-            node = self.app.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
-                                                    "SegmentAI object" if positive else "SegmentAI background")
+            names = {True: "SegmentAI object", False: "SegmentAI background", "box": "SegmentAI box"}
+            node = self.app.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", names[positive])
             node.CreateDefaultDisplayNodes()
             display = node.GetDisplayNode()
-            color = (0.2, 0.9, 0.3) if positive else (0.95, 0.25, 0.25)
+            colors = {True: (0.2, 0.9, 0.3), False: (0.95, 0.25, 0.25), "box": (1.0, 0.85, 0.1)}
+            color = colors[positive]
             display.SetSelectedColor(*color)
             display.SetColor(*color)
             display.SetPointLabelsVisibility(False)
@@ -281,11 +363,15 @@ class PanelLogic:
 
     def _on_click_mode_changed(self, sai_click_mode="off", **_) -> None:
         try:
-            if sai_click_mode in ("positive", "negative") and self.volume_node is not None:
-                self.app.markups_logic.place_node(self._markups_node(sai_click_mode == "positive"), persistent=True)
+            if sai_click_mode in ("positive", "negative", "box") and self.volume_node is not None:
+                kind = "box" if sai_click_mode == "box" else sai_click_mode == "positive"
+                self.app.markups_logic.place_node(self._markups_node(kind), persistent=True)
                 self.state.sai_predictor = self.refiner.predictor_name
             else:
                 self.app.markups_logic.disable_place_mode()
+            box = self._markups.get("box")
+            if sai_click_mode != "box" and box is not None and self.app.scene.GetNodeByID(box.GetID()) is box:
+                box.RemoveAllControlPoints()  # a half-drawn box is dropped
         except Exception as error:  # noqa: BLE001
             log.error("click mode: %s", traceback.format_exc())
             self.notify(f"Could not switch the click mode: {error}", "error")
@@ -296,6 +382,14 @@ class PanelLogic:
             return
         position = [0.0, 0.0, 0.0]
         node.GetNthControlPointPositionWorld(count - 1, position)
+        if positive == "box":
+            if count == 1:
+                self.notify("Box: click the opposite corner on the same slice", "info")
+                return
+            first = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(count - 2, first)
+            asyncio.get_event_loop().create_task(self._refine_box(node, first, position))
+            return
         # Leave the VTK event first, then refine (the page shows the busy bar meanwhile).
         asyncio.get_event_loop().create_task(self._refine(position, positive))
 
@@ -307,12 +401,38 @@ class PanelLogic:
             self.add_point(position, positive)
             self.state.sai_refining = False
 
+    async def _refine_box(self, node, corner1, corner2) -> None:
+        with self.state:
+            self.state.sai_refining = True
+        await asyncio.sleep(0)
+        with self.state:
+            node.RemoveAllControlPoints()  # the next two clicks draw the next box
+            self.add_box(corner1, corner2)
+            self.state.sai_refining = False
+
+    @action
+    def add_box(self, corner1_ras, corner2_ras) -> int:
+        """Refine the selected segment with a box from two opposite world RAS corners (one slice: a 2D box)."""
+        if self.job is not None and not self.job.done:
+            raise InputError("wait for the segmentation to finish before drawing a box")
+        segment_id = self.editor.get_active_segment_id()
+        self._check_unlocked(segment_id)
+        changed = self.refiner.add_box(self.segmentation_node, segment_id, self.volume_node, corner1_ras, corner2_ras)
+        prompts = [p for p in self.refiner.session.prompts if p.kind == "box"]
+        if prompts:
+            lo, hi = np.minimum(*prompts[-1].array), np.maximum(*prompts[-1].array)
+            self.last_box = {"segment": segment_id, "ijk_min": lo.tolist(), "ijk_max": hi.tolist()}
+        self.refresh_segments()
+        self.notify(f"Box: {changed} voxels changed" if changed else "Box: no change", "info")
+        return changed
+
     @action
     def add_point(self, position_ras, positive: bool = True) -> int:
         """Refine the selected segment with one click at world RAS ``position_ras``."""
         if self.job is not None and not self.job.done:
             raise InputError("wait for the segmentation to finish before clicking")
         segment_id = self.editor.get_active_segment_id()
+        self._check_unlocked(segment_id)
         changed = self.refiner.add_point(self.segmentation_node, segment_id, self.volume_node, position_ras, positive)
         self.refresh_segments()
         kind = "object" if positive else "background"
@@ -353,15 +473,10 @@ class PanelLogic:
     @action
     def save_case(self) -> str:
         """Add the volume and its corrected segmentation to the training dataset; returns the case id."""
-        from segmentai_core.dataset import add_case
-
         volume, node = self.volume_node, self.segmentation_node
         if volume is None or node is None:
             raise InputError("open a volume and segment it first")
-        image, labelmap, labels = self.logic.training_case(volume, node)
-        provenance = {"source": volume.GetName(), "model": node.GetAttribute(MODEL_ATTRIBUTE) or "",
-                      "tool": "segmentai web"}
-        case_id = add_case(self.config.dataset_dir, image, labelmap, labels, provenance)
+        case_id = self.logic.save_training_case(volume, node, self.config.dataset_dir, tool="segmentai web")
         self._count_cases()
         self.notify(f"Saved {case_id} in {self.config.dataset_dir}", "success")
         return case_id
@@ -373,10 +488,8 @@ class PanelLogic:
         if self.finetune_job is not None and not self.finetune_job.done:
             return
         epochs = max(1, int(float(self.state.sai_ft_epochs or 1)))
-        out = Path(self.config.runs_dir) / time.strftime("run-%Y%m%d-%H%M%S")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.finetune_job = FinetuneJob(self.state.sai_model, self.config.dataset_dir, out, epochs=epochs,
-                                        device=self.config.device)
+        self.finetune_job = FinetuneJob.start(self.state.sai_model, self.config.dataset_dir, self.config.runs_dir,
+                                              epochs=epochs, device=self.config.device)
         self.state.sai_ft_running, self.state.sai_ft_progress = True, 0.0
         self.state.sai_ft_text, self.state.sai_ft_curve = "Starting fine-tuning...", ""
         asyncio.get_event_loop().create_task(self._watch_finetune(self.finetune_job))
@@ -461,6 +574,9 @@ class PanelLogic:
         return {
             "volume": volume.GetName() if volume is not None else None,
             "segments": {s["name"]: s["voxels"] for s in self.state.sai_segments},
+            "locked": self.locked_segments(),
+            "active_segment": self.editor.get_active_segment_id() if volume is not None else "",
+            "last_box": self.last_box,
             "voxels": self.segment_voxels(),
             "labelmap_sha256": labelmap_sha,
             "busy": bool(self.state.sai_busy),

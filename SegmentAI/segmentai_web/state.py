@@ -24,7 +24,8 @@ DEFAULTS: Dict[str, Any] = {
     "sai_progress": 0.0,  # 0..100
     "sai_progress_text": "",
     "sai_segments": [],  # [{"id", "name", "color", "voxels", "ml", "visible", "locked"}]
-    "sai_click_mode": "off",  # off / positive / negative
+    "sai_active_segment": "",  # the segment that clicks, boxes and editor effects change
+    "sai_click_mode": "off",  # off / positive / negative / box (two clicks: opposite corners)
     "sai_refining": False,
     "sai_predictor": "",
     "sai_can_undo": False,

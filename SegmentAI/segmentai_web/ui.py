@@ -93,35 +93,50 @@ class SegmentAIPanel(html.Div):
 
             _section("Segments")
             with VList(density="compact", id="sai-segments"):
-                with VListItem(v_for="s in sai_segments", key="s.id", classes="px-1"):
+                # Clicking a name selects the segment that clicks, boxes and the editor's effects change.
+                with VListItem(v_for="s in sai_segments", key="s.id", classes="px-1 sai-segment",
+                               active=("s.id === sai_active_segment",), color="primary",
+                               raw_attrs=[':data-segment="s.name"', ':data-locked="s.locked"']):
                     with html.Div(classes="d-flex align-center ga-2"):
-                        html.Span(style=("{ background: s.color, width: '14px', height: '14px', "
-                                         "borderRadius: '3px', display: 'inline-block' }",))
-                        html.Span("{{ s.name }}", classes="text-body-2")
+                        with html.Div(classes="d-flex align-center ga-2 sai-select", style="cursor: pointer;",
+                                      click=(handlers["select_segment"], "[s.id]")):
+                            html.Span(style=("{ background: s.color, width: '14px', height: '14px', "
+                                             "borderRadius: '3px', display: 'inline-block' }",))
+                            html.Span("{{ s.name }}", classes="text-body-2")
                         VSpacer()
                         html.Span("{{ s.ml }} mL", classes="text-caption sai-voxels",
                                   raw_attrs=[':data-voxels="s.voxels"'])
                         VBtn(icon=("s.visible ? 'mdi-eye' : 'mdi-eye-off'",), size="x-small", variant="text",
-                             click=(handlers["toggle_visibility"], "[s.id]"))
+                             click=(handlers["toggle_visibility"], "[s.id]"), title="Show / hide")
+                        VBtn(icon=("s.locked ? 'mdi-lock' : 'mdi-lock-open-variant-outline'",), size="x-small",
+                             variant="text", classes="sai-lock", color=("s.locked ? 'warning' : undefined",),
+                             click=(handlers["toggle_lock"], "[s.id]"),
+                             title="Lock: clicks, boxes and editor effects leave a locked segment unchanged")
             html.Div("No segments yet", v_if=("!sai_segments.length",), classes="text-caption")
+            VBtn("Add segment", id="sai-add-segment", prepend_icon="mdi-plus", size="small", variant="text",
+                 click=handlers["add_segment"], disabled=("!sai_volume_name || sai_busy",))
 
-            _section("Refine with clicks")
+            _section("Refine with clicks and boxes")
             with VBtnToggle(v_model=("sai_click_mode", "off"), mandatory=True, density="compact", divided=True,
                             variant="outlined", id="sai-click-mode", disabled=("!sai_segments.length || sai_busy",)):
-                VBtn("Off", value="off", id="sai-click-off", size="small")
+                VBtn(value="off", id="sai-click-off", icon="mdi-cursor-default-outline", size="small", title="Off")
                 VBtn("Object", value="positive", id="sai-click-positive", prepend_icon="mdi-plus-circle",
                      size="small", color="green")
                 VBtn("Background", value="negative", id="sai-click-negative", prepend_icon="mdi-minus-circle",
                      size="small", color="red")
+                VBtn("Box", value="box", id="sai-click-box", prepend_icon="mdi-selection", size="small",
+                     color="amber-darken-2")
             html.Div("Click in a slice view to refine the selected segment ({{ sai_predictor }}).",
-                     v_if=("sai_click_mode !== 'off'",), classes="text-caption mt-1")
+                     v_if=("sai_click_mode === 'positive' || sai_click_mode === 'negative'",),
+                     classes="text-caption mt-1")
+            html.Div("Click two opposite corners of a box on one slice: the selected segment is redrawn inside "
+                     "it ({{ sai_predictor }}).", v_if=("sai_click_mode === 'box'",), classes="text-caption mt-1")
             with html.Div(classes="d-flex ga-2 mt-2"):
                 VBtn("Undo", id="sai-undo", prepend_icon="mdi-undo", size="small", click=handlers["undo"],
                      disabled=("!sai_can_undo || sai_busy",))
                 VBtn("Redo", id="sai-redo", prepend_icon="mdi-redo", size="small", click=handlers["redo"],
                      disabled=("!sai_can_redo || sai_busy",))
             VProgressLinear(v_if=("sai_refining",), indeterminate=True, height=3, classes="mt-1")
-            html.Div("Box prompts: not in the web app yet.", classes="text-caption text-disabled mt-1")
 
             _section("Training")
             VBtn("Save as training case", id="sai-save-case", prepend_icon="mdi-content-save-plus", size="small",

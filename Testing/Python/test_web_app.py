@@ -236,3 +236,90 @@ def test_non_image_upload_changes_nothing(server, page):
     assert "notes.nii.gz is not a .nii.gz image" in message, message
     after = server.status()
     assert after["volume"] == before["volume"] and after["labelmap_sha256"] == before["labelmap_sha256"]
+
+
+def _download_labels(page, tmp_path, name: str) -> np.ndarray:
+    from segmentai_core.io import read_labelmap
+
+    with page.expect_download(timeout=30_000) as download:
+        page.click("#sai-download-nii")
+    path = tmp_path / f"{name}.nii.gz"
+    download.value.save_as(path)
+    return read_labelmap(path).array
+
+
+def _view_point(page, fx: float, fy: float):
+    view = max(page.query_selector_all("img.image-display-area"),
+               key=lambda e: (e.bounding_box() or {"width": 0})["width"])
+    box = view.bounding_box()
+    return box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+
+
+def _draw_box(page, server, corner1, corner2) -> dict:
+    before = server.status()["last_box"]
+    page.click("#sai-click-box")
+    page.wait_for_timeout(300)
+    for fx, fy in (corner1, corner2):
+        page.mouse.click(*_view_point(page, fx, fy))
+        page.wait_for_timeout(300)
+    return server.wait_status(lambda s: s["last_box"] not in (None, before), 60, "the box")
+
+
+def _select(page, name: str) -> None:
+    page.click(f"#sai-segments .sai-segment[data-segment='{name}'] .sai-select")
+
+
+def test_box_prompt_and_locked_segment(server, page, tmp_path):
+    """A 2D box changes the selected segment inside its rectangle only and undoes; a locked segment never changes."""
+    if server.status()["volume"] is None:
+        pytest.skip("needs the segmented sample of the workflow test")
+    before_labels = _download_labels(page, tmp_path, "before-box")
+    before = server.status()
+    status = _draw_box(page, server, (0.40, 0.40), (0.62, 0.58))
+    assert status["labelmap_sha256"] != before["labelmap_sha256"] and status["can_undo"], status
+    box = status["last_box"]
+    lo, hi = np.array(box["ijk_min"]), np.array(box["ijk_max"])
+    flat = int(np.flatnonzero(hi - lo < 1.0)[0])  # the slice's voxel axis (i, j, k)
+    after_labels = _download_labels(page, tmp_path, "after-box")
+    changed = np.argwhere(after_labels != before_labels)  # [k, j, i] rows
+    assert len(changed), "the box changed nothing"
+    on_slice = changed[changed[:, 2 - flat] == int(np.rint((lo[flat] + hi[flat]) / 2))]
+    assert len(on_slice), "nothing changed on the box's slice"
+    ijk = on_slice[:, ::-1]
+    inside = np.all((ijk >= np.floor(lo - 0.5)) & (ijk <= np.ceil(hi + 0.5)), axis=1)
+    assert inside.all(), f"{(~inside).sum()} voxels changed outside the box on its slice"
+    page.click("#sai-click-off")
+    page.wait_for_timeout(1500)
+    _save_shot(page, "box")
+
+    page.click("#sai-undo")
+    server.wait_status(lambda s: s["labelmap_sha256"] == before["labelmap_sha256"], 30, "undo of the box")
+
+    # A second segment, drawn with a box in front of the brain (the orbits), then locked.
+    page.click("#sai-add-segment")
+    status = server.wait_status(lambda s: len(s["voxels"]) == 2, 30, "the new segment")
+    second = next(sid for sid in status["voxels"] if sid != "Brain")
+    assert status["active_segment"] == second
+    status = _draw_box(page, server, (0.18, 0.22), (0.45, 0.42))
+    second_voxels = status["voxels"][second]
+    assert second_voxels > 0, status
+    page.click("#sai-click-off")
+    second_name = next(name for name in status["segments"] if name != "Brain")
+    page.click(f"#sai-segments .sai-segment[data-segment='{second_name}'] .sai-lock")
+    status = server.wait_status(lambda s: second in s["locked"], 30, "the lock")
+
+    # Refining the locked segment is refused; refining Brain over it leaves it as it was.
+    page.click("#sai-click-positive")
+    page.mouse.click(*_view_point(page, 0.45, 0.45))
+    server.wait_status(lambda s: "locked" in s["message"], 30, "the refusal")
+    assert server.status()["voxels"][second] == second_voxels
+    page.click("#sai-click-off")
+    _select(page, "Brain")
+    server.wait_status(lambda s: s["active_segment"] == "Brain", 30, "Brain selected")
+    brain_sha = server.status()["labelmap_sha256"]
+    status = _draw_box(page, server, (0.15, 0.20), (0.60, 0.60))
+    assert status["voxels"][second] == second_voxels, status
+    assert status["labelmap_sha256"] != brain_sha or "no change" in status["message"], status
+    page.click("#sai-click-off")
+    page.wait_for_timeout(1500)
+    _save_shot(page, "box-locked")
