@@ -2,6 +2,8 @@
 # Run the whole test suite (sets up .venv first). Extra arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Debian packages for the browser tests (EGL, chromium): installed when missing and root.
+bash "$root/scripts/system_deps.sh"
 source "$root/scripts/venv.sh"
 cd "$root"
 set +e
