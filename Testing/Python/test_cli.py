@@ -221,3 +221,9 @@ def test_models_list_shows_the_bundled_default_model(capsys):
     assert code == 0
     ids = [entry["id"] for entry in json.loads(out)]
     assert "brain-t1-extraction" in ids
+
+
+def test_interactive_model_is_refused_by_segment(tmp_path, capsys, blob_file):
+    output = tmp_path / "o.nii.gz"
+    code, _, err = run_cli(capsys, "segment", blob_file, "-o", output, "--model", "interactive-unet")
+    assert_clean_failure(code, err, output, "segmentai refine")

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import InputError, ResourceError
+from ..errors import InputError, ModelError, ResourceError
 from ..labels import SegmentLabel
 from ..progress import Progress
 from ..volume import Volume
@@ -100,6 +100,12 @@ class Segmenter:
                  memory_budget_bytes: Optional[int] = None) -> None:
         self.package = package
         self.manifest = package.manifest
+        if len(self.manifest.input_channels) != 1:
+            # e.g. an interactive model (image + mask + guidance): it needs prompts, not this engine.
+            raise ModelError(
+                f"model '{self.manifest.id}' takes {len(self.manifest.input_channels)} input channels "
+                f"({', '.join(self.manifest.input_channels)}); 'segment' runs single-channel models "
+                "(use 'segmentai refine' for interactive models)")
         self.device = select_device(device)
         self.tta = tta
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes()
