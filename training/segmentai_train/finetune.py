@@ -229,22 +229,16 @@ class FinetuneTrainer(Trainer):
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save_checkpoint(self, path: Path, epoch: int) -> None:
-        state = {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "step": self.step, "history": self.history,
-                 "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                 "best_state": self.best_state or {}, "val_dice_before": self.val_dice_before,
-                 "stopped": self.stop_requested}
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+    def checkpoint_state(self, epoch: int) -> Dict:
+        state = super().checkpoint_state(epoch)
+        state.update(scaler=self.scaler.state_dict(), best=self.best, best_epoch=self.best_epoch, wait=self.wait,
+                     best_state=self.best_state or {}, val_dice_before=self.val_dice_before,
+                     stopped=self.stop_requested)
+        return state
 
-    def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def restore_state(self, state: Dict) -> None:
+        super().restore_state(state)
         self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         self.best_state = state["best_state"] or None
         self.val_dice_before = state["val_dice_before"]

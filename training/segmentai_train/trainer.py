@@ -140,18 +140,24 @@ class Trainer:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save_checkpoint(self, path: Path, epoch: int) -> None:
-        state = {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "epoch": epoch + 1, "step": self.step, "history": self.history}
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+    def checkpoint_state(self, epoch: int) -> Dict:
+        """What a checkpoint holds; variants extend it (and :meth:`restore_state`)."""
+        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch + 1, "step": self.step, "history": self.history}
 
-    def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    def restore_state(self, state: Dict) -> None:
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
+
+    def save_checkpoint(self, path: Path, epoch: int) -> None:
+        """Written atomically: an interrupted save never leaves a broken checkpoint behind."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(self.checkpoint_state(epoch), tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        self.restore_state(torch.load(path, map_location="cpu", weights_only=True))
 
     def _write_metrics(self) -> None:
         keys = sorted({k for row in self.history for k in row}, key=lambda k: (k != "epoch", k))

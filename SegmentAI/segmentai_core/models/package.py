@@ -159,15 +159,7 @@ class ModelPackage:
                 raise ModelError(f"model '{manifest.id}': {manifest.weights_file} is not a TorchScript file "
                                  f"({_first_line(error)})") from error
         else:
-            state = self._parse_state_dict(data)
-            network = build_network(manifest)
-            try:
-                network.load_state_dict(state, strict=True)
-            except RuntimeError as error:
-                raise ModelError(
-                    f"model '{manifest.id}': the weights do not fit architecture {manifest.architecture_name} "
-                    f"with these args ({_state_dict_problem(network, state, error)})"
-                ) from error
+            network = _network_with(manifest, self._parse_state_dict(data), "the weights do not fit")
         return network.to(device).eval()
 
     def _parse_state_dict(self, data: bytes) -> Dict[str, Any]:
@@ -331,13 +323,19 @@ def write_model_package(
     return ModelPackage.open(folder)
 
 
-def _check_fits(manifest: ModelManifest, tensors: Mapping[str, Any]) -> None:
+def _network_with(manifest: ModelManifest, tensors: Mapping[str, Any], problem: str) -> "torch.nn.Module":
+    """The manifest's network with ``tensors`` loaded strictly; ModelError saying what does not fit."""
     network = build_network(manifest)
     try:
         network.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
         raise ModelError(
-            f"model '{manifest.id}': the state dict does not fit architecture {manifest.architecture_name} "
+            f"model '{manifest.id}': {problem} architecture {manifest.architecture_name} "
             f"({_state_dict_problem(network, tensors, error)})"
         ) from error
+    return network
+
+
+def _check_fits(manifest: ModelManifest, tensors: Mapping[str, Any]) -> None:
+    _network_with(manifest, tensors, "the state dict does not fit")
 
