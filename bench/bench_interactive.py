@@ -5,7 +5,9 @@ farthest from the boundary of the largest error region, positive where the objec
 negative where background was taken. Reports Dice after 1..N clicks, NoC@80/85/90 per structure
 and the latency of each interaction, for
 
-* SegmentAI's interactive session (the shipped model, or ``--model``),
+* SegmentAI's interactive session (the shipped model, or ``--model``), as it runs by default: a click
+  the model leaves wrong is answered by the random walker (``segmentai``); and the model alone
+  (``segmentai_model_only``),
 * the random-walker fallback (the same session without a model),
 * Slicer's Grow-from-seeds (``vtkImageGrowCutSegment`` from slicer-core), seeded as in Slicer:
   positive clicks = object seeds; negative clicks and the border of a box around the clicks =
@@ -139,11 +141,11 @@ class GrowCutMethod:
 class SessionMethod:
     """SegmentAI's interaction session (a model, or the random-walker fallback)."""
 
-    def __init__(self, image: Volume, predictor, worker) -> None:
+    def __init__(self, image: Volume, predictor, worker, rescue: bool = True) -> None:
         from segmentai_core.interaction import InteractionSession
 
         self.name = predictor.name
-        self.session = InteractionSession(predictor, worker=worker)
+        self.session = InteractionSession(predictor, worker=worker, rescue_missed_clicks=rescue)
         self.session.set_image(image)
         self.latencies: List[float] = []
 
@@ -212,9 +214,10 @@ def main(argv=None) -> None:
         entry: Dict[str, Dict] = {}
         session = SessionMethod(image, model, worker)
         curve, sequence = run_clicker(session, truth, spacing_kji, args.clicks)
-        entry["segmentai"] = {"dice": curve}
+        entry["segmentai"] = {"dice": curve, "rescued_clicks": session.session.rescued_clicks}
         latencies.setdefault("segmentai", []).extend(session.latencies)
         methods: List[Tuple[str, Callable[[], object], Optional[list]]] = [
+            ("segmentai_model_only", lambda: SessionMethod(image, model, worker, rescue=False), None),
             ("growcut", lambda: GrowCutMethod(image), None),
             ("growcut_same_clicks", lambda: GrowCutMethod(image), sequence),
         ]

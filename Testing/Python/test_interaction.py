@@ -234,3 +234,36 @@ def test_shipped_interactive_model_segments_a_clicked_object(worker):
         scores.append(dice(session.mask, truth))
     print(scores)
     assert scores[-1] >= 0.5 and session.mask.sum() < truth.size // 4
+
+
+class _IgnoresPrompts:
+    """A predictor that answers every prompt with the previous mask: a model that ignores a click."""
+
+    name = "ignores-prompts"
+
+    def __init__(self) -> None:
+        reference = RandomWalkerPredictor()
+        self.settings, self.normalization, self.sigma = reference.settings, reference.normalization, 1.0
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, inputs: WorkingInputs) -> np.ndarray:
+        return inputs.previous.astype(np.float32)
+
+
+@pytest.mark.parametrize("rescue", [True, False])
+def test_a_click_the_model_ignores_is_answered_by_the_fallback(worker, rescue):
+    image, truth = _phantom(oblique=True)
+    session = InteractionSession(_IgnoresPrompts(), worker=worker, rescue_missed_clicks=rescue)
+    session.set_image(image)
+    centre = _centre_ijk(truth.array)
+    update = session.add_point(centre, True, space="ijk")
+    kji = tuple(np.rint(centre[::-1]).astype(int))
+    if rescue:
+        assert session.rescued_clicks == 1 and session.mask[kji] == 1
+        assert dice(session.mask, truth.array > 0) > 0.7
+        session.undo()
+        assert not session.mask.any()
+    else:
+        assert session.rescued_clicks == 0 and not update.changed and not session.mask.any()

@@ -3,8 +3,9 @@
 Shape after nnInteractive's inference session: set the image, set (or initialise) the target
 mask, then add points, boxes and scribbles; each call re-segments a local region around the object
 and the prompts and returns the updated mask. A point or scribble changes the mask where it was
-placed only (positive ones add, negative ones remove, connected to the prompt). Undo/redo go back and forth over many levels and
-restore the mask exactly. Voxels of other segments (``protected``) are never taken when
+placed only (positive ones add, negative ones remove, connected to the prompt); a click that a
+model leaves wrong is answered by the random-walker fallback. Undo/redo go back and forth over
+many levels and restore the mask exactly. Voxels of other segments (``protected``) are never taken when
 ``protect_other_segments`` is on (the default).
 
     session = InteractionSession()              # the installed interactive model, else the fallback
@@ -78,8 +79,15 @@ class InteractionSession:
     """Owns the image, the target mask, the prompts and the undo history of one object."""
 
     def __init__(self, predictor: Optional[Predictor] = None, *, protect_other_segments: bool = True,
-                 worker: Optional[InteractionWorker] = None, max_undo: int = 100, device: str = "auto") -> None:
+                 worker: Optional[InteractionWorker] = None, max_undo: int = 100, device: str = "auto",
+                 rescue_missed_clicks: bool = True) -> None:
         self.predictor: Predictor = predictor if predictor is not None else default_predictor(device)
+        # A model may leave a clicked voxel unchanged (the click then seems ignored); the classical
+        # predictor answers that click instead, so every click corrects the voxel it was placed on.
+        self.rescue: Optional[Predictor] = (
+            RandomWalkerPredictor() if rescue_missed_clicks and not isinstance(self.predictor, RandomWalkerPredictor)
+            else None)
+        self.rescued_clicks = 0
         self.protect_other_segments = protect_other_segments
         self.max_undo = max_undo
         self._own_worker = worker is None
@@ -270,24 +278,35 @@ class InteractionSession:
         return self._update(full, time.perf_counter() - t0)  # type: ignore[arg-type]
 
     def _predict(self, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
-        """Re-segment the local region for ``prompts``; returns the new crop of the mask and the region."""
+        """Re-segment the local region for ``prompts``; returns the new crop of the mask and the region.
+
+        When the newest prompt is a point or scribble that the predictor left wrong, the rescue
+        predictor (if any) answers it instead.
+        """
+        result, region = self._predict_with(self.predictor, prompts)
+        if self.rescue is not None and not _prompt_honoured(result, region, prompts[-1], self.geometry):
+            self.rescued_clicks += 1
+            result, region = self._predict_with(self.rescue, prompts)
+        return result, region
+
+    def _predict_with(self, predictor: Predictor, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
         image, mask = self._require_image(), self._require_mask()
         geometry = image.geometry
         guidance: List[Prompt] = []
         for prompt in prompts:
             guidance.extend(box_prompts(prompt) if prompt.kind == "box" else [prompt])
         points = np.concatenate([p.array for p in prompts])
-        region = plan_region(geometry, mask, points, prompts[-1].array.mean(axis=0), self.predictor.settings)
+        region = plan_region(geometry, mask, points, prompts[-1].array.mean(axis=0), predictor.settings)
         self.last_region = region
         crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
         crop_image = Volume(image.array[crop], crop_geometry)
         background = float(crop_image.array.min()) if crop_image.array.size else 0.0
         image_w = normalize(resample_to(crop_image, working, order=1, default_value=background).array,
-                            self.predictor.normalization)
+                            predictor.normalization)
         previous_w = resample_to(Volume(mask[crop].astype(np.float32), crop_geometry), working, order=1).array
-        positive, negative = guidance_maps(guidance, geometry, working, self.predictor.sigma)
+        positive, negative = guidance_maps(guidance, geometry, working, predictor.sigma)
         inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]))
-        probability = self.worker.call(self.predictor.predict, inputs)
+        probability = self.worker.call(predictor.predict, inputs)
         # Back on the crop, change only where the new decision differs from the previous mask seen
         # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
         new = resample_to(Volume(probability, working), crop_geometry, order=1).array > 0.5
@@ -350,6 +369,19 @@ def _follow_prompt(changed: np.ndarray, new: np.ndarray, prompt: Prompt, geometr
     touched = ndimage.binary_dilation(touched, iterations=2)
     keep = np.unique(labels[touched & changed])
     return np.isin(labels, keep[keep > 0])
+
+
+def _prompt_honoured(result: np.ndarray, region: LocalRegion, prompt: Prompt, geometry: Geometry) -> bool:
+    """True unless ``prompt`` is a point or scribble and most of its voxels (inside the crop) still
+    have the wrong value in ``result``; boxes are always honoured."""
+    if prompt.kind == "box":
+        return True
+    points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
+    kji = geometry.ijk_to_array_index(points) - np.array([s.start for s in region.crop])
+    kji = kji[np.all((kji >= 0) & (kji < np.array(result.shape)), axis=1)]
+    if not len(kji):
+        return True
+    return float(np.mean(result[tuple(kji.T)].astype(bool) == prompt.positive)) >= 0.5
 
 
 def _changed_box(a: np.ndarray, b: np.ndarray) -> Optional[Slices]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import List
 
 import numpy as np
+from scipy import ndimage
 
 from ..public_data import MNI2009A_MEMBERS, fetch_case, fetch_member
 from .samples import RealStructure
 
-__all__ = ["training_structures"]
+__all__ = ["training_structures", "supervoxel_volumes"]
 
 
 def _read(path):
@@ -49,3 +50,19 @@ def training_structures(seed: int = 0) -> List[RealStructure]:
     mask = sitk.GetArrayFromImage(_read(robex_mask)) > 0.5
     structures.append(RealStructure.create("robex-brain", _read(robex_image), mask, rng))
     return structures
+
+
+def supervoxel_volumes(segments: int = 1500) -> list:
+    """Supervoxel objects of the same permissive volumes: the ICBM152 2009a brain and the whole
+    ROBEX head (scalp, muscle, bone, brain tissue) — about a minute of SLIC per volume."""
+    import SimpleITK as sitk
+
+    from .supervoxels import supervoxel_volume
+
+    t1 = _read(fetch_member("nilearn==0.14.1", MNI2009A_MEMBERS["t1"]))
+    t1_array = sitk.GetArrayFromImage(t1)
+    volumes = [supervoxel_volume("mni-supervoxels", t1, t1_array > 0.2 * t1_array.max(), segments)]
+    robex_image = _read(fetch_case("robex")[0])
+    head = ndimage.binary_fill_holes(sitk.GetArrayFromImage(sitk.OtsuThreshold(robex_image, 0, 1)) > 0)
+    volumes.append(supervoxel_volume("robex-supervoxels", robex_image, head, segments))
+    return volumes

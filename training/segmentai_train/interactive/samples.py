@@ -24,7 +24,7 @@ from segmentai_core.phantoms import rotation_matrix, shapes_phantom
 
 from .clicker import next_click
 
-__all__ = ["RealStructure", "ShapePool", "InteractiveSampler", "Click", "encode"]
+__all__ = ["RealStructure", "ShapePool", "InteractiveSampler", "Click", "encode", "patch_grid", "resample_patch"]
 
 NORMALIZATION = {"type": "percentile", "lower": 0.5, "upper": 99.5}
 
@@ -64,26 +64,48 @@ class RealStructure:
         """A (size³) patch and its mask on a randomly rotated grid, as the session would frame it."""
         import SimpleITK as sitk
 
-        extent = float((self.high_lps - self.low_lps).max()) + 24.0
-        spacing = float(np.clip(extent / view_size * rng.uniform(0.9, 1.25), base_spacing * rng.uniform(0.85, 1.1),
-                                base_spacing * max_zoom * 1.1))
-        if extent / spacing <= size * 0.9:
-            centre = (self.low_lps + self.high_lps) / 2 + rng.uniform(-0.12, 0.12, 3) * size * spacing
-        else:
-            centre = self.foreground_lps[rng.integers(len(self.foreground_lps))]
-        direction = rotation_matrix(rng.normal(size=3), rng.uniform(0, np.pi)) if rng.random() < 0.7 else np.eye(3)
-        origin = centre - direction @ np.full(3, (size - 1) * spacing / 2)
-        resampler = sitk.ResampleImageFilter()
-        resampler.SetSize([size] * 3)
-        resampler.SetOutputSpacing([spacing] * 3)
-        resampler.SetOutputOrigin(tuple(origin))
-        resampler.SetOutputDirection(tuple(direction.ravel()))
-        resampler.SetInterpolator(sitk.sitkLinear)
-        resampler.SetDefaultPixelValue(float(sitk.GetArrayViewFromImage(self.image).min()))
-        image = sitk.GetArrayFromImage(resampler.Execute(self.image))
-        resampler.SetDefaultPixelValue(0.0)
-        mask = sitk.GetArrayFromImage(resampler.Execute(self.mask)) > 0.5
-        return image, mask
+        grid = patch_grid(rng, self.low_lps, self.high_lps, self.foreground_lps, size, base_spacing, view_size,
+                          max_zoom)
+        image = resample_patch(self.image, grid, sitk.sitkLinear, float(sitk.GetArrayViewFromImage(self.image).min()))
+        return image, resample_patch(self.mask, grid, sitk.sitkLinear, 0.0) > 0.5
+
+
+PatchGrid = Tuple[int, float, np.ndarray, np.ndarray]  # size, spacing (mm), origin (LPS), direction (3x3)
+
+
+def patch_grid(rng: np.random.Generator, low_lps: np.ndarray, high_lps: np.ndarray, foreground_lps: np.ndarray,
+               size: int, base_spacing: float, view_size: int = 96, max_zoom: float = 2.0) -> PatchGrid:
+    """A randomly rotated isotropic grid framing an object's box as the session's working grid would.
+
+    The spacing follows the session's zoom rule (object extent + margin over ``view_size`` voxels,
+    between the base spacing and ``max_zoom`` times it); objects larger than the patch are entered
+    at a random object voxel, smaller ones are centred with a small random shift.
+    """
+    extent = float((high_lps - low_lps).max()) + 24.0
+    spacing = float(np.clip(extent / view_size * rng.uniform(0.9, 1.25), base_spacing * rng.uniform(0.85, 1.1),
+                            base_spacing * max_zoom * 1.1))
+    if extent / spacing <= size * 0.9:
+        centre = (low_lps + high_lps) / 2 + rng.uniform(-0.12, 0.12, 3) * size * spacing
+    else:
+        centre = foreground_lps[rng.integers(len(foreground_lps))]
+    direction = rotation_matrix(rng.normal(size=3), rng.uniform(0, np.pi)) if rng.random() < 0.7 else np.eye(3)
+    origin = centre - direction @ np.full(3, (size - 1) * spacing / 2)
+    return size, spacing, origin, direction
+
+
+def resample_patch(image, grid: PatchGrid, interpolator: int, default: float) -> np.ndarray:
+    """``image`` (SimpleITK) sampled on ``grid``, as a (k, j, i) array."""
+    import SimpleITK as sitk
+
+    size, spacing, origin, direction = grid
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([size] * 3)
+    resampler.SetOutputSpacing([spacing] * 3)
+    resampler.SetOutputOrigin(tuple(float(v) for v in origin))
+    resampler.SetOutputDirection(tuple(float(v) for v in np.asarray(direction).ravel()))
+    resampler.SetInterpolator(interpolator)
+    resampler.SetDefaultPixelValue(default)
+    return sitk.GetArrayFromImage(resampler.Execute(image))
 
 
 class ShapePool:
@@ -224,7 +246,7 @@ class InteractiveSampler:
             _add_click(clicks, previous, target, rng, randomness=0.5)
         # Extra clicks on the remaining errors; each "corrects" a ball around it for the next one.
         corrected = previous.copy()
-        for _ in range(int(rng.choice([0, 0, 1, 1, 2, 3]))):
+        for _ in range(int(rng.choice([0, 0, 1, 1, 2, 3, 5, 8]))):
             point = _add_click(clicks, corrected, target, rng, randomness=0.5)
             if point is None:
                 break

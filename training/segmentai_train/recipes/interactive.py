@@ -20,12 +20,11 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-
 from segmentai_core.metrics import dice
 from segmentai_core.phantoms import shapes_phantom
 
-from ..interactive.samples import NORMALIZATION, Click, InteractiveSampler, ShapePool, encode
 from ..interactive.clicker import next_click
+from ..interactive.samples import NORMALIZATION, Click, InteractiveSampler, ShapePool, encode
 from ..sampling import recalibrate_batch_norm
 from ..trainer import TrainConfig, Trainer
 
@@ -119,8 +118,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pool", type=int, default=200, help="shape phantoms kept in memory")
     parser.add_argument("--no-real", action="store_true", help="phantoms only (quick checks)")
+    parser.add_argument("--real-fraction", type=float, default=0.55, help="share of samples from real volumes")
+    parser.add_argument("--supervoxel-weight", type=int, default=5,
+                        help="copies of each supervoxel volume in the real list (the 7 structures count once)")
     parser.add_argument("--init", type=Path, default=None,
-                        help="state dict (.pt) of the core's brain U-Net (same layers, one input channel) to start from")
+                        help="state dict (.pt) to start from: the core's brain U-Net (one input channel; the "
+                             "extra channels start at zero) or an earlier interactive model")
     parser.add_argument("--package", type=Path, default=None, help="write the model package here at the end")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -132,9 +135,13 @@ def main(argv=None) -> None:
     t0 = time.time()
     real = []
     if not args.no_real:
-        from ..interactive.real_data import training_structures
+        from ..interactive.real_data import supervoxel_volumes, training_structures
 
-        real = training_structures()
+        structures = training_structures()
+        supervoxels = supervoxel_volumes()
+        # Listed several times so that about 3/5 of real samples are supervoxel objects (varied sizes and
+        # tissues) and 2/5 the few large labelled structures.
+        real = structures + supervoxels * args.supervoxel_weight
     shapes = ShapePool(PATCH, args.pool, seed=0)
     validation = validation_cases()
     print(f"prepared {len(real)} real structures and {args.pool} phantoms in {time.time() - t0:.0f} s", flush=True)
@@ -142,9 +149,11 @@ def main(argv=None) -> None:
     network = UNet(spatial_dims=3, in_channels=4, out_channels=2, **ARCHITECTURE["args"])
     if args.init is not None:
         print(f"initialised from {args.init}: {initialise_from(network, args.init)} tensors", flush=True)
-    sampler = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=0.4, network=network,
+    sampler = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=args.real_fraction,
+                                 network=network,
                                  loop_probability=0.3, seed=0)
-    calibration = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=0.4, network=None,
+    calibration = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=args.real_fraction,
+                                     network=None,
                                      seed=1)
 
     def validate(net: torch.nn.Module) -> Dict[str, float]:
@@ -166,14 +175,15 @@ def main(argv=None) -> None:
     final = {f"val_dice_{n + 1}": float(curves[:, n].mean()) for n in range(5)}
     (args.out / "recipe.json").write_text(json.dumps({
         "id": MODEL_ID, "spacing_mm": SPACING_MM, "patch": PATCH, "architecture": ARCHITECTURE,
-        "interactive": INTERACTIVE, "real_structures": [s.name for s in real], "phantoms_generated": shapes.next_seed,
+        "interactive": INTERACTIVE, "real_structures": sorted({s.name for s in real}),
+        "phantoms_generated": shapes.next_seed,
         "history": trainer.history, "final_validation": final, "minutes": (time.time() - t0) / 60,
     }, indent=1))
     print(json.dumps({"event": "final", **final}), flush=True)
     if args.package is not None:
         from ..interactive.package import write_interactive_package
 
-        write_interactive_package(args.package, network.state_dict(), real_names=[s.name for s in real],
+        write_interactive_package(args.package, network.state_dict(), real_names=sorted({s.name for s in real}),
                                   phantoms=shapes.next_seed)
         print(f"wrote {args.package}", flush=True)
     print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
