@@ -35,10 +35,10 @@ class SegmentAI(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["SegmentAI developers"]
         self.parent.helpText = _(
-            "Segment a CT or MRI volume with an AI model: choose the volume, a model (its card lists the "
-            "modality, labels, licence and accuracy) and a device, then press Segment. Correct the result in "
-            "the Segment Editor or with positive/negative points (Refine). Save corrected cases into a dataset "
-            "folder and fine-tune the model on them. Everything runs locally; see the project page for documentation.")
+            "Segment a CT or MRI volume with an AI model: choose the volume, a model (its card lists the modality, "
+            "labels, licence and accuracy) and a device, then press Segment. Correct the result in the Segment "
+            "Editor or with positive/negative points and boxes (Refine). Save corrected cases into a dataset folder "
+            "and fine-tune the model on them. Everything runs locally; see the project page for documentation.")
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch and MONAI. Bundled model weights are Apache-2.0, trained on "
             "permissively licensed data and synthetic phantoms.")
@@ -95,8 +95,9 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditorButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self.ui.positivePointButton.toggled.connect(lambda checked: self.onPlaceToggled(True, checked))
-        self.ui.negativePointButton.toggled.connect(lambda checked: self.onPlaceToggled(False, checked))
+        self._modes = {True: self.ui.positivePointButton, False: self.ui.negativePointButton, "box": self.ui.boxButton}
+        for mode, button in self._modes.items():
+            button.toggled.connect(lambda checked, mode=mode: self.onPlaceToggled(mode, checked))
         self.ui.undoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=False))
         self.ui.redoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=True))
         self.ui.saveCaseButton.connect("clicked(bool)", self.onSaveCase)
@@ -120,7 +121,7 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
-        self.ui.positivePointButton.checked = self.ui.negativePointButton.checked = False
+        self.ui.positivePointButton.checked = self.ui.negativePointButton.checked = self.ui.boxButton.checked = False
         self.logic.closeRefinement()
         self.setParameterNode(None)
 
@@ -158,7 +159,7 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentEditorButton.enabled = bool(segmentation)
         self.ui.segmentSelector.setCurrentNode(segmentation)
         refinable = bool(ready and segmentation and not running)
-        for button in (self.ui.positivePointButton, self.ui.negativePointButton, self.ui.saveCaseButton):
+        for button in (*self._modes.values(), self.ui.saveCaseButton):
             button.enabled = refinable
         self.ui.undoButton.enabled = refinable and self.logic.canUndoRedo(redo=False)
         self.ui.redoButton.enabled = refinable and self.logic.canUndoRedo(redo=True)
@@ -243,21 +244,21 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setSegmentationNode(p.outputSegmentation)
         editor.setSourceVolumeNode(p.inputVolume)
 
-    def onPlaceToggled(self, positive: bool, checked: bool) -> None:  # one placement mode at a time
-        other = self.ui.negativePointButton if positive else self.ui.positivePointButton
-        if checked:
-            other.checked = False
-        if checked or not other.checked:
-            self.logic.workflow.prompts(self.onPointPlaced).place(positive if checked else None)
+    def onPlaceToggled(self, mode, checked: bool) -> None:  # one mode at a time: True, False (points) or "box"
+        for other, button in self._modes.items():
+            button.checked = button.checked and (other == mode or not checked)
+        if checked or not any(button.checked for button in self._modes.values()):
+            workflow = self.logic.workflow
+            workflow.prompts(lambda *point: self.refine(workflow.refine, *point),
+                             lambda roi: self.refine(workflow.refine_box, roi)).place(mode if checked else None)
 
-    def onPointPlaced(self, positionRas, positive: bool) -> None:  # one undoable step, other segments locked
+    def refine(self, refine: Callable, *prompt) -> None:  # one undoable step per point or box, other segments locked
         p = self._parameterNode
         if self._job is not None or not p or not p.outputSegmentation:
             return
         with slicer.util.tryWithErrorDisplay(_("Refinement failed."), waitCursor=True):
-            changed = self.logic.workflow.refine(p.outputSegmentation, self.ui.segmentSelector.currentSegmentID(),
-                                                 p.inputVolume, positionRas, positive)
-            self.ui.statusLabel.text = _("Point: {n} voxel(s) changed.").format(n=changed)
+            changed = refine(p.outputSegmentation, self.ui.segmentSelector.currentSegmentID(), p.inputVolume, *prompt)
+            self.ui.statusLabel.text = _("Refined: {n} voxel(s) changed.").format(n=changed)
         self.updateButtons()
 
     def onUndoRedo(self, redo: bool) -> None:

@@ -2,6 +2,8 @@
 
 Control points are read in world RAS (parent transforms applied), brought into the volume's own
 RAS frame (its parent transform undone), then into voxel indices through the core's Geometry.
+Placement (which node the clicks in the views go to) is switched through the scene's selection and
+interaction singletons, so the same code runs in Slicer and on slicer-core.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from segmentai_core.errors import InputError
 
 from .volume_nodes import geometry_from_node
 
-__all__ = ["control_points_ijk", "control_points_ras", "ras_to_voxel_indices", "world_to_node_ras"]
+__all__ = ["control_points_ijk", "control_points_ras", "node_ras_to_world", "ras_to_voxel_indices", "start_placement",
+           "stop_placement", "world_to_node_ras"]
 
 
 def control_points_ras(markups_node, world: bool = True) -> np.ndarray:
@@ -57,3 +60,37 @@ def control_points_ijk(markups_node, volume_node, require_inside: bool = True) -
         raise InputError(f"point(s) {outside} of '{markups_node.GetName()}' lie outside volume "
                          f"'{volume_node.GetName()}'")
     return indices
+
+
+def node_ras_to_world(points_ras: np.ndarray, node) -> np.ndarray:
+    """Points (N, 3) in the local RAS frame of ``node`` → world RAS (applying its parent transforms)."""
+    points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return points
+    to_world = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(parent, None, to_world)
+    return np.array([to_world.TransformPoint(*map(float, p)) for p in points]).reshape(-1, 3)
+
+
+def start_placement(scene, markups_node, persistent: bool = True) -> bool:
+    """Make ``markups_node`` the node that clicks in the views place points into (Slicer's place mode).
+
+    Uses the scene's selection and interaction singletons only (no GUI); returns False without them.
+    """
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    if interaction is None or selection is None:
+        return False
+    selection.SetReferenceActivePlaceNodeClassName(markups_node.GetClassName())
+    selection.SetActivePlaceNodeID(markups_node.GetID())
+    interaction.SetPlaceModePersistence(1 if persistent else 0)
+    interaction.SetCurrentInteractionMode(interaction.Place)
+    return True
+
+
+def stop_placement(scene) -> None:
+    """Back to the views' ordinary mouse mode (view and transform)."""
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    if interaction is not None:
+        interaction.SwitchToViewTransformMode()

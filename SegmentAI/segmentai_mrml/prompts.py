@@ -1,30 +1,41 @@
-"""Positive and negative click prompts as two markups fiducial nodes, placed in the slice views.
+"""The panel's prompts placed in the slice views: positive/negative points and boxes.
 
-Each polarity has its own node (green: add to the segment, red: remove), observed for
-``PointPositionDefinedEvent``: every point the user places calls ``on_point(position, positive)``
-with the point's world RAS position. Place mode is switched through the scene's selection and
-interaction singletons (MRML only, so the same code runs in Slicer and on slicer-core).
+Each point polarity has its own markups fiducial node (green: add to the segment, red: remove),
+observed for ``PointPositionDefinedEvent``: every point the user places calls
+``on_point(position, positive)`` with the point's world RAS position. Boxes are markups ROI nodes
+(:class:`~.box_prompt.PromptBoxes`): ``on_box(roi_node)`` runs once per box. One placement mode at a
+time, switched through the scene's selection and interaction singletons (MRML only, so the same
+code runs in Slicer and on slicer-core).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import slicer
 
-__all__ = ["PromptPoints"]
+from .box_prompt import PromptBoxes
+from .markups import start_placement, stop_placement
+
+__all__ = ["BOX", "PromptPoints"]
 
 COLORS = {True: (0.2, 0.9, 0.2), False: (1.0, 0.25, 0.25)}
+BOX = "box"
+"""The placement mode of boxes (points are ``True``: positive, ``False``: negative)."""
 
 
 class PromptPoints:
-    """The two prompt nodes of ``scene``; ``on_point(position_ras, positive)`` runs for each placed point."""
+    """The prompt nodes of ``scene``: ``on_point(position_ras, positive)`` runs for each placed point,
+    ``on_box(roi_node)`` for each placed box (boxes are refused without ``on_box``)."""
 
-    def __init__(self, scene, on_point: Callable[[Tuple[float, float, float], bool], None]) -> None:
+    def __init__(self, scene, on_point: Callable[[Tuple[float, float, float], bool], None],
+                 on_box: Optional[Callable[[object], None]] = None) -> None:
         self.scene = scene
         self.on_point = on_point
+        self.on_box = on_box
         self._nodes: Dict[bool, object] = {}
         self._observers: List[Tuple[object, int]] = []
+        self._boxes: Optional[PromptBoxes] = None
 
     def node(self, positive: bool):
         """The prompt node of one polarity (created, and observed, when missing from the scene)."""
@@ -49,6 +60,15 @@ class PromptPoints:
         self._nodes[positive] = node
         return node
 
+    @property
+    def boxes(self) -> PromptBoxes:
+        """The box prompts (markups ROI nodes), created on first use."""
+        if self._boxes is None:
+            if self.on_box is None:
+                raise ValueError("PromptPoints was made without on_box: boxes are not handled")
+            self._boxes = PromptBoxes(self.scene, self.on_box)
+        return self._boxes
+
     def _placed(self, node, positive: bool) -> None:
         count = node.GetNumberOfControlPoints()
         if count == 0:
@@ -57,26 +77,25 @@ class PromptPoints:
         node.GetNthControlPointPositionWorld(count - 1, position)
         self.on_point((position[0], position[1], position[2]), positive)
 
-    def place(self, positive: Optional[bool]) -> None:
-        """Persistent place mode for one polarity's node, or back to view mode (``None``)."""
-        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
-        selection = self.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
-        if interaction is None or selection is None:
-            return
-        if positive is None:
-            interaction.SwitchToViewTransformMode()
-            return
-        node = self.node(positive)
-        selection.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
-        selection.SetActivePlaceNodeID(node.GetID())
-        interaction.SetPlaceModePersistence(1)
-        interaction.SetCurrentInteractionMode(interaction.Place)
+    def place(self, mode: Union[bool, str, None]) -> None:
+        """Persistent place mode: positive points (``True``), negative points (``False``), boxes
+        (:data:`BOX`), or back to view mode (``None``)."""
+        if mode != BOX and self._boxes is not None:
+            self._boxes.stop()  # drops a half-drawn box
+        if mode is None:
+            stop_placement(self.scene)
+        elif mode == BOX:
+            self.boxes.place()
+        else:
+            start_placement(self.scene, self.node(bool(mode)))
 
     def clear(self) -> None:
-        """Remove the placed points (the segment keeps its refinement)."""
+        """Remove the placed points and boxes (the segment keeps its refinement)."""
         for node in self._nodes.values():
             if self.scene.GetNodeByID(node.GetID()) is node:
                 node.RemoveAllControlPoints()
+        if self._boxes is not None:
+            self._boxes.clear()
 
     def close(self) -> None:
         """Stop observing and remove the prompt nodes."""
@@ -87,3 +106,6 @@ class PromptPoints:
             if self.scene.GetNodeByID(node.GetID()) is node:
                 self.scene.RemoveNode(node)
         self._nodes.clear()
+        if self._boxes is not None:
+            self._boxes.close()
+            self._boxes = None

@@ -1,8 +1,8 @@
 """The panel's Refine, Save-as-training-case and Fine-tune steps, for the desktop module.
 
 One object per scene holds the click refiner (writing through the segment-editor logic, so each
-point is one undoable step with the other segments locked), the positive/negative prompt nodes,
-and starts fine-tuning runs. The web app uses the same pieces (:mod:`.refinement`,
+point or box is one undoable step with the other segments locked), the prompt nodes (points and
+boxes), and starts fine-tuning runs. The web app uses the same pieces (:mod:`.refinement`,
 :mod:`.finetune_job`, :meth:`.logic.SegmentationLogic.save_training_case`) with its own undo stack.
 """
 
@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from segmentai_core.errors import InputError
 
+from .box_prompt import roi_box_corners
 from .finetune_job import FinetuneJob, training_available
 from .prompts import PromptPoints
 from .refinement import ClickRefiner, EditorApply
@@ -36,15 +37,21 @@ class PanelWorkflow:
         self.refiner = ClickRefiner(apply=self.editor_apply)
         self._prompts: Optional[PromptPoints] = None
 
-    def prompts(self, on_point: Callable) -> PromptPoints:
-        """The positive/negative point nodes; ``on_point(position_ras, positive)`` runs for each placed point."""
+    def prompts(self, on_point: Callable, on_box: Optional[Callable] = None) -> PromptPoints:
+        """The prompt nodes; ``on_point(position_ras, positive)`` runs for each placed point, ``on_box(roi_node)``
+        for each placed box."""
         if self._prompts is None:
-            self._prompts = PromptPoints(self.scene, on_point)
+            self._prompts = PromptPoints(self.scene, on_point, on_box)
         return self._prompts
 
     def refine(self, segmentation_node, segment_id: str, volume_node, position_ras, positive: bool = True) -> int:
         """Refine one segment with a point at world RAS ``position_ras``; returns how many voxels changed."""
         return self.refiner.add_point(segmentation_node, segment_id, volume_node, position_ras, positive)
+
+    def refine_box(self, segmentation_node, segment_id: str, volume_node, roi_node) -> int:
+        """Refine one segment with a box from a markups ROI (see :mod:`.box_prompt`); returns how many voxels changed."""
+        corner1, corner2 = roi_box_corners(roi_node, volume_node)
+        return self.refiner.add_box(segmentation_node, segment_id, volume_node, corner1, corner2)
 
     def can_undo_redo(self, redo: bool = False) -> bool:
         return self.editor_apply.can_redo() if redo else self.editor_apply.can_undo()

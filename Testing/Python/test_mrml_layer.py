@@ -9,6 +9,12 @@ import pytest
 
 pytest.importorskip("slicer_core", reason="slicer-core (MRML) is needed: pip install -e '.[test]'")
 
-from segmentai_mrml.testing import DefaultModelTest, MRMLLayerTest, RefineAndSaveTest, SegmentationLogicTest
+from segmentai_mrml.testing import (
+    DefaultModelTest,
+    MRMLLayerTest,
+    PromptPlacementTest,
+    RefineAndSaveTest,
+    SegmentationLogicTest,
+)
 
-__all__ = ["DefaultModelTest", "MRMLLayerTest", "RefineAndSaveTest", "SegmentationLogicTest"]
+__all__ = ["DefaultModelTest", "MRMLLayerTest", "PromptPlacementTest", "RefineAndSaveTest", "SegmentationLogicTest"]

@@ -188,6 +188,24 @@ def test_every_ui_name_exists_with_a_compatible_class(module_tree, ui_widgets):
             assert classes is None or cls in classes, f"self.ui.{name}.{attribute}: {cls} has no such member"
 
 
+def test_placement_buttons_are_checkable_and_match_the_prompt_modes(module_tree, ui_widgets):
+    """The widget maps placement modes to buttons (``self._modes``): the keys are segmentai_mrml.prompts' modes
+    (``True``/``False`` points, ``BOX``), the values checkable buttons of the .ui."""
+    found = [node.value for node in ast.walk(module_tree) if isinstance(node, ast.Assign)
+             and any(isinstance(t, ast.Attribute) and t.attr == "_modes" for t in node.targets)]
+    assert len(found) == 1 and isinstance(found[0], ast.Dict), "self._modes = {mode: self.ui.<button>, ...}"
+    prompts = (MODULE_DIR / "segmentai_mrml" / "prompts.py").read_text(encoding="utf-8")
+    box = re.search(r'^BOX = "(\w+)"', prompts, re.MULTILINE)
+    assert box, "segmentai_mrml/prompts.py defines BOX"
+    assert [ast.literal_eval(key) for key in found[0].keys] == [True, False, box.group(1)]
+    for value in found[0].values:
+        assert isinstance(value, ast.Attribute) and _is_self_ui(value.value)
+        widget = ui_widgets[value.attr]
+        assert widget.get("class") in BUTTONS, value.attr
+        properties = {prop.get("name"): prop.findtext("bool") for prop in widget.findall("property")}
+        assert properties.get("checkable") == "true", f"{value.attr} must be checkable"
+
+
 def test_parameter_bound_widgets_match_the_parameter_node(module_tree, ui_widgets):
     fields = {}
     for node in ast.walk(module_tree):
