@@ -10,6 +10,9 @@ Modules, one job each:
 * :mod:`.volume_nodes` — scalar volume node ↔ core ``Volume`` (array ``[k, j, i]`` + ``Geometry``).
 * :mod:`.segmentation_nodes` — core label map ↔ segmentation node (names, colours, terminology).
 * :mod:`.markups` — markups control points → RAS points → voxel indices of a volume.
+* :mod:`.prompts` / :mod:`.box_prompt` — points and ROIs placed in the views → refinement prompts.
+* :mod:`.refinement` — :class:`~.refinement.ClickRefiner`: a segment refined by the interaction session.
+* :mod:`.finetune_job` / :mod:`.workflow` — fine-tuning in the background; the panel's steps as one object.
 * :mod:`.storage` — reading and writing nodes through Slicer's storage nodes (``.seg.nrrd``, ...).
 * :mod:`.editing` — undoable segment edits through Slicer's C++ segment-editor logic.
 * :mod:`.logic` — :class:`~.logic.SegmentationLogic`: run a model on a volume node off the main thread.
