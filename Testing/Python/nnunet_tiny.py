@@ -164,9 +164,20 @@ def add_perturbed_fold(model_folder: Path, source_fold: int = 0, new_fold: int =
     torch.save(checkpoint, target / "checkpoint_final.pth")
 
 
+_BUILT: Dict[tuple, Path] = {}
+
+
 def build_tiny_model(root: Path, cases: int = 8, epochs: int = 8, iterations: int = 10,
                      shape_kji=(32, 32, 12), features=(4, 8, 16)) -> Path:
-    """Dataset → plans → preprocessing → training (fold 0) → a perturbed fold 1; returns the model folder."""
+    """Dataset → plans → preprocessing → training (fold 0) → a perturbed fold 1; returns the model folder.
+
+    Built once per process for the same settings: ``nnunetv2`` fixes its folders when first
+    imported, so a second build under another root would overwrite the first (callers that
+    change the model folder work on a copy).
+    """
+    key = (cases, epochs, iterations, tuple(shape_kji), tuple(features))
+    if key in _BUILT and _BUILT[key].is_dir():
+        return _BUILT[key]
     set_nnunet_env(root)
     make_dataset(root, cases, shape_kji)
     plan_and_preprocess(features)
@@ -176,6 +187,7 @@ def build_tiny_model(root: Path, cases: int = 8, epochs: int = 8, iterations: in
         path = model / extra
         if path.is_dir():
             shutil.rmtree(path)
+    _BUILT[key] = model
     return model
 
 

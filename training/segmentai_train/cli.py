@@ -51,6 +51,8 @@ def _finetune_parser(sub) -> None:
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--minutes", type=float, default=None, help="stop after the epoch in which this time runs out")
+    p.add_argument("--nnunet-fold", dest="source_fold", default=None, metavar="FOLD",
+                   help="imported nnU-Net models: the fold whose weights to start from (default: the first)")
     p.add_argument("--version", default=None, help="version of the new package (default: parent's patch + 1)")
     p.add_argument("--new-id", default=None, help="id of the new package (default: the parent's)")
     p.add_argument("--json-progress", action="store_true", help="JSON progress lines on stdout")
@@ -93,7 +95,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         bn_mode=args.bn_mode, seed=args.seed,
         device=args.device, amp=not args.no_amp, json_progress=args.json_progress,
         progress_bar=not args.no_progress_bar, time_limit_s=args.minutes * 60 if args.minutes else None,
-        version=args.version, model_id=args.new_id)
+        version=args.version, model_id=args.new_id, source_fold=args.source_fold)
     result = finetune(args.model, args.data, args.out, config, resume=args.resume)
     if result.package_dir is not None and not args.json_progress:
         print(f"wrote {result.package_dir} (validation Dice {result.val_dice_before:.4f} -> "

@@ -1,7 +1,8 @@
 """A dataset folder (nnU-Net v2 raw layout) as canonical training cases for one model.
 
 Images and labels go through the core's ``prepare_input``/``prepare_label`` with the model's own
-preprocessing, so training sees exactly what the engine will feed the network at inference.
+preprocessing (or, for imported nnU-Net models, the core's nnU-Net preprocessing: see
+``nnunet_finetune``), so training sees exactly what the engine will feed the network at inference.
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Mapping, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from segmentai_core.dataset import list_cases, load_dataset, validate_dataset
 from segmentai_core.errors import InputError
+from segmentai_core.volume import Volume
 
 from .sampling import CanonicalCase
 
-__all__ = ["TrainingData", "load_training_data", "dataset_sha256", "split_cases"]
+__all__ = ["TrainingData", "load_training_data", "dataset_sha256", "split_cases", "CasePreparer"]
+
+CasePreparer = Callable[[Volume, Volume], Tuple[np.ndarray, np.ndarray]]
+"""(image, label map) as read → (network-space image [k, j, i] float32, label values on the same grid)."""
 
 
 @dataclass
@@ -48,12 +53,23 @@ def dataset_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def load_training_data(folder: Path, preprocessing: Mapping) -> TrainingData:
+def _canonical_preparer(preprocessing: Mapping) -> CasePreparer:
+    from segmentai_core.inference.preprocess import prepare_input, prepare_label
+
+    def prepare(image: Volume, label: Volume) -> Tuple[np.ndarray, np.ndarray]:
+        prepared = prepare_input(image, preprocessing)
+        return prepared.array.astype(np.float32), prepare_label(label, prepared.canonical)
+
+    return prepare
+
+
+def load_training_data(folder: Path, preprocessing: Mapping, prepare: Optional[CasePreparer] = None) -> TrainingData:
     """Validate the dataset, then read every case onto the model's canonical grid.
 
-    Label values are mapped to contiguous class indices (background 0, then labels by value).
+    ``prepare`` replaces the canonical-grid preparation from ``preprocessing`` (imported nnU-Net
+    models use their own). Label values are mapped to contiguous class indices (background 0,
+    then labels by value).
     """
-    from segmentai_core.inference.preprocess import prepare_input, prepare_label
     from segmentai_core.io import read_volume
 
     folder = Path(folder)
@@ -68,13 +84,12 @@ def load_training_data(folder: Path, preprocessing: Mapping) -> TrainingData:
     lut = np.zeros(max(foreground, default=0) + 1, dtype=np.uint8)
     for index, value in enumerate(foreground, start=1):
         lut[value] = index
+    prepare = prepare or _canonical_preparer(preprocessing)
     cases = []
     for case in list_cases(folder):
-        image = read_volume(case.image)
-        label = read_volume(case.label)
-        prepared = prepare_input(image, preprocessing)
-        classes = lut[prepare_label(label, prepared.canonical).astype(np.int64)]
-        cases.append(CanonicalCase(case.case_id, prepared.array.astype(np.float32), classes))
+        array, values = prepare(read_volume(case.image), read_volume(case.label))
+        classes = lut[values.astype(np.int64)]
+        cases.append(CanonicalCase(case.case_id, array.astype(np.float32, copy=False), classes))
     if not cases:
         raise InputError(f"dataset {folder} has no cases; add some with 'segmentai dataset add'")
     return TrainingData(cases, list(foreground.values()), list(foreground), dataset_sha256(folder),

@@ -5,7 +5,9 @@ for a new label set), optionally freezes the encoder for the first epochs and gi
 learning rate. Loss Dice + cross-entropy on foreground-oversampled, augmented patches; AdamW or
 SGD with Nesterov momentum, warm-up then cosine or poly decay; AMP on CUDA; gradient
 accumulation; DDP under ``torchrun``. Validation Dice each epoch, early stopping, a checkpoint
-each epoch for ``resume``; the result is a NEW model package naming its parent.
+each epoch for ``resume``; the result is a NEW model package naming its parent. What depends on
+the kind of source model (SegmentAI's own networks or an imported nnU-Net model) comes from
+:mod:`.model_setup`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
-from segmentai_core.errors import InputError, ModelError, OutputError
+from segmentai_core.errors import InputError, OutputError
 
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .sampling import recalibrate_batch_norm
@@ -67,6 +69,7 @@ class FinetuneConfig:
     time_limit_s: Optional[float] = None
     version: Optional[str] = None
     model_id: Optional[str] = None
+    source_fold: Optional[str] = None  # imported nnU-Net models: the fold to start from (default: the first)
 
 
 @dataclass
@@ -272,13 +275,11 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     global batch and only rank 0 writes.
     """
     from segmentai_core.inference.device import select_device
-    from segmentai_core.models.networks import size_divisor
-    from segmentai_core.models.package import write_model_package
 
-    from .data import load_training_data, split_cases
+    from .data import split_cases
+    from .model_setup import prepare_finetune
     from .new_package import finetuned_manifest
-    from .transfer import build_finetune_network, parameter_groups, same_labels
-    from .validation import mean_dice
+    from .transfer import parameter_groups
 
     config = copy.deepcopy(config) if config is not None else FinetuneConfig()
     for key, value in overrides.items():
@@ -303,21 +304,14 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     try:
         source = _resolve_model(model)
         manifest = source.manifest
-        if manifest.architecture_name == "TorchScript":
-            raise ModelError(f"model '{manifest.id}' is TorchScript: fine-tune the original (state-dict) package")
-        training = load_training_data(Path(data), manifest.preprocessing)
-        num_classes = len(training.class_names) + 1
-        keep_head = same_labels([label.name for label in manifest.labels], training.class_names)
-        network, counts = build_finetune_network(source, num_classes, keep_head, seed=config.seed)
+        setup = prepare_finetune(source, Path(data), config, device)
+        training, network, num_classes, keep_head = setup.training, setup.network, setup.num_classes, setup.keep_head
         if dist.enabled and device.type == "cuda" and config.bn_mode == "train":
             network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
         network.to(device)
         train_cases, val_cases, validation = split_cases(training.cases, config.val_fraction, config.folds,
                                                           config.fold, config.seed)
-        divisor_kji = tuple(reversed(size_divisor(manifest.architecture, manifest.dimensions)))
-        patch_kji = tuple(reversed(config.patch_size or manifest.patch_size))
-        if len(patch_kji) != 3 or any(p % d for p, d in zip(patch_kji, divisor_kji)):
-            raise InputError(f"--patch-size must be 3 sizes, multiples of {list(reversed(divisor_kji))}")
+        patch_kji = setup.patch_kji
         sampler = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, dist.rank, dist.world,
                                       config.foreground_fraction, config.seed)
         calibration = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, 0, 1,
@@ -329,15 +323,15 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
                 calibration.set_epoch(0)
                 with torch.no_grad():
                     recalibrate_batch_norm(net, _to_device(calibration, device), config.bn_batches)
-            return {"val_dice": mean_dice(net, val_cases, num_classes, divisor_kji, device)}
+            return {"val_dice": setup.evaluate(net, val_cases)}
 
-        groups = parameter_groups(network, manifest.architecture_name, config.encoder_lr_scale)
+        groups = parameter_groups(network, setup.architecture, config.encoder_lr_scale)
         trainer = FinetuneTrainer(network, _loss(num_classes, config.class_weights), sampler, out, config, groups,
                                   validate, device, dist)
         if resume and checkpoint.exists():
             trainer.load_checkpoint(checkpoint)
         else:
-            before = [mean_dice(network, val_cases, num_classes, divisor_kji, device)] if dist.is_main else [0.0]
+            before = [setup.evaluate(network, val_cases)] if dist.is_main else [0.0]
             if dist.enabled:
                 torch.distributed.broadcast_object_list(before, src=0)
             trainer.val_dice_before = before[0]
@@ -356,7 +350,7 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
                 network.load_state_dict(trainer.best_state)  # weights and the statistics they were validated with
             elif recalibrate:
                 recalibrate_batch_norm(network, _to_device(calibration, device), config.bn_batches * 4)
-            after = mean_dice(network, val_cases, num_classes, divisor_kji, device)
+            after = setup.evaluate(network, val_cases)
             info = {"dataset": training.dataset_name, "data_sha256": training.sha256, "cases": len(training.cases),
                     "train_cases": [c.name for c in train_cases], "val_cases": len(val_cases),
                     "validation": validation, "epochs": epochs_run, "best_epoch": trainer.best_epoch,
@@ -368,8 +362,8 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
             state = network.module.state_dict() if hasattr(network, "module") else network.state_dict()
             state = {k: v for k, v in _unsync_state(state).items()}
             data_manifest = finetuned_manifest(manifest, training.class_names, training.class_values, keep_head, info,
-                                               config.version, config.model_id)
-            package = write_model_package(package_dir, data_manifest, state)
+                                               config.version, config.model_id, grid=setup.grid)
+            package = setup.write_package(package_dir, data_manifest, state)
             result.package_dir, result.val_dice_after = package.folder, after
             if config.json_progress:
                 print(json.dumps({"event": "done", "package": str(package.folder), "model": package.full_id,

@@ -23,11 +23,12 @@ def next_version(version: str) -> str:
 
 def finetuned_manifest(parent, class_names: List[str], class_values: List[int], keep_head: bool,
                        training: Dict[str, Any], version: Optional[str] = None,
-                       model_id: Optional[str] = None) -> Dict[str, Any]:
+                       model_id: Optional[str] = None, grid: str = "canonical grid") -> Dict[str, Any]:
     """Manifest dict for the new package (weights are filled in by ``write_model_package``).
 
     ``training`` holds data_sha256, epochs, val_dice_before/after, validation mode, cases...; it
-    goes into the ``x-training`` extension field, and the Dice figures also into ``accuracy``.
+    goes into the ``x-training`` extension field, and the Dice figures also into ``accuracy``;
+    ``grid`` says where validation Dice was measured.
     """
     data = copy.deepcopy(parent.to_dict())
     data["id"] = model_id or parent.id
@@ -54,7 +55,7 @@ def finetuned_manifest(parent, class_names: List[str], class_values: List[int], 
     where = f"{training['validation']} validation on {training['val_cases']} case(s) of '{training['dataset']}'"
     data["accuracy"] = [{
         "dataset": where, "metric": "Dice", "value": round(float(training["val_dice_after"]), 4),
-        "notes": f"before fine-tuning ({parent.full_id}): {training['val_dice_before']:.4f}; canonical grid",
+        "notes": f"before fine-tuning ({parent.full_id}): {training['val_dice_before']:.4f}; {grid}",
     }]
     data["created"] = time.strftime("%Y-%m-%d")
     data["notes"] = (f"Fine-tuned from {parent.full_id} by segmentai-train for {training['epochs']} epochs on "

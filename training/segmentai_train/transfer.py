@@ -46,13 +46,16 @@ def is_encoder_key(key: str, architecture: str) -> bool:
 
     MONAI's UNet nests as ``model.(1.submodule.)*[0 | 1 | 2]``: index 0 is the down block of a
     level, the innermost ``submodule`` the bottleneck, index 2 the up block. SwinUNETR's encoder
-    is its ``swinViT`` and ``encoder*`` blocks. Other architectures have no encoder group (one rate).
+    is its ``swinViT`` and ``encoder*`` blocks. Imported nnU-Net networks (``folds.<fold>.``) have
+    an ``encoder`` module. Other architectures have no encoder group (one rate).
     """
     if architecture == "UNet":
         rest = key[len("model."):] if key.startswith("model.") else key
         while rest.startswith("1.submodule."):
             rest = rest[len("1.submodule."):]
         return rest.startswith("0.") or not rest[:1].isdigit()
+    if architecture == "nnUNet":
+        return re.match(r"^folds\.[^.]+\.encoder\.", key) is not None
     if architecture == "SwinUNETR":
         return key.startswith("swinViT.") or re.match(r"^encoder\d+\.", key) is not None
     return False

@@ -4,7 +4,8 @@ A bundle's config is a small program: ``$`` strings are Python expressions and `
 names any class. SegmentAI never evaluates it. The importer reads it as plain data and maps
 what has an exact equivalent in a SegmentAI manifest: the network (``network_def`` naming
 MONAI's UNet, AttentionUnet or SwinUNETR with literal arguments), the preprocessing
-transforms (orientation, spacing, intensity scaling), the sliding-window inferer and a
+transforms (orientation, spacing, intensity scaling), the sliding-window inferer (window,
+overlap, constant or Gaussian blending, with MONAI's defaults where the config is silent) and a
 soft-max + arg-max postprocessing; labels come from the metadata's ``channel_def``. Anything
 else is refused with one line naming it, rather than imported to behave differently. Weights
 (``model.pt``, a state dict or ``{"model": state_dict}``) are read without running pickled code
@@ -115,14 +116,43 @@ def _preprocessing(config: Dict[str, Any]) -> Dict[str, Any]:
     return {"orientation": orientation, "target_spacing": spacing, "normalization": normalization}
 
 
+def _one_number(value: Any, where: str) -> float:
+    """A number, or a per-axis sequence whose items are all equal (the manifest holds one value)."""
+    value = _literal(value, where)
+    if isinstance(value, (list, tuple)):
+        if not value or any(float(v) != float(value[0]) for v in value):
+            raise ModelError(f"inference config: {where} = {value!r} differs per axis; SegmentAI imports one value")
+        value = value[0]
+    try:
+        return float(value)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"inference config: {where} = {value!r} is not a number") from error
+
+
 def _inference(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The SlidingWindowInferer's window, overlap and blending, with MONAI's own defaults when absent."""
     inferer = _resolve(config, config.get("inferer"))
     if _target(inferer) != "SlidingWindowInferer":
         raise ModelError(f"inference config: inferer {_target(inferer) or inferer!r} is not imported "
                          "(SlidingWindowInferer is)")
     roi = _literal(inferer.get("roi_size"), "inferer.roi_size")
-    return {"patch_size": [int(v) for v in roi], "overlap": float(_literal(inferer.get("overlap", 0.25), "overlap")),
-            "crop_foreground": False}
+    # MONAI's defaults: constant blending, overlap 0.25, sigma_scale 0.125 (only used by gaussian).
+    mode = str(_literal(inferer.get("mode", "constant"), "inferer.mode")).lower()
+    if mode not in ("constant", "gaussian"):
+        raise ModelError(f"inference config: inferer.mode = {mode!r} is not imported (constant and gaussian are)")
+    padding = str(_literal(inferer.get("padding_mode", "constant"), "inferer.padding_mode")).lower()
+    if padding != "constant" or _one_number(inferer.get("cval", 0.0), "inferer.cval") != 0.0:
+        raise ModelError("inference config: the inferer is imported only with zero padding (padding_mode "
+                         "constant, cval 0)")
+    inference: Dict[str, Any] = {
+        "patch_size": [int(v) for v in roi],
+        "overlap": _one_number(inferer.get("overlap", 0.25), "inferer.overlap"),
+        "crop_foreground": False,
+        "blend_mode": mode,
+    }
+    if mode == "gaussian":
+        inference["sigma_scale"] = _one_number(inferer.get("sigma_scale", 0.125), "inferer.sigma_scale")
+    return inference
 
 
 def _check_postprocessing(config: Dict[str, Any]) -> None:

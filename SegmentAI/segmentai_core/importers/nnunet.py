@@ -6,7 +6,9 @@ package whose manifest has architecture ``nnUNet`` (network class and arguments 
 plans), an ``x-nnunet`` block with everything the inference path needs (axis order, spacing,
 normalisation, resampling orders, patch, mirroring, regions) and the SHA-256 of every source
 file; the weights of all folds go into one checksummed safetensors file, and ``dataset.json``
-and ``plans.json`` are kept as they were under ``nnunet/``.
+and ``plans.json`` are kept as they were under ``nnunet/``. A ``crossval_results_folds_*/
+postprocessing.pkl`` (nnU-Net's chosen postprocessing) is read as data by
+:mod:`.nnunet_postprocessing` and its steps stored in the manifest as JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from ..errors import ModelError
 from ..labels import SegmentLabel
 from .checkpoint import load_checkpoint
+from .nnunet_postprocessing import find_postprocessing_file, read_postprocessing
 
 __all__ = ["is_nnunet_folder", "convert_nnunet"]
 
@@ -144,11 +147,14 @@ def convert_nnunet(
     version: str = "1.0.0",
     folds: Optional[Sequence[str]] = None,
     checkpoint: Optional[str] = None,
+    postprocessing: bool = True,
 ):
     """Write a SegmentAI package for the nnU-Net model in ``folder`` into the new folder ``destination``.
 
     Returns the :class:`~segmentai_core.models.package.ModelPackage`. Checkpoints are read with
-    :func:`~.checkpoint.load_checkpoint` (no pickled code runs); every problem is one ModelError.
+    :func:`~.checkpoint.load_checkpoint` and ``postprocessing.pkl`` with a restricted unpickler
+    (no pickled code runs); ``postprocessing=False`` ignores the latter. Every problem is one
+    ModelError, raised before anything is written.
     """
     from ..models.package import write_model_package
 
@@ -186,6 +192,13 @@ def convert_nnunet(
     reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
     if reader not in SUPPORTED_READERS:
         raise ModelError(f"{folder.name}: image reader '{reader}' is not supported (its axis order differs)")
+
+    steps: List[Dict[str, Any]] = []
+    postprocessing_file = find_postprocessing_file(folder, fold_names) if postprocessing else None
+    if postprocessing_file is not None:
+        data = postprocessing_file.read_bytes()
+        files[postprocessing_file.relative_to(folder).as_posix()] = _sha256(data)
+        steps = read_postprocessing(postprocessing_file, data)
 
     labels, num_heads, regions = _label_setup(dataset)
     channels = [str(v) for _, v in sorted(dataset["channel_names"].items(), key=lambda kv: int(kv[0]))]
@@ -247,6 +260,7 @@ def convert_nnunet(
             "num_heads": num_heads,
             "in_channels": len(channels),
             "regions_class_order": regions,
+            "postprocessing": steps,
             "files": files,
         },
     }

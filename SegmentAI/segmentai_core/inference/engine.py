@@ -146,6 +146,7 @@ class Segmenter:
             divisor_kji=divisor, mirror_axes_kji=mirror, whole_volume_ok=_whole_volume_ok(self.manifest),
             bytes_per_voxel=_estimate_bytes_per_voxel(self.manifest), budget_bytes=int(budget * 0.8),
             crop_foreground=self.manifest.crop_foreground, spatial_dims=dims,
+            blend_mode=self.manifest.blend_mode, sigma_scale=self.manifest.sigma_scale,
         )
 
     def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input") -> SegmentationResult:

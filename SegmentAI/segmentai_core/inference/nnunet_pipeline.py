@@ -9,7 +9,8 @@ Steps (all parameters from the manifest's ``x-nnunet`` block, written by the imp
 transpose → crop to the non-zero box → normalise (CT: clip to the fingerprint's 0.5/99.5
 percentiles, then mean/std; z-score otherwise) → resample to the plans' spacing → Gaussian
 sliding windows with mirroring, folds averaged → logits resampled back → soft-max or sigmoid
-regions → label map un-cropped and transposed back.
+regions → label map un-cropped and transposed back → nnU-Net's own postprocessing (the steps of
+its ``postprocessing.pkl``, see :mod:`.nnunet_postprocess`), when the model folder had one.
 """
 
 from __future__ import annotations
@@ -23,13 +24,26 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress
 from ..volume import Volume
+from .nnunet_postprocess import apply_nnunet_postprocessing
 from .nnunet_resample import new_shape_for, resample_nnunet
 from .nnunet_windows import predict_logits
 
-__all__ = ["NNUNET_EXTENSION", "NNUNetPrediction", "predict_nnunet", "segment_nnunet"]
+__all__ = ["NNUNET_EXTENSION", "NNUNetInput", "NNUNetPrediction", "preprocess_nnunet", "predict_nnunet",
+           "segment_nnunet"]
 
 NNUNET_EXTENSION = "x-nnunet"
 """Manifest extension block holding the nnU-Net pipeline's parameters."""
+
+
+@dataclass
+class NNUNetInput:
+    """A volume after nnU-Net's preprocessing, and what is needed to map results back onto it."""
+
+    data: np.ndarray  # (channels, a0, a1, a2): model axis order, cropped, normalised, at the plans' spacing
+    box: Tuple[slice, ...]  # the non-zero crop, in the transposed array
+    cropped_shape: Tuple[int, ...]
+    spacing: List[float]  # of the transposed input (model axis order)
+    target: List[float]  # the plans' spacing (model axis order)
 
 
 @dataclass
@@ -98,29 +112,23 @@ def _to_labels(logits: np.ndarray, regions: Optional[List[int]],
     return labels.astype(dtype), probabilities
 
 
-def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, progress: Optional[Progress] = None,
-                   timings: Optional[Dict[str, float]] = None, with_probabilities: bool = False) -> NNUNetPrediction:
-    """Run an imported nnU-Net model (``config`` = the manifest's ``x-nnunet`` block) on ``volume``.
+def preprocess_nnunet(volume: Volume, config: Dict[str, Any]) -> NNUNetInput:
+    """nnU-Net's preprocessing of ``volume`` (``config`` = the manifest's ``x-nnunet`` block).
 
-    ``probabilities`` is filled only when ``with_probabilities`` (it holds every head at full size).
+    Transpose to the model's axis order, crop to the non-zero box, normalise, resample to the
+    plans' spacing. Shared by inference and by fine-tuning, so both see the same data.
     """
-    progress = progress or Progress()
-    timings = {} if timings is None else timings
     forward = [int(a) for a in config["transpose_forward"]]
-    backward = [int(a) for a in config["transpose_backward"]]
     # SimpleITK's array order is (k, j, i) and nnU-Net's spacing follows it: reverse (x, y, z).
     spacing_array = list(reversed(volume.geometry.spacing))
-    spacing = [spacing_array[a] for a in forward]
+    spacing = [float(spacing_array[a]) for a in forward]
     target: Sequence[float] = list(config["spacing"])
     if len(target) == 2:
         target = [spacing[0]] + list(target)
-
-    t = time.perf_counter()
-    progress.update(0.0, "nnU-Net preprocessing")
     data = np.transpose(volume.array, forward)[None].astype(np.float32)
     box = _nonzero_box(data)
     data = np.ascontiguousarray(data[(slice(None),) + box])
-    cropped_shape = data.shape[1:]
+    cropped_shape = tuple(data.shape[1:])
     inside = None
     if any(spec.get("use_mask") for spec in config["normalization"]):
         from scipy.ndimage import binary_fill_holes
@@ -131,6 +139,26 @@ def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, prog
     resampling = config["resampling_data"]
     data = resample_nnunet(data, new_shape_for(cropped_shape, spacing, target), spacing, target,
                            int(resampling["order"]), int(resampling["order_z"]), resampling.get("force_separate_z"))
+    return NNUNetInput(data, box, cropped_shape, spacing, [float(t) for t in target])
+
+
+def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, progress: Optional[Progress] = None,
+                   timings: Optional[Dict[str, float]] = None, with_probabilities: bool = False) -> NNUNetPrediction:
+    """Run an imported nnU-Net model (``config`` = the manifest's ``x-nnunet`` block) on ``volume``.
+
+    ``probabilities`` is filled only when ``with_probabilities`` (it holds every head at full size).
+    """
+    progress = progress or Progress()
+    timings = {} if timings is None else timings
+    forward = [int(a) for a in config["transpose_forward"]]
+    backward = [int(a) for a in config["transpose_backward"]]
+
+    t = time.perf_counter()
+    progress.update(0.0, "nnU-Net preprocessing")
+    prepared = preprocess_nnunet(volume, config)
+    data, box, cropped_shape = prepared.data, prepared.box, prepared.cropped_shape
+    spacing, target = prepared.spacing, prepared.target
+    del prepared
     timings["preprocess"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -187,6 +215,8 @@ def segment_nnunet(segmenter, volume: Volume, progress: Progress, name: str):
     labels = prediction.labels
     del prediction
     t = time.perf_counter()
+    # nnU-Net applies it to the exported label map; connectivity does not depend on the axis order.
+    apply_nnunet_postprocessing(labels, config.get("postprocessing") or [])
     if manifest.largest_component:
         keep_largest_component(labels, manifest.label_values)
     if manifest.fill_holes:

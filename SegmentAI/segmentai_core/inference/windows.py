@@ -2,7 +2,8 @@
 
 Two strategies:
 
-* **windows** (default): MONAI's ``sliding_window_inference`` with Gaussian blending over the
+* **windows** (default): MONAI's ``sliding_window_inference`` with Gaussian blending (or the
+  manifest's ``blend_mode``, e.g. ``constant`` for imported bundles that use it) over the
   foreground box, windows batched as the memory budget allows (same output as one at a time),
   the batch halved on out-of-memory, and CPU as the last resort. Equal output to MONAI's own
   pipeline (Dice 1.0 in ``bench/``) when the foreground box is the whole volume.
@@ -42,6 +43,8 @@ class WindowPlan:
     budget_bytes: int = 4 * 1024**3
     crop_foreground: bool = True
     spatial_dims: int = 3  # 2: a 2D network applied to each k slice of the canonical volume
+    blend_mode: str = "gaussian"  # or "constant": MONAI's BlendMode for overlapping windows
+    sigma_scale: float = 0.125
     notes: List[str] = field(default_factory=list)
 
 
@@ -152,7 +155,8 @@ def _windows(network, image: np.ndarray, plan: WindowPlan, device, progress: Pro
     with torch.inference_mode():
         logits = sliding_window_inference(
             torch.from_numpy(image)[None, None], roi_size=plan.patch_kji, sw_batch_size=batch_size,
-            predictor=predictor, overlap=plan.overlap, mode="gaussian", sw_device=device, device="cpu",
+            predictor=predictor, overlap=plan.overlap, mode=plan.blend_mode, sigma_scale=plan.sigma_scale,
+            sw_device=device, device="cpu",
         )
         probabilities = torch.softmax(torch.as_tensor(logits).float(), dim=1)[0].numpy()
     progress.update(1.0, "Network done")

@@ -255,6 +255,16 @@ class ModelManifest:
         return tuple(int(v) for v in self.inference.get("mirror_axes", []))
 
     @property
+    def blend_mode(self) -> str:
+        """How overlapping windows are averaged: ``gaussian`` (default) or ``constant`` (MONAI's modes)."""
+        return str(self.inference.get("blend_mode", "gaussian"))
+
+    @property
+    def sigma_scale(self) -> float:
+        """Gaussian blending's sigma as a fraction of the window size (MONAI's default 0.125)."""
+        return float(self.inference.get("sigma_scale", 0.125))
+
+    @property
     def crop_foreground(self) -> bool:
         return bool(self.inference.get("crop_foreground", False))
 
