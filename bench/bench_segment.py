@@ -96,7 +96,8 @@ def run_monai(path: str, threads: int, device: str, sw_batch_size: int) -> dict:
         probabilities = torch.softmax(logits.float(), 1)[0].cpu().numpy()
     stages["network"] = time.perf_counter() - t
     t = time.perf_counter()
-    full = resample_channels_to(probabilities, prepared.canonical, volume.geometry, [1.0] + [0.0] * (len(probabilities) - 1))
+    full = resample_channels_to(probabilities, prepared.canonical, volume.geometry,
+                                [1.0] + [0.0] * (len(probabilities) - 1))
     labels = np.array([0] + manifest.label_values, dtype=np.uint8)[np.argmax(full, axis=0)]
     stages["restore"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -179,7 +180,8 @@ def main() -> None:
             "speed_ratio_network": best["monai"]["stages_s"]["network"] / best["segmentai"]["stages_s"]["network"],
             "dice_parity": dice(ours, theirs),
             "voxels_differing": int((ours != theirs).sum()),
-            "model_mib": sum(f.stat().st_size for f in ModelRegistry().default().folder.glob("*.safetensors")) / 1024**2,
+            "model_mib": sum(f.stat().st_size
+                             for f in ModelRegistry().default().folder.glob("*.safetensors")) / 1024**2,
             "segmentai_work_rss_over_input": best["segmentai"]["work_rss_mib"] / input_mib,
             "monai_work_rss_over_input": best["monai"]["work_rss_mib"] / input_mib,
         }

@@ -523,7 +523,8 @@ class PromptPlacementTest(_SceneCase):
             prompts.place(None)
             self.assertFalse(self.placement()[2])
             prompts.clear()
-            self.assertEqual((positive_node.GetNumberOfControlPoints(), negative_node.GetNumberOfControlPoints()), (0, 0))
+            self.assertEqual((positive_node.GetNumberOfControlPoints(), negative_node.GetNumberOfControlPoints()),
+                             (0, 0))
         finally:
             workflow.close()
         self.assertEqual(self.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode"), 0)

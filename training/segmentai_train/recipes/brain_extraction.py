@@ -20,7 +20,6 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from segmentai_core.geometry import Geometry
 from segmentai_core.inference.preprocess import prepare_input, prepare_label
 from segmentai_core.phantoms import head_phantom
 from segmentai_core.volume import Volume
@@ -116,7 +115,8 @@ def main(argv=None) -> None:
     t0 = time.time()
     train = public_cases() + phantom_cases(range(0, 40))
     validation = phantom_cases(range(1000, 1006))
-    print(f"prepared {len(train)} training and {len(validation)} validation cases in {time.time() - t0:.0f} s", flush=True)
+    print(f"prepared {len(train)} training and {len(validation)} validation cases in {time.time() - t0:.0f} s",
+          flush=True)
 
     network = UNet(spatial_dims=3, in_channels=1, out_channels=2, **ARCHITECTURE["args"])
     sampler = PatchSampler(train, PATCH_XYZ[::-1], batch_size=args.batch, seed=0)

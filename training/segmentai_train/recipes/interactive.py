@@ -123,6 +123,8 @@ def main(argv=None) -> None:
     parser.add_argument("--real-fraction", type=float, default=0.55, help="share of samples from real volumes")
     parser.add_argument("--supervoxel-weight", type=int, default=5,
                         help="copies of each supervoxel volume in the real list (the 7 structures count once)")
+    parser.add_argument("--box-probability", type=float, default=0.15,
+                        help="share of fresh objects prompted by a 2D box (centre click + negative outline)")
     parser.add_argument("--init", type=Path, default=None,
                         help="state dict (.pt) to start from: the core's brain U-Net (one input channel; the "
                              "extra channels start at zero) or an earlier interactive model")
@@ -152,7 +154,7 @@ def main(argv=None) -> None:
     if args.init is not None:
         print(f"initialised from {args.init}: {initialise_from(network, args.init)} tensors", flush=True)
     sampler = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=args.real_fraction,
-                                 network=network,
+                                 network=network, box_probability=args.box_probability,
                                  loop_probability=0.3, seed=0)
     calibration = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=args.real_fraction,
                                      network=None,

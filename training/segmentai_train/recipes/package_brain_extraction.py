@@ -26,7 +26,6 @@ from segmentai_core.metrics import evaluate_labelmaps
 from segmentai_core.models.package import write_model_package
 from segmentai_core.phantoms import head_phantom, rotation_matrix
 from segmentai_core.geometry import Geometry
-from segmentai_core.volume import Volume
 
 from ..public_data import fetch_case
 from .brain_extraction import ARCHITECTURE, MODEL_ID, PATCH_XYZ, PREPROCESSING, read
