@@ -5,9 +5,9 @@ farthest from the boundary of the largest error region, positive where the objec
 negative where background was taken. Reports Dice after 1..N clicks, NoC@80/85/90 per structure
 and the latency of each interaction, for
 
-* SegmentAI's interactive session (the shipped model, or ``--model``), as it runs by default: a click
-  the model leaves wrong is answered by the random walker (``segmentai``); and the model alone
-  (``segmentai_model_only``),
+* SegmentAI's interactive session (the shipped model, or ``--model``) with the option that lets the
+  random walker answer a click the model leaves wrong (``segmentai``), and as it runs by default, the
+  model alone (``segmentai_model_only``),
 * the random-walker fallback (the same session without a model),
 * Slicer's Grow-from-seeds (``vtkImageGrowCutSegment`` from slicer-core), seeded as in Slicer:
   positive clicks = object seeds; negative clicks and the border of a box around the clicks =
@@ -212,7 +212,7 @@ def main(argv=None) -> None:
         spacing_kji = image.geometry.spacing[::-1]
         key = f"{volume_name}/{structure}"
         entry: Dict[str, Dict] = {}
-        session = SessionMethod(image, model, worker)
+        session = SessionMethod(image, model, worker, rescue=True)
         curve, sequence = run_clicker(session, truth, spacing_kji, args.clicks)
         entry["segmentai"] = {"dice": curve, "rescued_clicks": session.session.rescued_clicks}
         latencies.setdefault("segmentai", []).extend(session.latencies)

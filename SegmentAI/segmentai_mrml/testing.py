@@ -460,10 +460,14 @@ class PromptPlacementTest(_SceneCase):
             ids.GetSegmentIdBySegmentName("Lesion")
 
     def workflow(self):
+        from segmentai_core.interaction import InteractionSession, RandomWalkerPredictor
         from segmentai_mrml.logic import SegmentationLogic
         from segmentai_mrml.workflow import PanelWorkflow
 
-        return PanelWorkflow(SegmentationLogic(self.scene), self.context.app_logic)
+        # The placement plumbing is tested with the deterministic classical predictor; the model's
+        # accuracy has its own tests and benchmark.
+        return PanelWorkflow(SegmentationLogic(self.scene), self.context.app_logic,
+                             session_factory=lambda: InteractionSession(RandomWalkerPredictor()))
 
     def placement(self):
         """(active place node ID, its class, whether the views are in place mode)."""

@@ -30,11 +30,12 @@ def default_dataset_dir() -> str:
 class PanelWorkflow:
     """Refinement with undo, training cases and fine-tuning on the scene of ``logic`` (a SegmentationLogic)."""
 
-    def __init__(self, logic, app_logic=None) -> None:
+    def __init__(self, logic, app_logic=None, session_factory: Optional[Callable[[], object]] = None) -> None:
         self.logic = logic
         self.scene = logic.scene
         self.editor_apply = EditorApply(self.scene, app_logic)
-        self.refiner = ClickRefiner(apply=self.editor_apply)
+        # session_factory: how refinement sessions are made (default: the installed interactive model).
+        self.refiner = ClickRefiner(session_factory=session_factory, apply=self.editor_apply)
         self._prompts: Optional[PromptPoints] = None
 
     def prompts(self, on_point: Callable, on_box: Optional[Callable] = None) -> PromptPoints:
