@@ -29,15 +29,21 @@ def control_points_ras(markups_node, world: bool = True) -> np.ndarray:
     return np.asarray(slicer.util.arrayFromMarkupsControlPoints(markups_node, world=world), dtype=float)
 
 
-def world_to_node_ras(points_ras: np.ndarray, node) -> np.ndarray:
-    """World RAS points (N, 3) → the local RAS frame of ``node`` (undoing its parent transforms)."""
+def _through_parent(points_ras: np.ndarray, node, to_world: bool) -> np.ndarray:
+    """Points (N, 3) mapped between world RAS and ``node``'s local RAS frame (its parent transforms)."""
     points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
     parent = node.GetParentTransformNode()
     if parent is None:
         return points
-    to_local = vtk.vtkGeneralTransform()
-    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, parent, to_local)
-    return np.array([to_local.TransformPoint(*map(float, p)) for p in points]).reshape(-1, 3)
+    transform = vtk.vtkGeneralTransform()
+    source, target = (parent, None) if to_world else (None, parent)
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(source, target, transform)
+    return np.array([transform.TransformPoint(*map(float, p)) for p in points]).reshape(-1, 3)
+
+
+def world_to_node_ras(points_ras: np.ndarray, node) -> np.ndarray:
+    """World RAS points (N, 3) → the local RAS frame of ``node`` (undoing its parent transforms)."""
+    return _through_parent(points_ras, node, to_world=False)
 
 
 def ras_to_voxel_indices(points_ras: np.ndarray, volume_node) -> Tuple[np.ndarray, np.ndarray]:
@@ -64,13 +70,7 @@ def control_points_ijk(markups_node, volume_node, require_inside: bool = True) -
 
 def node_ras_to_world(points_ras: np.ndarray, node) -> np.ndarray:
     """Points (N, 3) in the local RAS frame of ``node`` → world RAS (applying its parent transforms)."""
-    points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
-    parent = node.GetParentTransformNode()
-    if parent is None:
-        return points
-    to_world = vtk.vtkGeneralTransform()
-    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(parent, None, to_world)
-    return np.array([to_world.TransformPoint(*map(float, p)) for p in points]).reshape(-1, 3)
+    return _through_parent(points_ras, node, to_world=True)
 
 
 def start_placement(scene, markups_node, persistent: bool = True) -> bool:

@@ -100,16 +100,20 @@ class _SceneCase(unittest.TestCase):
     def segmentation_nodes(self) -> int:
         return self.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
 
-    def refine_scene(self):
-        """An oblique volume, a Brain segment missing part of the blob, and a locked Lesion segment."""
+    def refine_scene(self, lesion_inside_missed_part: bool = False):
+        """An oblique volume, a Brain segment missing the k < 12 part of the blob, and a locked Lesion
+        segment: the top of the blob, or (``lesion_inside_missed_part``) a piece of the missed part."""
         from segmentai_mrml.segmentation_nodes import add_segmentation_node
 
         image, mask = oblique_phantom()
         blob = mask.array > 0
-        k = np.indices(blob.shape)[0]
+        k, _, i = np.indices(blob.shape)
         labels = np.zeros(blob.shape, np.uint8)
         labels[blob & (k >= 12)] = 1  # the user's click should bring back the k < 12 part
-        labels[blob & (k >= 20)] = 2
+        if lesion_inside_missed_part:
+            labels[blob & (k < 12) & (i >= 15)] = 2
+        else:
+            labels[blob & (k >= 20)] = 2
         node = self.add_volume(image)
         segmentation = add_segmentation_node(self.scene, image.with_array(labels), LABELS, node)
         ids = segmentation.GetSegmentation()
@@ -445,19 +449,7 @@ class PromptPlacementTest(_SceneCase):
 
     def prompt_scene(self):
         """The refine scene with a non-empty locked Lesion inside the part of the blob that Brain misses."""
-        from segmentai_mrml.segmentation_nodes import add_segmentation_node
-
-        image, mask = oblique_phantom()
-        blob = mask.array > 0
-        k, _, i = np.indices(blob.shape)
-        labels = np.zeros(blob.shape, np.uint8)
-        labels[blob & (k >= 12)] = 1
-        labels[blob & (k < 12) & (i >= 15)] = 2
-        node = self.add_volume(image)
-        segmentation = add_segmentation_node(self.scene, image.with_array(labels), LABELS, node)
-        ids = segmentation.GetSegmentation()
-        return image, blob, labels, node, segmentation, ids.GetSegmentIdBySegmentName("Brain"), \
-            ids.GetSegmentIdBySegmentName("Lesion")
+        return self.refine_scene(lesion_inside_missed_part=True)
 
     def workflow(self):
         from segmentai_core.interaction import InteractionSession, RandomWalkerPredictor
