@@ -58,3 +58,21 @@ def default_package():
     from segmentai_core.models.registry import ModelRegistry
 
     return ModelRegistry().default()
+
+
+@pytest.fixture(scope="session")
+def nnunet_model(tmp_path_factory) -> Path:
+    """A tiny nnU-Net v2 model folder trained by nnunetv2 itself (fold_0 trained, fold_1 perturbed), built once
+    per session (``nnunet_tiny`` caches it: nnunetv2 fixes its folders at first import)."""
+    pytest.importorskip("nnunetv2", reason="nnunetv2 is a test dependency of the nnU-Net importer")
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import nnunet_tiny
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return nnunet_tiny.build_tiny_model(tmp_path_factory.mktemp("nnunet"), epochs=8, iterations=10)
+    finally:
+        torch.set_num_threads(threads)

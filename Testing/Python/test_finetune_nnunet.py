@@ -52,16 +52,9 @@ def make_dataset(folder: Path, scratch: Path, labels=None, seeds=(100, 101, 102,
 
 
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory) -> ModelPackage:
+def parent(nnunet_model, tmp_path_factory) -> ModelPackage:
     """The tiny nnU-Net model (fold_0 trained, fold_1 perturbed), imported as a SegmentAI package."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        folder = nnunet_tiny.build_tiny_model(tmp_path_factory.mktemp("nnunet"), epochs=8, iterations=10)
-    finally:
-        torch.set_num_threads(threads)
+    folder = nnunet_model
     return convert_model(folder, tmp_path_factory.mktemp("imported") / "package")
 
 

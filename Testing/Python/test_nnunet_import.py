@@ -31,19 +31,6 @@ TEST_SPACING_XYZ = (4.0, 1.2, 0.9)  # differs from the plans' so both resampling
 
 
 @pytest.fixture(scope="session")
-def nnunet_model(tmp_path_factory) -> Path:
-    """The trained tiny nnU-Net model folder (fold_0 trained, fold_1 perturbed)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return nnunet_tiny.build_tiny_model(tmp_path_factory.mktemp("nnunet"), epochs=8, iterations=10)
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
 def test_case(tmp_path_factory) -> Path:
     """An image larger than the patch, at another spacing than the training data."""
     image, _ = nnunet_tiny.phantom((56, 60, 18), seed=99, spacing_xyz=TEST_SPACING_XYZ)

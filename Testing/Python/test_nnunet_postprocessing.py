@@ -47,19 +47,6 @@ def _island(labels: np.ndarray, value: int, corner) -> None:
     labels[k:k + 2, j:j + 3, i:i + 3] = value
 
 
-@pytest.fixture(scope="session")
-def nnunet_model(tmp_path_factory) -> Path:
-    """The tiny nnU-Net model (shared with test_nnunet_import through nnunet_tiny's per-process cache)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return nnunet_tiny.build_tiny_model(tmp_path_factory.mktemp("nnunet"), epochs=8, iterations=10)
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model_with_postprocessing(nnunet_model, tmp_path_factory) -> Path:
     """A copy of the model whose crossval folder holds a postprocessing.pkl from determine_postprocessing."""
