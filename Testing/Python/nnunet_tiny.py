@@ -2,7 +2,8 @@
 
 The generated dataset is anisotropic along the *i* axis (so nnU-Net's ``transpose_forward`` is
 not the identity and its separate-z resampling runs), CT-like (channel "CT", so
-``CTNormalization`` with the fingerprint's percentiles is used), and has two labels. Everything
+``CTNormalization`` with the fingerprint's percentiles is used), and has two labels. One
+planning step gives both the ``3d_fullres`` and the ``2d`` configuration; either can be trained. Everything
 lives under one folder given by the caller; ``nnunetv2`` reads its paths from environment
 variables when it is first imported, so :func:`set_nnunet_env` must run before that import.
 """
@@ -83,13 +84,23 @@ def make_dataset(root: Path, cases: int = 8, shape_kji=(32, 32, 12)) -> Path:
     return folder
 
 
-def plan_and_preprocess(features=(4, 8, 16)) -> Dict:
-    """Fingerprint, plan and preprocess 3d_fullres with a small network; returns the plans."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-        extract_fingerprints,
-        plan_experiments,
-        preprocess,
-    )
+def _shrink(config: Dict, features) -> None:
+    """Fewer, narrower stages: the smallest network that still has the plans' structure."""
+    arch = config["architecture"]["arch_kwargs"]
+    stages = min(len(features), arch["n_stages"])
+    arch["n_stages"] = stages
+    arch["features_per_stage"] = list(features[:stages])
+    for key in ("kernel_sizes", "strides", "n_conv_per_stage"):
+        arch[key] = arch[key][:stages]
+    arch["n_conv_per_stage_decoder"] = arch["n_conv_per_stage_decoder"][: stages - 1]
+    divisor = np.prod(np.array(arch["strides"]), axis=0)
+    config["patch_size"] = [int(max(d, (p // d) * d)) for p, d in zip(config["patch_size"], divisor)]
+
+
+def plan(features=(4, 8, 16)) -> Dict:
+    """Fingerprint and plan (nnU-Net plans ``2d`` and ``3d_fullres`` in one step), both with a small
+    network; returns the plans."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments
 
     extract_fingerprints([DATASET_ID], num_processes=1, verbose=False, show_progress_bar=False)
     data_augmentation_processes = os.environ["nnUNet_n_proc_DA"]
@@ -100,24 +111,15 @@ def plan_and_preprocess(features=(4, 8, 16)) -> Dict:
         os.environ["nnUNet_n_proc_DA"] = data_augmentation_processes
     plans_path = Path(os.environ["nnUNet_preprocessed"]) / DATASET_NAME / "nnUNetPlans.json"
     plans = json.loads(plans_path.read_text(encoding="utf-8"))
-    config = plans["configurations"]["3d_fullres"]
-    arch = config["architecture"]["arch_kwargs"]
-    stages = min(len(features), arch["n_stages"])
-    # Fewer, narrower stages: the smallest network that still has the plans' structure.
-    arch["n_stages"] = stages
-    arch["features_per_stage"] = list(features[:stages])
-    for key in ("kernel_sizes", "strides", "n_conv_per_stage"):
-        arch[key] = arch[key][:stages]
-    arch["n_conv_per_stage_decoder"] = arch["n_conv_per_stage_decoder"][: stages - 1]
-    divisor = np.prod(np.array(arch["strides"]), axis=0)
-    config["patch_size"] = [int(max(d, (p // d) * d)) for p, d in zip(config["patch_size"], divisor)]
+    for name in ("3d_fullres", "2d"):
+        _shrink(plans["configurations"][name], features)
     plans_path.write_text(json.dumps(plans, indent=2))
-    preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
     return plans
 
 
-def train(epochs: int = 3, iterations: int = 10, fold: int = 0) -> Path:
-    """Train fold ``fold`` with the plain nnUNetTrainer on CPU; returns the trained model folder."""
+def train(epochs: int = 3, iterations: int = 10, fold: int = 0, configuration: str = "3d_fullres",
+          batch_size: int = 2) -> Path:
+    """Train fold ``fold`` of ``configuration`` with the plain nnUNetTrainer on CPU; returns the model folder."""
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -125,11 +127,11 @@ def train(epochs: int = 3, iterations: int = 10, fold: int = 0) -> Path:
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text(encoding="utf-8"))
     dataset_json = json.loads((preprocessed / "dataset.json").read_text(encoding="utf-8"))
     plans["continue_training"] = False  # the trainer pops this key (its command line sets it)
-    trainer = nnUNetTrainer(plans, "3d_fullres", fold, dataset_json, device=torch.device("cpu"))
+    trainer = nnUNetTrainer(plans, configuration, fold, dataset_json, device=torch.device("cpu"))
     trainer.num_epochs = epochs
     trainer.num_iterations_per_epoch = iterations
     trainer.num_val_iterations_per_epoch = 2
-    trainer.batch_size = 2
+    trainer.batch_size = batch_size
 
     def adam():  # a few dozen iterations: Adam learns the phantom where nnU-Net's SGD needs hundreds
         from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
@@ -164,29 +166,46 @@ def add_perturbed_fold(model_folder: Path, source_fold: int = 0, new_fold: int =
     torch.save(checkpoint, target / "checkpoint_final.pth")
 
 
+_PLANNED: set = set()  # dataset settings written and planned in this process
+_PREPROCESSED: set = set()  # (dataset settings, configuration)
 _BUILT: Dict[tuple, Path] = {}
 
 
-def build_tiny_model(root: Path, cases: int = 8, epochs: int = 8, iterations: int = 10,
-                     shape_kji=(32, 32, 12), features=(4, 8, 16)) -> Path:
-    """Dataset → plans → preprocessing → training (fold 0) → a perturbed fold 1; returns the model folder.
-
-    Built once per process for the same settings: ``nnunetv2`` fixes its folders when first
-    imported, so a second build under another root would overwrite the first (callers that
-    change the model folder work on a copy).
-    """
-    key = (cases, epochs, iterations, tuple(shape_kji), tuple(features))
-    if key in _BUILT and _BUILT[key].is_dir():
-        return _BUILT[key]
-    set_nnunet_env(root)
-    make_dataset(root, cases, shape_kji)
-    plan_and_preprocess(features)
-    model = train(epochs, iterations)
-    add_perturbed_fold(model)
+def _clean(model: Path) -> None:
     for extra in ("fold_0/validation", "fold_0/debug.json"):
         path = model / extra
         if path.is_dir():
             shutil.rmtree(path)
+
+
+def build_tiny_model(root: Path, cases: int = 8, epochs: int = 8, iterations: int = 10,
+                     shape_kji=(32, 32, 12), features=(4, 8, 16), configuration: str = "3d_fullres",
+                     batch_size: int = 2) -> Path:
+    """Dataset → plans → preprocessing → training (fold 0) → a perturbed fold 1; returns the model folder.
+
+    Built once per process for the same settings: ``nnunetv2`` fixes its folders when first
+    imported, so a second build under another root would overwrite the first (callers that
+    change the model folder work on a copy). The dataset is written and planned once per
+    process (the first caller's ``root``); each configuration (``3d_fullres``, ``2d``) is then
+    preprocessed and trained in those same folders, so the two models of one process share data.
+    """
+    key = (cases, epochs, iterations, tuple(shape_kji), tuple(features), configuration, batch_size)
+    if key in _BUILT and _BUILT[key].is_dir():
+        return _BUILT[key]
+    data_key = (cases, tuple(shape_kji), tuple(features))
+    if data_key not in _PLANNED:
+        set_nnunet_env(root)
+        make_dataset(root, cases, shape_kji)
+        plan(features)
+        _PLANNED.add(data_key)
+    if (data_key, configuration) not in _PREPROCESSED:
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess
+
+        preprocess([DATASET_ID], configurations=(configuration,), num_processes=(1,), show_progress_bar=False)
+        _PREPROCESSED.add((data_key, configuration))
+    model = train(epochs, iterations, configuration=configuration, batch_size=batch_size)
+    add_perturbed_fold(model)
+    _clean(model)
     _BUILT[key] = model
     return model
 

@@ -158,7 +158,7 @@ def nnunet_setup(source, data: Path, config, device: torch.device) -> FinetuneSe
     """Everything :func:`~.finetune.finetune` needs to fine-tune the imported nnU-Net ``source``.
 
     Refuses, before reading any case or writing anything: region-based models, multi-channel
-    models, a ``--patch-size`` (the plans' patch is used) and a dataset whose labels differ.
+    models, 2d configurations, a ``--patch-size`` (the plans' patch is used) and a dataset whose labels differ.
     """
     from segmentai_core.dataset import load_dataset
     from segmentai_core.models.nnunet_network import build_nnunet_ensemble
@@ -174,6 +174,9 @@ def nnunet_setup(source, data: Path, config, device: torch.device) -> FinetuneSe
                          "outputs): fine-tuning supports plain label maps only")
     if int(block.get("in_channels", 1)) != 1:
         raise InputError(f"model '{manifest.id}' needs {block['in_channels']} input channels; fine-tuning uses one")
+    if len(block.get("patch_size") or []) != 3:
+        raise InputError(f"model '{manifest.id}' is an nnU-Net {block.get('configuration')} (2D) model: "
+                         "fine-tuning supports 3d nnU-Net configurations only")
     if config.patch_size:
         raise InputError("--patch-size does not apply to nnU-Net models: the plans' patch size is used")
     check_labels({label.value: label.name for label in manifest.labels}, load_dataset(Path(data)).foreground,

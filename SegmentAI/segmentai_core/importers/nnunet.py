@@ -1,6 +1,7 @@
 """Import a trained nnU-Net v2 model folder as a SegmentAI model package (no ``nnunetv2`` needed).
 
-Input: the folder nnU-Net writes for one trainer/plans/configuration, holding ``dataset.json``,
+Input: the folder nnU-Net writes for one trainer/plans/configuration (``3d_fullres``,
+``3d_lowres`` or ``2d``; not a cascade stage), holding ``dataset.json``,
 ``plans.json`` and ``fold_*/checkpoint_final.pth`` (or ``checkpoint_best.pth``). Output: a
 package whose manifest has architecture ``nnUNet`` (network class and arguments from the
 plans), an ``x-nnunet`` block with everything the inference path needs (axis order, spacing,
@@ -140,6 +141,24 @@ def _configuration(plans: Dict[str, Any], name: str) -> Dict[str, Any]:
     return config
 
 
+def _manifest_geometry(plans: Dict[str, Any], config: Dict[str, Any],
+                       backward: Sequence[int]) -> Tuple[List[float], List[int]]:
+    """The manifest's informational target spacing (x, y, z) and patch (x, y[, z]).
+
+    Model axis order → array order (k, j, i) → reversed. A 2d configuration has no spacing or
+    patch along its first (slice) axis: the dataset's median slice spacing stands in for the
+    former (nnU-Net keeps each input's own), and the latter is dropped from the patch.
+    """
+    spacing = [float(s) for s in config["spacing"]]
+    patch = [int(p) for p in config["patch_size"]]
+    if len(patch) == 2:
+        median = plans.get("original_median_spacing_after_transp") or [spacing[0]]
+        spacing, patch = [float(median[0])] + spacing, [0] + patch
+    spacing_xyz = list(reversed([spacing[a] for a in backward]))
+    patch_xyz = list(reversed([patch[a] for a in backward]))
+    return spacing_xyz, [p for p in patch_xyz if p > 0]
+
+
 def convert_nnunet(
     folder: Union[str, Path],
     destination: Union[str, Path],
@@ -185,10 +204,14 @@ def convert_nnunet(
     if not configuration_name:
         raise ModelError(f"{folder.name}: the checkpoints do not name their nnU-Net configuration")
     if "cascade" in str(configuration_name) or _configuration(plans, configuration_name).get("previous_stage"):
-        raise ModelError(f"{folder.name}: cascade configuration '{configuration_name}' is not supported")
+        raise ModelError(f"{folder.name}: cascade configuration '{configuration_name}' is not supported (its "
+                         "input includes the previous stage's segmentation); import the 3d_lowres or 3d_fullres "
+                         "model instead")
     config = _configuration(plans, configuration_name)
-    if len(config["patch_size"]) != 3:
-        raise ModelError(f"{folder.name}: 2D configuration '{configuration_name}' is not supported yet (3D only)")
+    dims = len(config["patch_size"])
+    if dims not in (2, 3) or len(config["spacing"]) != dims:
+        raise ModelError(f"{folder.name}: configuration '{configuration_name}' has a {dims}-item patch size and "
+                         f"{len(config['spacing'])}-item spacing; nnU-Net 2d or 3d configurations are expected")
     reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
     if reader not in SUPPORTED_READERS:
         raise ModelError(f"{folder.name}: image reader '{reader}' is not supported (its axis order differs)")
@@ -203,12 +226,14 @@ def convert_nnunet(
     labels, num_heads, regions = _label_setup(dataset)
     channels = [str(v) for _, v in sorted(dataset["channel_names"].items(), key=lambda kv: int(kv[0]))]
     architecture = config["architecture"]
+    conv_op = str(architecture.get("arch_kwargs", {}).get("conv_op", ""))
+    if not conv_op.endswith(f"Conv{dims}d"):
+        raise ModelError(f"{folder.name}: configuration '{configuration_name}' is {dims}D but its network uses "
+                         f"'{conv_op}'")
     forward = [int(a) for a in plans["transpose_forward"]]
     backward = [int(a) for a in plans["transpose_backward"]]
     spacing_model = [float(s) for s in config["spacing"]]
-    # Manifest fields are (x, y, z): model order → array order (k, j, i) → reversed.
-    spacing_xyz = list(reversed([spacing_model[a] for a in backward]))
-    patch_xyz = list(reversed([int(config["patch_size"][a]) for a in backward]))
+    spacing_xyz, patch_xyz = _manifest_geometry(plans, config, backward)
     name = str(dataset.get("name") or plans.get("dataset_name") or folder.parent.name)
     model_id = model_id or _slug(f"nnunet-{plans.get('dataset_name', name)}-{configuration_name}")
     modality = "CT" if any(c.upper() == "CT" for c in channels) else ("MR" if any("MR" in c.upper() or c.upper()
@@ -221,7 +246,7 @@ def convert_nnunet(
         "name": f"{name} (nnU-Net {configuration_name})",
         "task": "segmentation of " + ", ".join(label.name for label in labels),
         "modality": modality,
-        "dimensions": 3,
+        "dimensions": dims,
         "architecture": {"name": "nnUNet", "args": {
             "network_class": architecture["network_class_name"],
             "network_kwargs": architecture["arch_kwargs"],
@@ -255,7 +280,7 @@ def convert_nnunet(
             "normalization": _normalization(config, plans),
             "resampling_data": _resampling(config, "data", 3),
             "resampling_probabilities": _resampling(config, "probabilities", 1),
-            "mirror_axes": mirror_axes if mirror_axes is not None else [0, 1, 2],
+            "mirror_axes": mirror_axes if mirror_axes is not None else list(range(dims)),
             "step_size": 0.5,
             "num_heads": num_heads,
             "in_channels": len(channels),

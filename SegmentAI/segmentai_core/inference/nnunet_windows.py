@@ -3,6 +3,10 @@
 The same windows, weights and mirror combinations as nnU-Net's predictor, so the logits agree
 to float precision; the speed comes from running several windows per forward pass (nnU-Net
 runs one) and from keeping the sums on the host (in nnU-Net's float16, for bit-level agreement).
+
+A 2D configuration (a patch with one item fewer than the volume) runs as nnU-Net runs it: the
+volume is padded in-plane only, and every slice along the first (model) axis is covered by its
+own 2D windows — the same in-plane starts for every slice — with a 2D Gaussian and 2D mirroring.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 from ..progress import Progress
 from .windows import _forward
 
-__all__ = ["window_starts", "gaussian_weights", "predict_logits"]
+__all__ = ["window_starts", "gaussian_weights", "window_slicers", "predict_logits"]
 
 
 def window_starts(size: Sequence[int], patch: Sequence[int], step: float) -> List[List[int]]:
@@ -47,6 +51,25 @@ def gaussian_weights(patch: Tuple[int, ...], dtype: str = "float16", sigma_scale
     return weights
 
 
+def window_slicers(shape: Sequence[int], patch: Sequence[int], step: float) -> List[Tuple]:
+    """Spatial index tuples of every window over ``shape``, in nnU-Net's order.
+
+    3D patch: ``(slice, slice, slice)``. 2D patch on a 3D volume: ``(d, slice, slice)`` for each
+    slice index ``d`` of the first axis (outermost), then the in-plane starts, as nnU-Net's
+    predictor builds them; the order matters for the float16 sums only within a slice.
+    """
+    extra = len(shape) - len(patch)
+    if extra not in (0, 1):
+        raise ValueError(f"patch {tuple(patch)} does not fit a volume of shape {tuple(shape)}")
+    starts = window_starts(shape[extra:], patch, step)
+    leading = [range(shape[0])] if extra else []
+    slicers = []
+    for corner in itertools.product(*leading, *starts):
+        fixed, moving = corner[:extra], corner[extra:]
+        slicers.append(tuple(fixed) + tuple(slice(c, c + p) for c, p in zip(moving, patch)))
+    return slicers
+
+
 def _mirror_sets(axes: Sequence[int]) -> List[Tuple[int, ...]]:
     """Every non-empty subset of the mirror axes, as tensor dims (batch and channel come first)."""
     dims = [a + 2 for a in axes]
@@ -67,7 +90,9 @@ def predict_logits(
 ) -> np.ndarray:
     """Blended logits (num_heads, *data.shape[1:]) of ``network`` over ``data`` (C, a0, a1, a2).
 
-    Images smaller than the patch are zero-padded symmetrically (as nnU-Net does) and cropped back.
+    ``patch`` has three items (3D network) or two (2D network: slice by slice along a0, mirror
+    axes then counted in the slice, 0 and 1). Images smaller than the patch are zero-padded
+    symmetrically (as nnU-Net does; in-plane only for 2D) and cropped back.
     ``precision`` is the dtype of the weights and running sums: nnU-Net's float16 by default (its
     rounding decides voxels where two classes tie closely), ``float32`` for slightly cleaner sums.
     """
@@ -75,12 +100,14 @@ def predict_logits(
 
     patch = tuple(int(p) for p in patch)
     shape = data.shape[1:]
-    pad = [max(0, p - s) for p, s in zip(patch, shape)]
+    # A 2D patch leaves the first axis alone: nnU-Net pads only the axes the patch covers.
+    covered = shape[len(shape) - len(patch):]
+    pad = [0] * (len(shape) - len(patch)) + [max(0, p - s) for p, s in zip(patch, covered)]
     if any(pad):
         widths = [(0, 0)] + [(n // 2, n - n // 2) for n in pad]
         data = np.pad(data, widths, mode="constant", constant_values=0)
     padded_shape = data.shape[1:]
-    corners = list(itertools.product(*window_starts(padded_shape, patch, step)))
+    corners = window_slicers(padded_shape, patch, step)
     weights_cpu = torch.from_numpy(gaussian_weights(patch, precision))
     weights = weights_cpu.to(device)
     mirrors = _mirror_sets(mirror_axes)
@@ -95,8 +122,7 @@ def predict_logits(
             logits = torch.zeros((num_heads,) + padded_shape, dtype=weights_cpu.dtype)
             total = torch.zeros(padded_shape, dtype=weights_cpu.dtype)
             for first in range(0, len(corners), batch_size):
-                group = corners[first:first + batch_size]
-                windows = [tuple(slice(c, c + p) for c, p in zip(corner, patch)) for corner in group]
+                windows = corners[first:first + batch_size]
                 batch = torch.stack([image[(slice(None),) + w] for w in windows]).to(device)
                 out = _forward(member, batch)
                 for dims in mirrors:
@@ -105,7 +131,7 @@ def predict_logits(
                 for index, window in enumerate(windows):
                     logits[(slice(None),) + window] += out[index]
                     total[window] += weights_cpu
-                done = number * len(corners) + first + len(group)
+                done = number * len(corners) + first + len(windows)
                 progress.update(done / steps, f"Windows {done}/{steps}")
             torch.div(logits, total, out=logits)
             result = logits if result is None else result.add_(logits)
