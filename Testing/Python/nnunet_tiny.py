@@ -224,3 +224,17 @@ if __name__ == "__main__":  # python Testing/Python/nnunet_tiny.py OUTPUT_FOLDER
     model = build_tiny_model(Path(sys.argv[1]).resolve(), shape_kji=shape, features=widths)
     print(model)
     print(f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def reference_predictor(model_folder, folds=(0, 1)):
+    """nnunetv2's own ``nnUNetPredictor`` on CPU for ``model_folder`` (Gaussian windows at step 0.5,
+    mirroring): the reference that the parity tests compare SegmentAI with."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
+                                perform_everything_on_device=False, device=torch.device("cpu"),
+                                verbose=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=tuple(folds),
+                                                   checkpoint_name="checkpoint_final.pth")
+    return predictor

@@ -57,15 +57,7 @@ def package_2d(model_2d, tmp_path_factory) -> ModelPackage:
 @pytest.fixture(scope="module")
 def predictor(model_2d):
     """nnUNetPredictor on both folds, Gaussian windows, step 0.5, mirroring on (its defaults)."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
-                                perform_everything_on_device=False, device=torch.device("cpu"),
-                                verbose=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model_2d), use_folds=(0, 1),
-                                                   checkpoint_name="checkpoint_final.pth")
-    return predictor
+    return nnunet_tiny.reference_predictor(model_2d)
 
 
 def _case(folder: Path, name: str) -> Path:

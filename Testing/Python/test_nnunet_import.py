@@ -44,14 +44,9 @@ def reference(nnunet_model, test_case):
     """nnUNetPredictor's label map and probabilities (array order k, j, i), both folds, mirroring on."""
     import torch
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     torch.set_num_threads(1)
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
-                                perform_everything_on_device=False, device=torch.device("cpu"),
-                                verbose=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(nnunet_model), use_folds=(0, 1),
-                                                   checkpoint_name="checkpoint_final.pth")
+    predictor = nnunet_tiny.reference_predictor(nnunet_model)
     image, properties = SimpleITKIO().read_images([str(test_case)])
     labels, probabilities = predictor.predict_single_npy_array(image, properties, None, None, True)
     return labels, probabilities

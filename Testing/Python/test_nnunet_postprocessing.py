@@ -95,7 +95,6 @@ def test_postprocessing_parity_with_nnunetv2(model_with_postprocessing, island_c
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_pickle
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     from segmentai_core.inference.engine import Segmenter
     from segmentai_core.inference.nnunet_pipeline import predict_nnunet
@@ -122,11 +121,7 @@ def test_postprocessing_parity_with_nnunetv2(model_with_postprocessing, island_c
     assert _components(ours == 1) == 1 and (ours != raw.labels).sum() > 0
 
     # End to end against nnUNetPredictor followed by apply_postprocessing.
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
-                                perform_everything_on_device=False, device=torch.device("cpu"),
-                                verbose=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model_with_postprocessing), use_folds=(0, 1),
-                                                   checkpoint_name="checkpoint_final.pth")
+    predictor = nnunet_tiny.reference_predictor(model_with_postprocessing)
     image, properties = SimpleITKIO().read_images([str(island_case)])
     reference = apply_postprocessing(predictor.predict_single_npy_array(image, properties, None, None, False),
                                      functions, kwargs)

@@ -20,6 +20,7 @@ from scipy import ndimage
 from segmentai_core.geometry import Geometry
 from segmentai_core.inference.normalization import normalize
 from segmentai_core.interaction.guidance import GUIDANCE_SIGMA_VOXELS, draw_points
+from segmentai_core.interaction.prompts import polyline_samples
 from segmentai_core.phantoms import rotation_matrix, shapes_phantom
 
 from .clicker import next_click
@@ -223,13 +224,8 @@ def box_clicks(target: np.ndarray, rng: np.random.Generator) -> List[Click]:
     low = section.min(0) - rng.uniform(0, 2.5, 2)
     high = section.max(0) + rng.uniform(0, 2.5, 2)
     (u0, v0), (u1, v1) = low, high
-    outline_2d = [(u0, v0), (u1, v0), (u1, v1), (u0, v1), (u0, v0)]
-    samples = []
-    for (a, b), (c, d) in zip(outline_2d[:-1], outline_2d[1:]):
-        count = max(2, int(np.ceil(max(abs(c - a), abs(d - b)))))
-        t = np.linspace(0.0, 1.0, count, endpoint=False)
-        samples.append(np.stack([a + t * (c - a), b + t * (d - b)], axis=1))
-    outline = np.insert(np.concatenate(samples), axis, index, axis=1)
+    corners = np.insert(np.array([(u0, v0), (u1, v0), (u1, v1), (u0, v1), (u0, v0)]), axis, index, axis=1)
+    outline = polyline_samples(corners, 1.0)  # the same sampling as the session's box_prompts
     centre = np.insert((low + high) / 2, axis, index)
     return [Click(centre[None], True), Click(outline, False)]
 
