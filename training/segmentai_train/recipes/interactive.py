@@ -125,9 +125,13 @@ def main(argv=None) -> None:
                         help="copies of each supervoxel volume in the real list (the 7 structures count once)")
     parser.add_argument("--box-probability", type=float, default=0.15,
                         help="share of fresh objects prompted by a 2D box (centre click + negative outline)")
+    parser.add_argument("--thick-slice-probability", type=float, default=0.3,
+                        help="share of samples whose image gets simulated thick slices (anisotropic clinical scans)")
     parser.add_argument("--init", type=Path, default=None,
                         help="state dict (.pt) to start from: the core's brain U-Net (one input channel; the "
                              "extra channels start at zero) or an earlier interactive model")
+    parser.add_argument("--lr", type=float, default=3e-3,
+                        help="peak learning rate (lower, e.g. 1e-3, to continue from an earlier interactive model)")
     parser.add_argument("--package", type=Path, default=None, help="write the model package here at the end")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -155,6 +159,7 @@ def main(argv=None) -> None:
         print(f"initialised from {args.init}: {initialise_from(network, args.init)} tensors", flush=True)
     sampler = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=args.real_fraction,
                                  network=network, box_probability=args.box_probability,
+                                 thick_slice_probability=args.thick_slice_probability,
                                  loop_probability=0.3, seed=0)
     calibration = InteractiveSampler(real, shapes, PATCH, args.batch, SPACING_MM, real_fraction=args.real_fraction,
                                      network=None,
@@ -167,7 +172,7 @@ def main(argv=None) -> None:
         curves = np.array([click_curve(net, image, target, 3) for image, target in validation])
         return {"val_dice_1click": float(curves[:, 0].mean()), "val_dice_3clicks": float(curves[:, 2].mean())}
 
-    config = TrainConfig(epochs=args.epochs, iterations_per_epoch=args.iterations, learning_rate=3e-3,
+    config = TrainConfig(epochs=args.epochs, iterations_per_epoch=args.iterations, learning_rate=args.lr,
                          warmup_iterations=50, time_limit_s=args.minutes * 60, json_progress=True)
     trainer = TimeBudgetTrainer(network, DiceCELoss(to_onehot_y=True, softmax=True), sampler, args.out, config,
                       validate_fn=validate)
