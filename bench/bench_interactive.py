@@ -74,6 +74,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="interactive model id or folder (default: the installed one)")
     parser.add_argument("--compare-model", default=None, help="a second interactive model, run side by side")
+    parser.add_argument("--flips", type=int, default=0,
+                        help="also run the model with this many test-time flips (as segmentai_flips)")
     parser.add_argument("--clicks", type=int, default=10, help="prompts per case and protocol")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -101,6 +103,8 @@ def main(argv=None) -> None:
     models = {"segmentai": ModelPredictor(package, device=args.device)}
     if args.compare_model:
         models["segmentai_compare"] = ModelPredictor(ModelRegistry().get(args.compare_model), device=args.device)
+    if args.flips:
+        models["segmentai_flips"] = ModelPredictor(package, device=args.device, flips=args.flips)
     for predictor in models.values():
         worker.call(predictor.load)
     cases = atlas_cases()[: args.structures] + lesion_cases() + head_case()

@@ -193,6 +193,21 @@ def test_model_predictor_runs_on_one_persistent_thread(tmp_path, worker):
     assert all(s % 4 == 0 and s <= 32 for s in working.shape)
 
 
+def test_test_time_flips_average_mirrored_predictions(tmp_path):
+    package = _interactive_package(tmp_path / "interactive-tiny")
+    rng = np.random.default_rng(4)
+    channels = [rng.random((16, 20, 24)).astype(np.float32) for _ in range(4)]
+    inputs = WorkingInputs(*channels, spacing_mm=2.0)
+    mirrored = WorkingInputs(*[np.ascontiguousarray(c[:, :, ::-1]) for c in channels], spacing_mm=2.0)
+    plain, flipped = ModelPredictor(package, device="cpu"), ModelPredictor(package, device="cpu", flips=1)
+    assert plain.flips == 0  # the package does not ask for test-time flips
+    # Averaging over {identity, mirror along i} makes the answer equivariant to that mirror.
+    np.testing.assert_allclose(flipped.predict(mirrored), flipped.predict(inputs)[:, :, ::-1], atol=1e-5)
+    assert np.abs(plain.predict(mirrored) - plain.predict(inputs)[:, :, ::-1]).max() > 1e-3
+    with pytest.raises(ModelError, match="test-time flips"):
+        ModelPredictor(package, device="cpu", flips=4)
+
+
 def test_non_interactive_model_is_refused(tiny_package):
     with pytest.raises(ModelError, match="not an interactive model"):
         ModelPredictor(tiny_package)

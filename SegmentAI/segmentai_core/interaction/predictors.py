@@ -73,11 +73,20 @@ def find_interactive_model(registry=None):
     return max(found, key=lambda p: (not p.builtin, version_key(p.version)))
 
 
+FLIP_AXES = ((2,), (1,), (0,))
+"""Working-grid axes mirrored by test-time augmentation, in the order they are added."""
+
+
 class ModelPredictor:
     """Runs an interactive model package; the network loads on first use, on the caller's thread
-    (the session's worker), and stays loaded."""
+    (the session's worker), and stays loaded.
 
-    def __init__(self, package, device: str = "auto") -> None:
+    ``flips`` (default: the package's ``x-interactive.test_time_flips``, else 0) averages the
+    probability over that many mirrored copies of the inputs as well (1 to 3; each costs one more
+    forward pass).
+    """
+
+    def __init__(self, package, device: str = "auto", flips: Optional[int] = None) -> None:
         manifest = package.manifest
         if not is_interactive(manifest):
             raise ModelError(
@@ -94,6 +103,9 @@ class ModelPredictor:
         self.device_request = device
         self.normalization = dict(manifest.normalization)
         self.sigma = float(extra.get("guidance_sigma_voxels", 1.5))
+        self.flips = int(extra.get("test_time_flips", 0) if flips is None else flips)
+        if not 0 <= self.flips <= len(FLIP_AXES):
+            raise ModelError(f"test-time flips must be 0 to {len(FLIP_AXES)}, not {self.flips}")
         self.settings = RegionSettings(
             spacing_mm=float(spacing[0]), max_size=int(extra.get("max_size", 96)),
             size_multiple=int(max(size_divisor(manifest.architecture, 3))),
@@ -118,6 +130,11 @@ class ModelPredictor:
         with torch.inference_mode():
             x = torch.from_numpy(stacked)[None].to(self.device)
             probability = torch.softmax(self._network(x), dim=1)[0, 1]
+            for axes in FLIP_AXES[: self.flips]:
+                dims = [a + 2 for a in axes]  # (batch, channel, k, j, i)
+                flipped = torch.softmax(self._network(torch.flip(x, dims)), dim=1)[0, 1]
+                probability = probability + torch.flip(flipped, [a for a in axes])
+            probability = probability / (1 + self.flips)
         return probability.float().cpu().numpy()
 
 
