@@ -76,6 +76,8 @@ def main(argv=None) -> None:
     parser.add_argument("--compare-model", default=None, help="a second interactive model, run side by side")
     parser.add_argument("--flips", type=int, default=0,
                         help="also run the model with this many test-time flips (as segmentai_flips)")
+    parser.add_argument("--zoom-variant", type=int, default=None,
+                        help="also run the model with this many zoom-out passes (as segmentai_zoomN; default 2)")
     parser.add_argument("--clicks", type=int, default=10, help="prompts per case and protocol")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -121,6 +123,9 @@ def main(argv=None) -> None:
             entry: Dict[str, Dict] = {}
             methods: List[Tuple[str, Callable[[], object]]] = [
                 (name, lambda p=predictor: SessionMethod(image, p, worker)) for name, predictor in models.items()]
+            if args.zoom_variant is not None:
+                methods.append((f"segmentai_zoom{args.zoom_variant}", lambda: SessionMethod(
+                    image, models["segmentai"], worker, zoom_out_passes=args.zoom_variant)))
             if not args.no_fallback:
                 methods.append(("random_walker", lambda: SessionMethod(image, RandomWalkerPredictor(), worker)))
             if not args.no_growcut:

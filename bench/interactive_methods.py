@@ -22,11 +22,11 @@ BOX_MARGIN_MM = 24.0  # context Grow-from-seeds gets around the prompts (its reg
 class SessionMethod:
     """SegmentAI's interaction session (a model, or the random-walker fallback)."""
 
-    def __init__(self, image: Volume, predictor, worker, rescue: bool = False) -> None:
+    def __init__(self, image: Volume, predictor, worker, **options) -> None:
         from segmentai_core.interaction import InteractionSession
 
         self.name = predictor.name
-        self.session = InteractionSession(predictor, worker=worker, rescue_missed_clicks=rescue)
+        self.session = InteractionSession(predictor, worker=worker, **options)
         self.session.set_image(image)
         self.latencies: List[float] = []
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..geometry import Geometry
 from ..inference.canonical import orientation_direction
 
-__all__ = ["RegionSettings", "LocalRegion", "plan_region"]
+__all__ = ["RegionSettings", "LocalRegion", "plan_region", "zoom_out_points", "touches_open_border"]
 
 Slices = Tuple[slice, slice, slice]
 
@@ -103,3 +103,31 @@ def _working_grid(centre_lps: np.ndarray, half_mm: np.ndarray, spacing: float, s
     size = np.maximum(multiple, np.ceil((2 * half_axes / spacing) / multiple).astype(int) * multiple)
     origin = np.asarray(centre_lps) - direction @ ((size - 1) * spacing / 2.0)
     return Geometry.create(tuple(int(n) for n in size[::-1]), (spacing,) * 3, origin, direction)
+
+
+def zoom_out_points(region: LocalRegion, geometry: Geometry, factor: float = 1.5) -> np.ndarray:
+    """Corners (voxel indices i, j, k of ``geometry``) of ``region``'s working grid scaled by ``factor``
+    about its centre: extra points for :func:`plan_region` that frame a ``factor`` times larger view."""
+    corners = region.working.corners_lps()
+    centre = corners.mean(axis=0)
+    return geometry.lps_to_ijk(centre + factor * (corners - centre))
+
+
+def touches_open_border(probability: np.ndarray, working: Geometry, geometry: Geometry) -> bool:
+    """True when the object (probability > 0.5 on the working grid [k, j, i]) reaches a face of the
+    working grid that lies inside the image: the object goes on beyond the view, which a larger
+    view would show. Faces outside the image (the view was cut by the image's edge) do not count."""
+    inside = probability > 0.5
+    shape = np.array(inside.shape)
+    centre = (shape - 1) / 2.0
+    for axis in range(3):
+        for side in (0, -1):
+            face = np.take(inside, side, axis=axis)
+            if not face.any():
+                continue
+            centre_kji = centre.copy()
+            centre_kji[axis] = 0 if side == 0 else shape[axis] - 1
+            ijk = geometry.lps_to_ijk(working.ijk_to_lps(centre_kji[::-1][None]))[0]
+            if np.all((ijk >= -0.5) & (ijk <= np.array(geometry.size_ijk) - 0.5)):
+                return True
+    return False

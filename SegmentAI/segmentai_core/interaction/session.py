@@ -31,7 +31,7 @@ from ..volume import Volume
 from .guidance import guidance_maps
 from .predictors import ModelPredictor, Predictor, RandomWalkerPredictor, WorkingInputs, find_interactive_model
 from .prompts import Prompt, box_extent, box_prompts, check_inside, polyline_samples, to_ijk
-from .region import LocalRegion, plan_region
+from .region import LocalRegion, plan_region, touches_open_border, zoom_out_points
 from .worker import InteractionWorker
 
 __all__ = ["InteractionSession", "Update", "default_predictor"]
@@ -80,7 +80,7 @@ class InteractionSession:
 
     def __init__(self, predictor: Optional[Predictor] = None, *, protect_other_segments: bool = True,
                  worker: Optional[InteractionWorker] = None, max_undo: int = 100, device: str = "auto",
-                 rescue_missed_clicks: bool = False) -> None:
+                 rescue_missed_clicks: bool = False, zoom_out_passes: int = 2) -> None:
         self.predictor: Predictor = predictor if predictor is not None else default_predictor(device)
         # Optional: a model may leave a clicked voxel unchanged (the click then seems ignored); the
         # classical predictor can answer that click instead. Off by default: in bench_interactive.py it
@@ -89,6 +89,13 @@ class InteractionSession:
             RandomWalkerPredictor() if rescue_missed_clicks and not isinstance(self.predictor, RandomWalkerPredictor)
             else None)
         self.rescued_clicks = 0
+        # When the predicted object reaches the edge of the view (inside the image), predict again in a
+        # view 1.5 times larger (coarser, up to the predictor's max_zoom), at most this many times per
+        # interaction, as nnInteractive's auto-zoom does for objects larger than the first view. Measured
+        # (bench_interactive.py, interactive-unet 1.1.0): whole brain of a head 0.22 -> 0.62 Dice after 10
+        # clicks; it never triggered on the 10 atlas structures and 3 lesions, whose results are unchanged.
+        self.zoom_out_passes = zoom_out_passes
+        self.zoomed_out = 0
         self.protect_other_segments = protect_other_segments
         self.max_undo = max_undo
         self._own_worker = worker is None
@@ -291,23 +298,48 @@ class InteractionSession:
         return result, region
 
     def _predict_with(self, predictor: Predictor, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
+        geometry = self.geometry
+        points = np.concatenate([p.array for p in prompts])
+        region = plan_region(geometry, self._require_mask(), points, prompts[-1].array.mean(axis=0),
+                             predictor.settings)
+        probability, previous = self._probability(predictor, prompts, region)
+        for _ in range(self.zoom_out_passes):
+            if not touches_open_border(probability, region.working, geometry):
+                break
+            wider = plan_region(geometry, self._require_mask(),
+                                np.concatenate([points, zoom_out_points(region, geometry)]),
+                                prompts[-1].array.mean(axis=0), predictor.settings)
+            if wider.working.spacing[0] <= region.working.spacing[0] + 1e-6:
+                break  # at the predictor's coarsest view already (or a window of a too-large object)
+            region = wider
+            probability, previous = self._probability(predictor, prompts, region)
+            self.zoomed_out += 1
+        self.last_region = region
+        return self._paste(probability, previous, prompts, region), region
+
+    def _probability(self, predictor: Predictor, prompts: List[Prompt],
+                     region: LocalRegion) -> Tuple[np.ndarray, np.ndarray]:
+        """The predictor's object probability on ``region``'s working grid for ``prompts``, and the
+        previous mask as the predictor saw it there."""
         image, mask = self._require_image(), self._require_mask()
-        geometry = image.geometry
         guidance: List[Prompt] = []
         for prompt in prompts:
             guidance.extend(box_prompts(prompt) if prompt.kind == "box" else [prompt])
-        points = np.concatenate([p.array for p in prompts])
-        region = plan_region(geometry, mask, points, prompts[-1].array.mean(axis=0), predictor.settings)
-        self.last_region = region
         crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
         crop_image = Volume(image.array[crop], crop_geometry)
         background = float(crop_image.array.min()) if crop_image.array.size else 0.0
         image_w = normalize(resample_to(crop_image, working, order=1, default_value=background).array,
                             predictor.normalization)
         previous_w = resample_to(Volume(mask[crop].astype(np.float32), crop_geometry), working, order=1).array
-        positive, negative = guidance_maps(guidance, geometry, working, predictor.sigma)
+        positive, negative = guidance_maps(guidance, image.geometry, working, predictor.sigma)
         inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]))
-        probability = self.worker.call(predictor.predict, inputs)
+        return self.worker.call(predictor.predict, inputs), previous_w
+
+    def _paste(self, probability: np.ndarray, previous_w: np.ndarray, prompts: List[Prompt],
+               region: LocalRegion) -> np.ndarray:
+        """The new crop of the mask: the prediction where this interaction may and does change it."""
+        mask, geometry = self._require_mask(), self.geometry
+        crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
         # Back on the crop, change only where the new decision differs from the previous mask seen
         # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
         new = resample_to(Volume(probability, working), crop_geometry, order=1).array > 0.5
@@ -318,7 +350,7 @@ class InteractionSession:
             changed &= ~(self._protected[crop] & new)
         result = mask[crop].copy()
         result[changed] = new[changed]
-        return result, region
+        return result
 
     def _allowed(self, prompts: Sequence[Prompt], region: LocalRegion) -> np.ndarray:
         """Where this update may change the mask: inside the 3D boxes (if any), and on a 2D box's
