@@ -51,7 +51,31 @@ def test_refine_from_a_mask(case):
     assert dice(read_labelmap(out).array, truth.array) > 0.9
 
 
+def test_refine_with_scribbles_matches_the_session(case):
+    from segmentai_core.interaction import InteractionSession, RandomWalkerPredictor
+
+    folder, image, truth, centre = case
+    stroke = [centre + np.array([-4.0, 0.0, 0.0]), centre + np.array([4.0, 1.0, 0.0])]
+    away = [centre + np.array([-12.0, 14.0, -5.0]), centre + np.array([-8.0, 15.0, -5.0])]
+    out = folder / "scribbles.nii.gz"
+    ras = ";".join(_triple(image.geometry.ijk_to_ras(p)) for p in stroke)
+    assert main(["refine", str(folder / "image.nii.gz"), "--fg-scribble", ras,
+                 "--bg-scribble", ";".join(_triple(image.geometry.ijk_to_ras(p)) for p in away),
+                 "-o", str(out), "--model", "random-walker"]) == 0
+    with InteractionSession(RandomWalkerPredictor()) as session:
+        session.set_image(image)
+        session.add_scribble(stroke, True, space="ijk")
+        session.add_scribble(away, False, space="ijk")
+        expected = session.mask.copy()
+    result = read_labelmap(out).array
+    np.testing.assert_array_equal(result, expected)
+    assert dice(result, truth.array) > 0.75
+
+
 @pytest.mark.parametrize("extra, message", [
+    (["--fg-scribble", "1,2,3"], "two or more points"),
+    (["--fg-scribble", "1,2,3;4,5"], "not 3 numbers"),
+    (["--bg-scribble", "1,2,3;4,5,6"], "nothing to segment"),
     (["--fg", "1,2"], "not 3 numbers"),
     (["--fg", "a,b,c"], "not 3 numbers"),
     (["--box", "1,2,3"], "not 6 numbers"),

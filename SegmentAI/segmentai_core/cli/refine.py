@@ -1,9 +1,12 @@
 """``segmentai refine INPUT --fg R,A,S ... -o OUTPUT``: segment or refine one object from clicks.
 
+Also a box (``--box``) and scribbles (``--fg-scribble``/``--bg-scribble``: polylines, points
+separated by ``;``).
+
 Points are RAS millimetres (Slicer's convention) unless ``--ijk`` is given, in which case they are
 voxel indices ``i,j,k`` in the file's own index order (i fastest, as ITK and Slicer count them).
-The prompts are applied as a user would place them: the box first, then the object points, then
-the background points, each one an interaction of the same session.
+The prompts are applied as a user would place them: the box first, then the object points, the
+background points and the scribbles, each one an interaction of the same session.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def register(subparsers) -> None:
                         help="a point on the background (repeatable)")
     parser.add_argument("--box", default=None, metavar="R1,A1,S1,R2,A2,S2",
                         help="two opposite corners of a box around the object (flat along one axis: a 2D box)")
+    parser.add_argument("--fg-scribble", action="append", default=[], metavar="R,A,S;R,A,S;...",
+                        help="a scribble on the object: a polyline through two or more points (repeatable)")
+    parser.add_argument("--bg-scribble", action="append", default=[], metavar="R,A,S;R,A,S;...",
+                        help="a scribble on the background (repeatable)")
     parser.add_argument("--ijk", action="store_true", help="points are voxel indices i,j,k instead of RAS mm")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="output label map (.nii.gz, .nrrd, .seg.nrrd...)")
@@ -46,7 +53,7 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     # Let "-12.5,3,40" be a value, not an option: argparse only knows plain negative numbers.
     # (A private attribute, stable since Python 3.2; "--fg=-12.5,3,40" works in any case.)
-    parser._negative_number_matcher = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?(,[-+]?\d*\.?\d+(e[-+]?\d+)?)*$")
+    parser._negative_number_matcher = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?([,;][-+]?\d*\.?\d+(e[-+]?\d+)?)*$")
     parser.set_defaults(func=run)
 
 
@@ -60,6 +67,14 @@ def parse_numbers(text: str, count: int, option: str, names: str) -> List[float]
     if len(values) != count or not all(v == v and abs(v) != float("inf") for v in values):
         raise InputError(f"{option} '{text}' is not {count} numbers {names}")
     return values
+
+
+def parse_polyline(text: str, option: str, names: str) -> List[List[float]]:
+    """``"x,y,z;x,y,z;..."`` → a list of points (two or more); one-line InputError otherwise."""
+    points = [parse_numbers(part, 3, option, names) for part in str(text).split(";") if part.strip()]
+    if len(points) < 2:
+        raise InputError(f"{option} '{text}' needs two or more points separated by ';' ({names};{names};...)")
+    return points
 
 
 def _predictor(model: Optional[str], device: str):
@@ -85,11 +100,15 @@ def run(args: argparse.Namespace) -> int:
     names = "i,j,k" if args.ijk else "R,A,S"
     foreground = [parse_numbers(t, 3, "--fg", names) for t in args.fg]
     background = [parse_numbers(t, 3, "--bg", names) for t in args.bg]
+    scribbles = ([(parse_polyline(t, "--fg-scribble", names), True) for t in args.fg_scribble]
+                 + [(parse_polyline(t, "--bg-scribble", names), False) for t in args.bg_scribble])
     box: Optional[Sequence[float]] = None
     if args.box is not None:
         box = parse_numbers(args.box, 6, "--box", "R1,A1,S1,R2,A2,S2" if not args.ijk else "i1,j1,k1,i2,j2,k2")
-    if not foreground and box is None and (not background or args.mask is None):
-        raise InputError("nothing to segment: give at least one --fg point or a --box (or --bg points with --mask)")
+    if (not foreground and box is None and not any(positive for _, positive in scribbles)
+            and (not (background or scribbles) or args.mask is None)):
+        raise InputError("nothing to segment: give at least one --fg point, --fg-scribble or a --box "
+                         "(or background prompts with --mask)")
     output = check_output_path(args.output, args.overwrite)
     volume = read_volume(args.input)
     mask = None
@@ -110,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             session.add_point(point, positive=True, space=space)
         for point in background:
             session.add_point(point, positive=False, space=space)
+        for points, positive in scribbles:
+            session.add_scribble(points, positive=positive, space=space)
         result = session.mask.copy()
     write_labelmap(volume.with_array(result), output, overwrite=args.overwrite)
     voxels = int(result.sum())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Mapping
+from typing import List, Mapping, Optional
 
 from segmentai_core.interaction.predictors import INTERACTIVE_CHANNELS
 from segmentai_core.models.package import write_model_package
@@ -54,6 +54,40 @@ def interactive_manifest(real_names: List[str], phantoms: int, version: str = "1
     }
 
 
-def write_interactive_package(folder: Path, state_dict: Mapping, real_names: List[str], phantoms: int):
+def write_interactive_package(folder: Path, state_dict: Mapping, real_names: List[str], phantoms: int,
+                              version: str = "1.0.0", accuracy: Optional[List[dict]] = None,
+                              notes: Optional[str] = None):
     """Validate and write the package folder (refuses an existing non-empty folder)."""
-    return write_model_package(folder, interactive_manifest(real_names, phantoms), state_dict)
+    manifest = interactive_manifest(real_names, phantoms, version)
+    if accuracy is not None:
+        manifest["accuracy"] = accuracy
+    if notes is not None:
+        manifest["notes"] = notes
+    return write_model_package(folder, manifest, state_dict)
+
+
+def main(argv=None) -> None:
+    """Package a trained state dict (``final_state_dict.pt`` of the recipe) with its ``recipe.json``."""
+    import argparse
+    import json
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--state", type=Path, required=True, help="final_state_dict.pt written by the recipe")
+    parser.add_argument("--recipe", type=Path, required=True, help="recipe.json written by the same run")
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--accuracy", type=Path, default=None, help="JSON list of accuracy entries")
+    parser.add_argument("--notes", default=None)
+    parser.add_argument("--out", type=Path, required=True, help="new package folder (must not exist)")
+    args = parser.parse_args(argv)
+    recipe = json.loads(args.recipe.read_text())
+    state = torch.load(args.state, map_location="cpu", weights_only=True)
+    accuracy = json.loads(args.accuracy.read_text()) if args.accuracy else None
+    write_interactive_package(args.out, state, recipe["real_structures"], recipe["phantoms_generated"],
+                              args.version, accuracy, args.notes)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
