@@ -37,8 +37,8 @@ class SegmentAI(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Segment a CT or MRI volume with an AI model: choose the volume, a model (its card lists the modality, "
             "labels, licence and accuracy) and a device, then press Segment. Correct the result in the Segment "
-            "Editor or with positive/negative points and boxes (Refine). Save corrected cases into a dataset folder "
-            "and fine-tune the model on them. Everything runs locally; see the project page for documentation.")
+            "Editor or with positive/negative points, boxes and scribbles (Refine). Save corrected cases into a "
+            "dataset folder and fine-tune the model on them. Everything runs locally; see the project page.")
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch and MONAI. Bundled model weights are Apache-2.0, trained on "
             "permissively licensed data and synthetic phantoms.")
@@ -95,7 +95,8 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditorButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self._modes = {True: self.ui.positivePointButton, False: self.ui.negativePointButton, "box": self.ui.boxButton}
+        self._modes = {True: self.ui.positivePointButton, False: self.ui.negativePointButton, "box": self.ui.boxButton,
+                       "scribble+": self.ui.positiveScribbleButton, "scribble-": self.ui.negativeScribbleButton}
         for mode, button in self._modes.items():
             button.toggled.connect(lambda checked, mode=mode: self.onPlaceToggled(mode, checked))
         self.ui.undoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=False))
@@ -121,7 +122,8 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
-        self.ui.positivePointButton.checked = self.ui.negativePointButton.checked = self.ui.boxButton.checked = False
+        for button in self._modes.values():
+            button.checked = False
         self.logic.closeRefinement()
         self.setParameterNode(None)
 
@@ -214,7 +216,7 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPoll(self) -> None:
         if self._finetune is not None:
             self.pollFinetune()
-        if self._job is not None and self.logic.poll(self._job):
+        if self._job is not None and self.logic.mrml.poll(self._job):
             self.finishSegmentation()
         if self._job is None and self._finetune is None:
             self._timer.stop()
@@ -244,15 +246,16 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setSegmentationNode(p.outputSegmentation)
         editor.setSourceVolumeNode(p.inputVolume)
 
-    def onPlaceToggled(self, mode, checked: bool) -> None:  # one mode at a time: True, False (points) or "box"
+    def onPlaceToggled(self, mode, checked: bool) -> None:  # one mode at a time: points (True/False), box, scribbles
         for other, button in self._modes.items():
             button.checked = button.checked and (other == mode or not checked)
         if checked or not any(button.checked for button in self._modes.values()):
-            workflow = self.logic.workflow
-            workflow.prompts(lambda *point: self.refine(workflow.refine, *point),
-                             lambda roi: self.refine(workflow.refine_box, roi)).place(mode if checked else None)
+            workflow = self.logic.workflow  # each placed point, box or scribble refines the segment:
+            on_prompt = [lambda *prompt, refine=refine: self.refine(refine, *prompt)
+                         for refine in (workflow.refine, workflow.refine_box, workflow.refine_scribble)]
+            workflow.prompts(*on_prompt).place(mode if checked else None)
 
-    def refine(self, refine: Callable, *prompt) -> None:  # one undoable step per point or box, other segments locked
+    def refine(self, refine: Callable, *prompt) -> None:  # one undoable step per prompt, other segments locked
         p = self._parameterNode
         if self._job is not None or not p or not p.outputSegmentation:
             return
@@ -338,9 +341,6 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
     def startSegmentation(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None,
                           onProgress: Optional[Callable[[float, str], None]] = None):
         return self.mrml.start(volumeNode, model, device, onProgress, into=outputSegmentation)
-
-    def poll(self, job) -> bool:
-        return self.mrml.poll(job)
 
     def segment(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None):
         """Segment ``volumeNode`` and wait (batch mode); returns the segmentation node."""

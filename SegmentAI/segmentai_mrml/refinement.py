@@ -79,28 +79,37 @@ class ClickRefiner:
     def add_point(self, segmentation_node, segment_id: str, volume_node, position_ras: Sequence[float],
                   positive: bool = True) -> int:
         """Refine ``segment_id`` with a click at world RAS ``position_ras``; returns how many voxels changed."""
-        if segmentation_node is None or volume_node is None or not segment_id:
-            raise InputError("select a volume and a segment before clicking")
-        self._sync(segmentation_node, segment_id, volume_node)
+        self._check(segmentation_node, segment_id, volume_node, "clicking")
         point = world_to_node_ras(np.asarray([position_ras], dtype=float), volume_node)[0]
         update = self.session.add_point(tuple(float(v) for v in point), positive=positive, space="ras")
-        if not update.changed:
-            return 0
-        region = update.region
-        before = segment_array(segmentation_node, segment_id, volume_node)
-        changed = int(np.count_nonzero(before[region] != update.mask[region]))
-        self._apply(segmentation_node, segment_id, np.array(update.mask), volume_node)
-        return changed
+        return self._commit(update, segmentation_node, segment_id, volume_node)
 
     def add_box(self, segmentation_node, segment_id: str, volume_node, corner1_ras: Sequence[float],
                 corner2_ras: Sequence[float]) -> int:
         """Refine ``segment_id`` with a box from two opposite world RAS corners (on one slice: a 2D box);
         returns how many voxels changed."""
-        if segmentation_node is None or volume_node is None or not segment_id:
-            raise InputError("select a volume and a segment before drawing a box")
-        self._sync(segmentation_node, segment_id, volume_node)
+        self._check(segmentation_node, segment_id, volume_node, "drawing a box")
         corners = world_to_node_ras(np.asarray([corner1_ras, corner2_ras], dtype=float), volume_node)
         update = self.session.add_box(tuple(map(float, corners[0])), tuple(map(float, corners[1])), space="ras")
+        return self._commit(update, segmentation_node, segment_id, volume_node)
+
+    def add_scribble(self, segmentation_node, segment_id: str, volume_node, points_ras: Sequence[Sequence[float]],
+                     positive: bool = True) -> int:
+        """Refine ``segment_id`` with a scribble through world RAS ``points_ras`` (N × 3, N >= 2); returns
+        how many voxels changed."""
+        self._check(segmentation_node, segment_id, volume_node, "drawing a scribble")
+        points = world_to_node_ras(np.asarray(points_ras, dtype=float).reshape(-1, 3), volume_node)
+        update = self.session.add_scribble(points, positive=positive, space="ras")
+        return self._commit(update, segmentation_node, segment_id, volume_node)
+
+    def _check(self, segmentation_node, segment_id: str, volume_node, action: str) -> None:
+        """Refuse a prompt without a volume and segment; make the session match the scene."""
+        if segmentation_node is None or volume_node is None or not segment_id:
+            raise InputError(f"select a volume and a segment before {action}")
+        self._sync(segmentation_node, segment_id, volume_node)
+
+    def _commit(self, update, segmentation_node, segment_id: str, volume_node) -> int:
+        """Write the session's new mask into the segment; returns how many voxels changed."""
         if not update.changed:
             return 0
         before = segment_array(segmentation_node, segment_id, volume_node)

@@ -244,3 +244,66 @@ class PromptPlacementTest(_SceneCase):
             np.testing.assert_array_equal(segment_array(segmentation, brain, node), (labels == 1).astype(np.uint8))
         finally:
             workflow.close()
+
+    def test_scribble_drawn_as_a_curve_refines_along_it_and_undo_restores(self) -> None:
+        from segmentai_mrml.prompts import SCRIBBLE_NEGATIVE, SCRIBBLE_POSITIVE
+        from segmentai_mrml.segmentation_nodes import segment_array
+
+        image, blob, labels, node, segmentation, brain, lesion = self.prompt_scene()
+        workflow = self.workflow()
+        strokes, counts = [], []
+
+        def on_scribble(points, positive: bool) -> None:
+            strokes.append((np.array(points), positive))
+            counts.append(workflow.refine_scribble(segmentation, brain, node, points, positive))
+
+        prompts = workflow.prompts(lambda position, positive: None, None, on_scribble)
+        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        original = (labels == 1).astype(np.uint8)
+        try:
+            prompts.place(SCRIBBLE_POSITIVE)
+            curve = prompts.scribbles.pending
+            self.assertEqual(self.placement(), (curve.GetID(), "vtkMRMLMarkupsCurveNode", True))
+            # A stroke of three clicks on slice k = 11 through the part of the blob that Brain misses.
+            k, _, i = np.indices(blob.shape)
+            missing = np.argwhere(blob & (k == 11) & (i < 13))
+            stroke = missing[np.linspace(0, len(missing) - 1, 3).astype(int)]
+            for kk, jj, ii in stroke:
+                curve.AddControlPoint(*map(float, image.geometry.ijk_to_ras([ii, jj, kk])))
+            self.assertEqual(strokes, [])  # still drawing
+            interaction.SwitchToViewTransformMode()  # Slicer ends place mode when the user finishes the curve
+            self.assertEqual(len(strokes), 1)
+            np.testing.assert_allclose(strokes[0][0], [image.geometry.ijk_to_ras(p[::-1]) for p in stroke], atol=1e-6)
+            after = segment_array(segmentation, brain, node)
+            self.assertGreater(counts[0], 0)
+            self.assertTrue(all(after[tuple(p)] == 1 for p in stroke))
+            self.assertEqual(int((after & (labels == 2)).sum()), 0)  # the locked Lesion is never taken
+            np.testing.assert_array_equal(segment_array(segmentation, lesion, node), (labels == 2).astype(np.uint8))
+            # Still in scribble mode: a fresh curve waits for the next stroke; the finished one is locked.
+            self.assertIsNot(prompts.scribbles.pending, curve)
+            self.assertTrue(curve.GetLocked() and self.placement()[2])
+            workflow.undo_redo()
+            np.testing.assert_array_equal(segment_array(segmentation, brain, node), original)
+
+            prompts.place(SCRIBBLE_NEGATIVE)
+            curve = prompts.scribbles.pending
+            inside = np.argwhere((labels == 1) & (k == 12))
+            stroke = inside[[len(inside) // 3, 2 * len(inside) // 3]]
+            curve.AddControlPoint(*map(float, image.geometry.ijk_to_ras(stroke[0][::-1])))
+            interaction.SwitchToViewTransformMode()  # one point is no stroke: nothing happens
+            self.assertEqual(len(strokes), 1)
+            self.assertIs(prompts.scribbles.pending, curve)
+            prompts.place(SCRIBBLE_NEGATIVE)
+            curve.AddControlPoint(*map(float, image.geometry.ijk_to_ras(stroke[1][::-1])))
+            interaction.SwitchToViewTransformMode()
+            self.assertEqual((len(strokes), strokes[-1][1]), (2, False))
+            after = segment_array(segmentation, brain, node)
+            self.assertEqual([int(after[tuple(p)]) for p in stroke], [0, 0])
+            self.assertLess(int(after.sum()), int(original.sum()))
+
+            prompts.place(None)  # leaving scribble mode drops the waiting curve
+            self.assertFalse(self.placement()[2])
+            self.assertEqual(self.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsCurveNode"), 2)
+        finally:
+            workflow.close()
+        self.assertEqual(self.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsCurveNode"), 0)

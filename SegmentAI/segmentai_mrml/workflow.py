@@ -1,8 +1,8 @@
 """The panel's Refine, Save-as-training-case and Fine-tune steps, for the desktop module.
 
 One object per scene holds the click refiner (writing through the segment-editor logic, so each
-point or box is one undoable step with the other segments locked), the prompt nodes (points and
-boxes), and starts fine-tuning runs. The web app uses the same pieces (:mod:`.refinement`,
+point, box or scribble is one undoable step with the other segments locked), the prompt nodes (points,
+boxes and scribbles), and starts fine-tuning runs. The web app uses the same pieces (:mod:`.refinement`,
 :mod:`.finetune_job`, :meth:`.logic.SegmentationLogic.save_training_case`) with its own undo stack.
 """
 
@@ -38,11 +38,12 @@ class PanelWorkflow:
         self.refiner = ClickRefiner(session_factory=session_factory, apply=self.editor_apply)
         self._prompts: Optional[PromptPoints] = None
 
-    def prompts(self, on_point: Callable, on_box: Optional[Callable] = None) -> PromptPoints:
+    def prompts(self, on_point: Callable, on_box: Optional[Callable] = None,
+                on_scribble: Optional[Callable] = None) -> PromptPoints:
         """The prompt nodes; ``on_point(position_ras, positive)`` runs for each placed point, ``on_box(roi_node)``
-        for each placed box."""
+        for each placed box, ``on_scribble(points_world, positive)`` for each finished scribble."""
         if self._prompts is None:
-            self._prompts = PromptPoints(self.scene, on_point, on_box)
+            self._prompts = PromptPoints(self.scene, on_point, on_box, on_scribble)
         return self._prompts
 
     def refine(self, segmentation_node, segment_id: str, volume_node, position_ras, positive: bool = True) -> int:
@@ -55,6 +56,11 @@ class PanelWorkflow:
         Returns how many voxels changed."""
         corner1, corner2 = roi_box_corners(roi_node, volume_node)
         return self.refiner.add_box(segmentation_node, segment_id, volume_node, corner1, corner2)
+
+    def refine_scribble(self, segmentation_node, segment_id: str, volume_node, points_world,
+                        positive: bool = True) -> int:
+        """Refine one segment with a scribble through world RAS ``points_world``; returns how many voxels changed."""
+        return self.refiner.add_scribble(segmentation_node, segment_id, volume_node, points_world, positive)
 
     def can_undo_redo(self, redo: bool = False) -> bool:
         return self.editor_apply.can_redo() if redo else self.editor_apply.can_undo()

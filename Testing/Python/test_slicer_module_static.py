@@ -190,14 +190,15 @@ def test_every_ui_name_exists_with_a_compatible_class(module_tree, ui_widgets):
 
 def test_placement_buttons_are_checkable_and_match_the_prompt_modes(module_tree, ui_widgets):
     """The widget maps placement modes to buttons (``self._modes``): the keys are segmentai_mrml.prompts' modes
-    (``True``/``False`` points, ``BOX``), the values checkable buttons of the .ui."""
+    (``True``/``False`` points, ``BOX``, the two scribble modes), the values checkable buttons of the .ui."""
     found = [node.value for node in ast.walk(module_tree) if isinstance(node, ast.Assign)
              and any(isinstance(t, ast.Attribute) and t.attr == "_modes" for t in node.targets)]
     assert len(found) == 1 and isinstance(found[0], ast.Dict), "self._modes = {mode: self.ui.<button>, ...}"
     prompts = (MODULE_DIR / "segmentai_mrml" / "prompts.py").read_text(encoding="utf-8")
     box = re.search(r'^BOX = "(\w+)"', prompts, re.MULTILINE)
-    assert box, "segmentai_mrml/prompts.py defines BOX"
-    assert [ast.literal_eval(key) for key in found[0].keys] == [True, False, box.group(1)]
+    scribbles = re.search(r'^SCRIBBLE_POSITIVE, SCRIBBLE_NEGATIVE = "([\w+-]+)", "([\w+-]+)"', prompts, re.MULTILINE)
+    assert box and scribbles, "segmentai_mrml/prompts.py defines BOX, SCRIBBLE_POSITIVE and SCRIBBLE_NEGATIVE"
+    assert [ast.literal_eval(key) for key in found[0].keys] == [True, False, box.group(1), *scribbles.groups()]
     for value in found[0].values:
         assert isinstance(value, ast.Attribute) and _is_self_ui(value.value)
         widget = ui_widgets[value.attr]

@@ -1,0 +1,134 @@
+"""Scribble prompts from markups curves (``vtkMRMLMarkupsCurveNode``) drawn in the slice views.
+
+A scribble is an open, linear curve: the user clicks its points one after another and finishes it
+as Slicer finishes any curve (double-click or right-click), which ends place mode. When place mode
+ends on a curve of two or more points, ``on_scribble(points_world, positive)`` runs once with its
+control points (world RAS, parent transforms applied), and, while scribble mode is on, a fresh curve
+is ready for the next stroke. Object scribbles are green, background ones red, as the points.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import slicer
+
+from .markups import start_placement
+
+__all__ = ["PromptScribbles"]
+
+COLORS = {True: (0.2, 0.9, 0.2), False: (1.0, 0.25, 0.25)}
+
+
+def _defined_points_world(node) -> np.ndarray:
+    """World RAS positions (N, 3) of the curve's placed points (not the preview point under the mouse)."""
+    points = []
+    for index in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(index) == node.PositionDefined:
+            position = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(index, position)
+            points.append(position)
+    return np.asarray(points, dtype=float).reshape(-1, 3)
+
+
+class PromptScribbles:
+    """Scribble curves of ``scene``; ``on_scribble(points_world (N, 3), positive)`` runs per finished curve."""
+
+    def __init__(self, scene, on_scribble: Callable[[np.ndarray, bool], None]) -> None:
+        self.scene = scene
+        self.on_scribble = on_scribble
+        self.pending = None  # the curve being drawn
+        self._positive: Optional[bool] = None  # polarity while scribble mode is on, else None
+        self._nodes: List[object] = []
+        self._interaction_tag: Optional[Tuple[object, int]] = None
+
+    def new_node(self, positive: bool):
+        """A new linear curve of one polarity, not saved with the scene (prompts, not data)."""
+        name = "SegmentAI object scribble" if positive else "SegmentAI background scribble"
+        node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", name)
+        node.SetCurveTypeToLinear()  # the stroke is the polyline the user clicked, not a spline
+        node.SetSaveWithScene(False)
+        if node.GetDisplayNode() is None:
+            node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        if display is not None:
+            display.SetSelectedColor(*COLORS[positive])
+            display.SetColor(*COLORS[positive])
+            display.SetPointLabelsVisibility(False)
+            display.SetPropertiesLabelVisibility(False)
+        self._nodes.append(node)
+        return node
+
+    def place(self, positive: bool) -> None:
+        """Draw scribbles of one polarity until :meth:`stop`; an unfinished one of the other is dropped."""
+        if self.pending is not None and self._positive != positive:
+            self._remove(self.pending)
+            self.pending = None
+        self._positive = bool(positive)
+        self._observe_interaction()
+        if self.pending is None or not self._present(self.pending):
+            self.pending = self.new_node(self._positive)
+        # Not persistent: finishing a curve ends place mode, which is how a scribble is known to be complete.
+        start_placement(self.scene, self.pending, persistent=False)
+
+    def stop(self) -> None:
+        """Stop drawing scribbles and drop an unfinished one (the caller switches the mouse mode)."""
+        self._positive = None
+        if self.pending is not None and self._present(self.pending):
+            self._remove(self.pending)
+        self.pending = None
+
+    def _observe_interaction(self) -> None:
+        if self._interaction_tag is not None:
+            return
+        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        if interaction is not None:
+            tag = interaction.AddObserver(slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent,
+                                          lambda caller, event: self._mode_changed(caller))
+            self._interaction_tag = (interaction, tag)
+
+    def _mode_changed(self, interaction) -> None:
+        """Place mode ended: a pending curve of two or more points is a finished scribble."""
+        if interaction.GetCurrentInteractionMode() == interaction.Place:
+            return
+        node, positive = self.pending, self._positive
+        if node is None or positive is None or not self._present(node):
+            return
+        points = _defined_points_world(node)
+        if len(points) < 2:
+            return  # a single click is no stroke: keep the curve, the user may go on drawing it
+        self.pending = None
+        node.SetLocked(True)
+        self.on_scribble(points, positive)
+        if self._positive is not None:  # still in scribble mode: ready for the next stroke
+            self.place(self._positive)
+
+    def _present(self, node) -> bool:
+        return self.scene.GetNodeByID(node.GetID()) is node
+
+    def _remove(self, node) -> None:
+        self._nodes = [n for n in self._nodes if n is not node]
+        if self._present(node):
+            self.scene.RemoveNode(node)
+
+    def clear(self) -> None:
+        """Remove the finished scribbles (the segment keeps its refinement)."""
+        for node in [n for n in self._nodes if n is not self.pending]:
+            self._remove(node)
+
+    def close(self) -> None:
+        """Stop observing and remove every scribble curve."""
+        self._positive = None
+        if self._interaction_tag is not None:
+            interaction, tag = self._interaction_tag
+            interaction.RemoveObserver(tag)
+            self._interaction_tag = None
+        for node in list(self._nodes):
+            self._remove(node)
+        self.pending = None
+
+    @property
+    def nodes(self) -> List[object]:
+        """The finished scribble curves, oldest first."""
+        return [n for n in self._nodes if n is not self.pending]
