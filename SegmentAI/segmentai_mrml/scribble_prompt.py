@@ -16,12 +16,12 @@ import slicer
 
 from .markups import start_placement
 
-__all__ = ["PromptScribbles"]
+__all__ = ["PromptScribbles", "defined_points_world"]
 
 COLORS = {True: (0.2, 0.9, 0.2), False: (1.0, 0.25, 0.25)}
 
 
-def _defined_points_world(node) -> np.ndarray:
+def defined_points_world(node) -> np.ndarray:
     """World RAS positions (N, 3) of the curve's placed points (not the preview point under the mouse)."""
     points = []
     for index in range(node.GetNumberOfControlPoints()):
@@ -95,7 +95,7 @@ class PromptScribbles:
         node, positive = self.pending, self._positive
         if node is None or positive is None or not self._present(node):
             return
-        points = _defined_points_world(node)
+        points = defined_points_world(node)
         if len(points) < 2:
             return  # a single click is no stroke: keep the curve, the user may go on drawing it
         self.pending = None

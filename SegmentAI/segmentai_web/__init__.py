@@ -2,7 +2,7 @@
 
 ``segmentai web`` (or ``segmentai-web``) serves a page with Slicer's slice and 3D views, trame-slicer's
 segment editor and SegmentAI's panel (open a volume, model and card, Segment with progress and Cancel,
-click refinement with undo/redo, save as training case, fine-tune, download). The work itself is done
+click, box and scribble refinement with undo/redo, save as training case, fine-tune, download). The work itself is done
 by the same code the desktop module calls: :mod:`segmentai_mrml` (scene nodes, threaded segmentation
 logic, click refiner, fine-tuning job) and :mod:`segmentai_core` (models, interaction session, datasets).
 
@@ -13,6 +13,7 @@ Modules, one job each:
 * :mod:`.state` — the panel's state (dataclasses mirrored in the browser).
 * :mod:`.ui` — the page: trame-slicer's layout with SegmentAI's left panel.
 * :mod:`.panel_logic` — the panel's handlers (main thread; jobs polled by an asyncio task).
+* :mod:`.prompt_logic` — clicks, boxes and scribbles drawn in the views (mixed into the panel logic).
 * :mod:`.app` — assembles trame-slicer's application and the panel.
 * :mod:`.server` — ``main()``: options, token, status route, start.
 

@@ -2,7 +2,8 @@
 
 Every action goes through the shared layers: volumes are read by :mod:`segmentai_mrml.storage`,
 segmentation runs in :class:`segmentai_mrml.logic.SegmentationLogic` (worker thread, polled here),
-clicks in :class:`~segmentai_mrml.refinement.ClickRefiner` (the core's interaction session),
+clicks, boxes and scribbles in :class:`~segmentai_mrml.refinement.ClickRefiner` (the core's interaction
+session, driven from the views by :class:`~.prompt_logic.PromptActions`),
 training cases in :func:`segmentai_core.dataset.add_case`, fine-tuning in ``segmentai_train``.
 A user-caused error shows one line in the panel and changes nothing.
 """
@@ -11,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import logging
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -28,6 +27,7 @@ from segmentai_mrml.segmentation_nodes import segment_array
 from segmentai_mrml.storage import load_volume, save_node
 
 from .config import WebConfig
+from .prompt_logic import PromptActions, action
 from .state import DEFAULTS
 from .uploads import check_upload, list_data_images, resolve_data_path, split_files, write_upload
 
@@ -43,24 +43,7 @@ def _hex(color) -> str:
     return "#" + "".join(f"{int(round(max(0.0, min(1.0, c)) * 255)):02x}" for c in color[:3])
 
 
-def action(method):
-    """Run a handler; a SegmentAIError becomes the panel's message, a bug a short message plus a log entry."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except SegmentAIError as error:
-            self.notify(str(error), "error")
-        except Exception as error:  # noqa: BLE001 - keep the server alive, log the traceback
-            log.error("%s failed:\n%s", method.__name__, traceback.format_exc())
-            self.notify(f"Internal error in {method.__name__}: {type(error).__name__}: {error}", "error")
-        return None
-
-    return wrapper
-
-
-class PanelLogic:
+class PanelLogic(PromptActions):
     """Owns SegmentAI's part of the web app: the segmentation logic, click refiner and jobs."""
 
     def __init__(self, server, slicer_app, config: WebConfig, layout_state, registry=None) -> None:
@@ -74,13 +57,12 @@ class PanelLogic:
         self.refiner = ClickRefiner(apply=self._apply_with_undo)
         self.job = None
         self.finetune_job: Optional[FinetuneJob] = None
-        self._markups: Dict[object, object] = {}  # True / False: object / background clicks, "box": corners
         self._locked_sha: Dict[str, str] = {}  # locked segment -> fingerprint of its voxels
         self._history_index = 0
-        self.last_box: Optional[dict] = None  # the latest box prompt, voxel indices (for status and tests)
         self._upload_files: List[dict] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="segmentai-web-")
         self.state.update(DEFAULTS)
+        self._reset_prompts()
         self.state.sai_max_upload_mb = config.max_upload_mb
         self.state.sai_dataset_dir = str(config.dataset_dir)
         self.state.sai_training_available = training_available()
@@ -114,7 +96,7 @@ class PanelLogic:
             "cancel": self.cancel, "toggle_visibility": self.toggle_visibility, "toggle_lock": self.toggle_lock,
             "select_segment": self.select_segment, "add_segment": self.add_segment, "undo": self.undo,
             "redo": self.redo, "save_case": self.save_case, "finetune": self.finetune,
-            "finetune_cancel": self.finetune_cancel,
+            "finetune_cancel": self.finetune_cancel, "finish_scribble": self.finish_scribble_clicked,
         }
 
     def triggers(self) -> Dict[str, str]:
@@ -184,10 +166,9 @@ class PanelLogic:
         read_volume(path)  # one-line error for unreadable, truncated or non-3D files, before the scene changes
         self.state.sai_click_mode = "off"
         self.refiner.forget()
-        self._markups.clear()
+        self._reset_prompts()
         self._locked_sha.clear()
         self._history_index = 0
-        self.last_box = None
         self.app.scene.Clear()
         node = load_volume(self.app.scene, path, name or Path(path).name.split(".")[0])
         self.app.display_manager.show_volume(node, do_reset_views=True)
@@ -339,109 +320,10 @@ class PanelLogic:
         for sid in locked:
             self._locked_sha[sid] = self._fingerprint(sid)
 
-    # --- clicks ----------------------------------------------------------------------------------
-
-    def _markups_node(self, positive):
-        """The point list that clicks of one kind go to (``positive``: True, False, or "box" for box corners)."""
-        node = self._markups.get(positive)
-        if node is None or self.app.scene.GetNodeByID(node.GetID()) is not node:
-            from slicer import vtkMRMLMarkupsNode
-
-            names = {True: "SegmentAI object", False: "SegmentAI background", "box": "SegmentAI box"}
-            node = self.app.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", names[positive])
-            node.CreateDefaultDisplayNodes()
-            display = node.GetDisplayNode()
-            colors = {True: (0.2, 0.9, 0.3), False: (0.95, 0.25, 0.25), "box": (1.0, 0.85, 0.1)}
-            color = colors[positive]
-            display.SetSelectedColor(*color)
-            display.SetColor(*color)
-            display.SetPointLabelsVisibility(False)
-            node.AddObserver(vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                             lambda caller, _event, p=positive: self._on_point_placed(caller, p))
-            self._markups[positive] = node
-        return node
-
-    def _on_click_mode_changed(self, sai_click_mode="off", **_) -> None:
-        try:
-            if sai_click_mode in ("positive", "negative", "box") and self.volume_node is not None:
-                kind = "box" if sai_click_mode == "box" else sai_click_mode == "positive"
-                self.app.markups_logic.place_node(self._markups_node(kind), persistent=True)
-                self.state.sai_predictor = self.refiner.predictor_name
-            else:
-                self.app.markups_logic.disable_place_mode()
-            box = self._markups.get("box")
-            if sai_click_mode != "box" and box is not None and self.app.scene.GetNodeByID(box.GetID()) is box:
-                box.RemoveAllControlPoints()  # a half-drawn box is dropped
-        except Exception as error:  # noqa: BLE001
-            log.error("click mode: %s", traceback.format_exc())
-            self.notify(f"Could not switch the click mode: {error}", "error")
-
-    def _on_point_placed(self, node, positive: bool) -> None:
-        count = node.GetNumberOfControlPoints()
-        if count == 0:
-            return
-        position = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(count - 1, position)
-        if positive == "box":
-            if count == 1:
-                self.notify("Box: click the opposite corner on the same slice", "info")
-                return
-            first = [0.0, 0.0, 0.0]
-            node.GetNthControlPointPositionWorld(count - 2, first)
-            asyncio.get_event_loop().create_task(self._refine_box(node, first, position))
-            return
-        # Leave the VTK event first, then refine (the page shows the busy bar meanwhile).
-        asyncio.get_event_loop().create_task(self._refine(position, positive))
-
-    async def _refine(self, position, positive: bool) -> None:
-        with self.state:
-            self.state.sai_refining = True
-        await asyncio.sleep(0)
-        with self.state:
-            self.add_point(position, positive)
-            self.state.sai_refining = False
-
-    async def _refine_box(self, node, corner1, corner2) -> None:
-        with self.state:
-            self.state.sai_refining = True
-        await asyncio.sleep(0)
-        with self.state:
-            node.RemoveAllControlPoints()  # the next two clicks draw the next box
-            self.add_box(corner1, corner2)
-            self.state.sai_refining = False
-
-    @action
-    def add_box(self, corner1_ras, corner2_ras) -> int:
-        """Refine the selected segment with a box from two opposite world RAS corners (one slice: a 2D box)."""
-        if self.job is not None and not self.job.done:
-            raise InputError("wait for the segmentation to finish before drawing a box")
-        segment_id = self.editor.get_active_segment_id()
-        self._check_unlocked(segment_id)
-        changed = self.refiner.add_box(self.segmentation_node, segment_id, self.volume_node, corner1_ras, corner2_ras)
-        prompts = [p for p in self.refiner.session.prompts if p.kind == "box"]
-        if prompts:
-            lo, hi = np.minimum(*prompts[-1].array), np.maximum(*prompts[-1].array)
-            self.last_box = {"segment": segment_id, "ijk_min": lo.tolist(), "ijk_max": hi.tolist()}
-        self.refresh_segments()
-        self.notify(f"Box: {changed} voxels changed" if changed else "Box: no change", "info")
-        return changed
-
-    @action
-    def add_point(self, position_ras, positive: bool = True) -> int:
-        """Refine the selected segment with one click at world RAS ``position_ras``."""
-        if self.job is not None and not self.job.done:
-            raise InputError("wait for the segmentation to finish before clicking")
-        segment_id = self.editor.get_active_segment_id()
-        self._check_unlocked(segment_id)
-        changed = self.refiner.add_point(self.segmentation_node, segment_id, self.volume_node, position_ras, positive)
-        self.refresh_segments()
-        kind = "object" if positive else "background"
-        self.notify(f"{kind.capitalize()} click: {changed} voxels changed" if changed else
-                    f"{kind.capitalize()} click: no change", "info")
-        return changed
+    # --- undo (the prompts themselves: prompt_logic.PromptActions) ------------------------------
 
     def _apply_with_undo(self, segmentation_node, segment_id, mask, volume_node) -> None:
-        """Write a click's result as one step of the editor's undo stack (shared with the brush and other effects)."""
+        """Write a prompt's result as one step of the editor's undo stack (shared with the brush and other effects)."""
         from segmentai_mrml.segmentation_nodes import set_segment_from_array
         from trame_slicer.segmentation.segmentation_undo_command import SegmentationLabelMapUndoCommand
 
@@ -577,6 +459,9 @@ class PanelLogic:
             "locked": self.locked_segments(),
             "active_segment": self.editor.get_active_segment_id() if volume is not None else "",
             "last_box": self.last_box,
+            "last_scribble": self.last_scribble,
+            "click_mode": self.state.sai_click_mode,
+            "scribble_points": int(self.state.sai_scribble_points or 0),
             "voxels": self.segment_voxels(),
             "labelmap_sha256": labelmap_sha,
             "busy": bool(self.state.sai_busy),

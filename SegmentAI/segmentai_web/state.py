@@ -24,8 +24,10 @@ DEFAULTS: Dict[str, Any] = {
     "sai_progress": 0.0,  # 0..100
     "sai_progress_text": "",
     "sai_segments": [],  # [{"id", "name", "color", "voxels", "ml", "visible", "locked"}]
-    "sai_active_segment": "",  # the segment that clicks, boxes and editor effects change
-    "sai_click_mode": "off",  # off / positive / negative / box (two clicks: opposite corners)
+    "sai_active_segment": "",  # the segment that clicks, boxes, scribbles and editor effects change
+    # off / positive / negative / box (two clicks: opposite corners) / scribble-positive / scribble-negative
+    "sai_click_mode": "off",
+    "sai_scribble_points": 0,  # points of the stroke being drawn (Finish stroke needs two or more)
     "sai_refining": False,
     "sai_predictor": "",
     "sai_can_undo": False,

@@ -93,7 +93,7 @@ class SegmentAIPanel(html.Div):
 
             _section("Segments")
             with VList(density="compact", id="sai-segments"):
-                # Clicking a name selects the segment that clicks, boxes and the editor's effects change.
+                # Clicking a name selects the segment that clicks, boxes, scribbles and the editor's effects change.
                 with VListItem(v_for="s in sai_segments", key="s.id", classes="px-1 sai-segment",
                                active=("s.id === sai_active_segment",), color="primary",
                                raw_attrs=[':data-segment="s.name"', ':data-locked="s.locked"']):
@@ -111,12 +111,12 @@ class SegmentAIPanel(html.Div):
                         VBtn(icon=("s.locked ? 'mdi-lock' : 'mdi-lock-open-variant-outline'",), size="x-small",
                              variant="text", classes="sai-lock", color=("s.locked ? 'warning' : undefined",),
                              click=(handlers["toggle_lock"], "[s.id]"),
-                             title="Lock: clicks, boxes and editor effects leave a locked segment unchanged")
+                             title="Lock: clicks, boxes, scribbles and editor effects leave a locked segment unchanged")
             html.Div("No segments yet", v_if=("!sai_segments.length",), classes="text-caption")
             VBtn("Add segment", id="sai-add-segment", prepend_icon="mdi-plus", size="small", variant="text",
                  click=handlers["add_segment"], disabled=("!sai_volume_name || sai_busy",))
 
-            _section("Refine with clicks and boxes")
+            _section("Refine with clicks, boxes and scribbles")
             with VBtnToggle(v_model=("sai_click_mode", "off"), mandatory=True, density="compact", divided=True,
                             variant="outlined", id="sai-click-mode", disabled=("!sai_segments.length || sai_busy",)):
                 VBtn(value="off", id="sai-click-off", icon="mdi-cursor-default-outline", size="small", title="Off")
@@ -131,6 +131,25 @@ class SegmentAIPanel(html.Div):
                      classes="text-caption mt-1")
             html.Div("Click two opposite corners of a box on one slice: the selected segment is redrawn inside "
                      "it ({{ sai_predictor }}).", v_if=("sai_click_mode === 'box'",), classes="text-caption mt-1")
+            # A second group on the same click mode: one mode at a time across both rows.
+            with html.Div(classes="d-flex align-center ga-2 mt-2"):
+                html.Span("Scribble", classes="text-caption")
+                with VBtnToggle(v_model=("sai_click_mode", "off"), mandatory=True, density="compact", divided=True,
+                                variant="outlined", id="sai-scribble-mode",
+                                disabled=("!sai_segments.length || sai_busy",)):
+                    VBtn("Object", value="scribble-positive", id="sai-click-scribble-positive",
+                         prepend_icon="mdi-draw", size="small", color="green",
+                         title="Object scribble: the stroke is added to the selected segment")
+                    VBtn("Background", value="scribble-negative", id="sai-click-scribble-negative",
+                         prepend_icon="mdi-draw", size="small", color="red",
+                         title="Background scribble: the stroke is removed from the selected segment")
+            with html.Div(v_if=("(sai_click_mode || '').startsWith('scribble')",), classes="mt-1"):
+                html.Div("Click the stroke's points on one slice, then Finish stroke ({{ sai_predictor }}).",
+                         classes="text-caption")
+                VBtn("Finish stroke", id="sai-finish-scribble", prepend_icon="mdi-check", size="small",
+                     variant="tonal", classes="mt-1", click=handlers["finish_scribble"],
+                     disabled=("sai_scribble_points < 2 || sai_refining || sai_busy",))
+                html.Span("{{ sai_scribble_points }} point(s)", classes="text-caption ml-2", id="sai-scribble-count")
             with html.Div(classes="d-flex ga-2 mt-2"):
                 VBtn("Undo", id="sai-undo", prepend_icon="mdi-undo", size="small", click=handlers["undo"],
                      disabled=("!sai_can_undo || sai_busy",))

@@ -121,6 +121,13 @@ def test_initial_mask_reset_and_two_dimensional_box(worker):
     i, j = np.meshgrid(np.arange(on_slice.shape[1]), np.arange(on_slice.shape[0]))
     outside = (i < lo[0] - 0.5) | (i > hi[0] + 0.5) | (j < lo[1] - 0.5) | (j > hi[1] + 0.5)
     assert not (on_slice.astype(bool) & outside & ~initial[k].astype(bool)).any()
+    # A later click outside the rectangle, on the box's slice, is the user correcting the box: honoured.
+    missed = np.argwhere(truth.array[k].astype(bool) & outside & ~session.mask[k].astype(bool))
+    assert len(missed)
+    j_missed, i_missed = missed[len(missed) // 2]
+    session.add_point((i_missed, j_missed, k), True, space="ijk")
+    assert session.mask[k, j_missed, i_missed] == 1
+    session.undo()
     session.reset()
     np.testing.assert_array_equal(session.mask, initial)
     assert session.prompts == ()

@@ -331,3 +331,98 @@ def test_box_prompt_and_locked_segment(server, page, tmp_path):
     page.click("#sai-click-off")
     page.wait_for_timeout(1500)
     _save_shot(page, "box-locked")
+
+
+# View fractions (x, y) of the largest (axial) view: a stroke in the scalp behind the brain, and one across it.
+OBJECT_STROKE = [(0.40, 0.885), (0.50, 0.895), (0.60, 0.885)]
+BACKGROUND_STROKE = [(0.45, 0.905), (0.48, 0.875), (0.51, 0.85)]
+
+
+def _stroke_voxels(scribble: dict) -> tuple:
+    """Array indices (k, j, i) of the voxels under a scribble's polyline (its control points, continuous i, j, k)."""
+    points = np.asarray(scribble["ijk"], dtype=float)
+    steps = np.linspace(0.0, 1.0, 50)[:, None]
+    samples = np.concatenate([a + steps * (b - a) for a, b in zip(points[:-1], points[1:])])
+    return tuple(np.unique(np.rint(samples).astype(int), axis=0)[:, ::-1].T)
+
+
+def _place_stroke(page, server, mode: str, points) -> None:
+    """Click a stroke's points in the largest view in scribble ``mode`` (positive / negative)."""
+    page.click(f"#sai-click-scribble-{mode}")
+    # Wait for the server's place mode: a click that arrives before it would be no stroke point.
+    server.wait_status(lambda s: s["click_mode"] == f"scribble-{mode}", 30, "the scribble mode")
+    for index, (fx, fy) in enumerate(points):
+        page.mouse.click(*_view_point(page, fx, fy))
+        server.wait_status(lambda s: s["scribble_points"] == index + 1, 30, f"stroke point {index + 1}")
+        if index == 0:  # one point is no stroke yet
+            page.wait_for_selector("#sai-finish-scribble[disabled]", timeout=10_000)
+    page.wait_for_selector("#sai-finish-scribble:not([disabled])", timeout=10_000)
+
+
+def _draw_scribble(page, server, mode: str, points, shot: str = "") -> dict:
+    """Place a stroke, then Finish stroke; returns the status once the scribble is applied."""
+    before = server.status()["last_scribble"]
+    _place_stroke(page, server, mode, points)
+    if shot:
+        page.wait_for_timeout(500)  # let the view stream the stroke
+        _save_shot(page, shot)
+    page.click("#sai-finish-scribble")
+    return server.wait_status(lambda s: s["last_scribble"] not in (None, before) and s["scribble_points"] == 0,
+                              60, "the scribble")
+
+
+def test_scribble_prompts(server, page, tmp_path):
+    """A locked segment refuses a stroke; on a new segment an object scribble adds the voxels under it and a
+    background scribble through them removes them, each one undo step back to the exact labels."""
+    if server.status()["volume"] is None:
+        pytest.skip("needs the segmented sample of the workflow test")
+    page.click("#sai-click-off")
+    # The box test locked its second segment: a finished stroke on it is refused and kept.
+    page.click("#sai-segments .sai-segment[data-locked='true'] .sai-select")
+    status = server.wait_status(lambda s: s["active_segment"] in s["locked"], 30, "the locked segment selected")
+    locked, locked_voxels = status["active_segment"], status["voxels"][status["active_segment"]]
+    _place_stroke(page, server, "positive", OBJECT_STROKE[:2])
+    page.click("#sai-finish-scribble")
+    status = server.wait_status(lambda s: "locked" in s["message"], 30, "the refusal")
+    assert status["voxels"][locked] == locked_voxels and status["scribble_points"] == 2, status
+    page.click("#sai-click-off")  # drops the unfinished stroke
+    server.wait_status(lambda s: s["click_mode"] == "off" and s["scribble_points"] == 0, 30, "the stroke dropped")
+
+    # A new, empty segment: its session starts without the earlier prompts (a 2D box keeps its slice).
+    count = len(status["voxels"])
+    page.click("#sai-add-segment")
+    before = server.wait_status(lambda s: len(s["voxels"]) == count + 1, 30, "the new segment")
+    new = before["active_segment"]
+    assert new not in before["locked"] and before["voxels"][new] == 0, before
+
+    status = _draw_scribble(page, server, "positive", OBJECT_STROKE, shot="scribble")
+    scribble = status["last_scribble"]
+    assert scribble["segment"] == new and scribble["positive"], status
+    assert "Object scribble:" in status["message"] and status["voxels"][new] > 0, status
+    assert {k: v for k, v in status["voxels"].items() if k != new} == \
+        {k: v for k, v in before["voxels"].items() if k != new}, "another segment changed"
+    object_sha, object_voxels = status["labelmap_sha256"], status["voxels"][new]
+    labels = _download_labels(page, tmp_path, "object-scribble")
+    stroke = _stroke_voxels(scribble)
+    value = np.bincount(labels[stroke].ravel()).argmax()  # the new segment's label
+    assert value > 0 and np.count_nonzero(labels == value) == object_voxels
+    assert np.mean(labels[stroke] == value) >= 0.9, "the object stroke's voxels are not object"
+
+    status = _draw_scribble(page, server, "negative", BACKGROUND_STROKE)
+    stroke = _stroke_voxels(status["last_scribble"])
+    assert not status["last_scribble"]["positive"] and "Background scribble:" in status["message"], status
+    assert np.mean(labels[stroke] == value) >= 0.5, "the background stroke missed the object"
+    assert 0 < status["voxels"][new] < object_voxels, status
+    labels = _download_labels(page, tmp_path, "background-scribble")
+    assert np.mean(labels[stroke] == value) <= 0.1, "the background stroke's voxels are still object"
+    page.click("#sai-click-off")
+    page.wait_for_timeout(500)
+    _save_shot(page, "scribble-background")
+
+    # Each stroke is one undo step, back to the exact labels before it.
+    page.click("#sai-undo")
+    server.wait_status(lambda s: s["labelmap_sha256"] == object_sha, 30, "undo of the background scribble")
+    page.click("#sai-undo")
+    status = server.wait_status(lambda s: s["labelmap_sha256"] == before["labelmap_sha256"], 30,
+                                "undo of the object scribble")
+    assert status["voxels"][new] == 0

@@ -344,7 +344,9 @@ class InteractionSession:
         # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
         new = resample_to(Volume(probability, working), crop_geometry, order=1).array > 0.5
         seen = resample_to(Volume(previous_w, working), crop_geometry, order=1).array > 0.5
-        changed = (new != seen) & self._allowed(prompts, region)
+        # A box bounds the change it makes; a later click or scribble may go beyond an earlier box
+        # (the user is correcting it), and only its own connected change is kept (_follow_prompt).
+        changed = (new != seen) & self._allowed(prompts[-1:], region)
         changed = _follow_prompt(changed, new, prompts[-1], geometry, region)
         if self.protect_other_segments and self._protected is not None:
             changed &= ~(self._protected[crop] & new)
@@ -353,8 +355,8 @@ class InteractionSession:
         return result
 
     def _allowed(self, prompts: Sequence[Prompt], region: LocalRegion) -> np.ndarray:
-        """Where this update may change the mask: inside the 3D boxes (if any), and on a 2D box's
-        slice only inside its rectangle."""
+        """Where an update for ``prompts`` may change the mask: inside their 3D boxes (if any), and on
+        a 2D box's slice only inside its rectangle."""
         k, j, i = (np.arange(s.start, s.stop) for s in region.crop)
         grids = {0: i[None, None, :], 1: j[None, :, None], 2: k[:, None, None]}
         shape = tuple(s.stop - s.start for s in region.crop)
