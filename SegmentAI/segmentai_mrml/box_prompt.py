@@ -23,13 +23,14 @@ the ROI shown is the 2D box sent.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Dict, List, Set, Tuple
+from typing import Callable, Dict, Set, Tuple
 
 import numpy as np
 import slicer
 from segmentai_core.errors import InputError
 
 from .markups import node_ras_to_world, start_placement, world_to_node_ras
+from .prompt_nodes import PromptNodeList, add_prompt_node
 from .volume_nodes import geometry_from_node, matrix_from_vtk, matrix_to_vtk
 
 __all__ = ["FLAT_THICKNESS_MM", "PromptBoxes", "roi_box_corners", "roi_box_ijk", "slice_view_axes"]
@@ -105,42 +106,28 @@ def slice_view_axes(scene) -> np.ndarray:
     return axes
 
 
-class PromptBoxes:
+class PromptBoxes(PromptNodeList):
     """Box placement with ROI nodes: ``on_box(roi_node)`` runs once per box, when its two corners are placed.
 
-    One ROI node per box: while placing, a fresh node is waiting for the next two clicks; placed
-    boxes stay shown (locked) until :meth:`clear`.
+    One ROI node per box: while placing, a fresh node (``pending``) is waiting for the next two clicks;
+    placed boxes stay shown (locked) until :meth:`clear`.
     """
 
     def __init__(self, scene, on_box: Callable[[object], None]) -> None:
-        self.scene = scene
+        super().__init__(scene)
         self.on_box = on_box
-        self.pending = None  # the ROI node that the next two clicks define
         self._placing = False
-        self._nodes: List[object] = []
-        self._observers: List[Tuple[object, int]] = []
         self._first_click: Dict[str, np.ndarray] = {}
         self._reported: Set[str] = set()
 
     def new_node(self):
         """A new, observed ROI node oriented like the slice views (for the next box)."""
-        node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "SegmentAI box")
-        node.SetSaveWithScene(False)  # prompts, not data
+        node = add_prompt_node(self.scene, "vtkMRMLMarkupsROINode", "SegmentAI box", COLOR)
         rotation = np.eye(4)
         rotation[:3, :3] = slice_view_axes(self.scene)
         node.GetObjectToNodeMatrix().DeepCopy(matrix_to_vtk(rotation))
-        if node.GetDisplayNode() is None:
-            node.CreateDefaultDisplayNodes()
-        display = node.GetDisplayNode()
-        if display is not None:
-            display.SetSelectedColor(*COLOR)
-            display.SetColor(*COLOR)
-            display.SetPropertiesLabelVisibility(False)
-        tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                               lambda caller, event: self._defined(caller))
-        self._observers.append((node, tag))
-        self._nodes.append(node)
-        return node
+        return self._keep(node, (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                 lambda caller, event: self._defined(caller)))
 
     def place(self) -> None:
         """Place boxes until :meth:`stop`: a fresh node becomes the active place node after each box."""
@@ -190,32 +177,9 @@ class PromptBoxes:
             size[shared[0]] = FLAT_THICKNESS_MM
             node.SetSize(*map(float, size))
 
-    def _present(self, node) -> bool:
-        return self.scene.GetNodeByID(node.GetID()) is node
-
-    def _remove(self, node) -> None:
-        for observed, tag in [o for o in self._observers if o[0] is node]:
-            observed.RemoveObserver(tag)
-            self._observers.remove((observed, tag))
-        self._nodes = [n for n in self._nodes if n is not node]
-        if self._present(node):
-            self.scene.RemoveNode(node)
-
-    def clear(self) -> None:
-        """Remove the placed boxes (the segment keeps its refinement); placing goes on if it was on."""
-        for node in [n for n in self._nodes if n is not self.pending]:
-            self._remove(node)
-
     def close(self) -> None:
         """Stop observing and remove every box node."""
         self._placing = False
-        for node in list(self._nodes):
-            self._remove(node)
-        self.pending = None
+        self.remove_all()
         self._first_click.clear()
         self._reported.clear()
-
-    @property
-    def nodes(self) -> List[object]:
-        """The placed (finished) box nodes, oldest first."""
-        return [n for n in self._nodes if n is not self.pending]

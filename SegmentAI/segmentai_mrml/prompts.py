@@ -17,11 +17,11 @@ import slicer
 
 from .box_prompt import PromptBoxes
 from .markups import start_placement, stop_placement
+from .prompt_nodes import PROMPT_COLORS, add_prompt_node
 from .scribble_prompt import PromptScribbles
 
 __all__ = ["BOX", "SCRIBBLE_POSITIVE", "SCRIBBLE_NEGATIVE", "PromptPoints"]
 
-COLORS = {True: (0.2, 0.9, 0.2), False: (1.0, 0.25, 0.25)}
 BOX = "box"
 """The placement mode of boxes (points are ``True``: positive, ``False``: negative)."""
 SCRIBBLE_POSITIVE, SCRIBBLE_NEGATIVE = "scribble+", "scribble-"
@@ -52,17 +52,8 @@ class PromptPoints:
         if node is not None and self.scene.GetNodeByID(node.GetID()) is node:
             return node
         name = "SegmentAI positive points" if positive else "SegmentAI negative points"
-        node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        node = add_prompt_node(self.scene, "vtkMRMLMarkupsFiducialNode", name, PROMPT_COLORS[positive])
         node.SetHideFromEditors(False)
-        node.SetSaveWithScene(False)  # prompts, not data
-        display = node.GetDisplayNode()
-        if display is None:
-            node.CreateDefaultDisplayNodes()
-            display = node.GetDisplayNode()
-        if display is not None:
-            display.SetSelectedColor(*COLORS[positive])
-            display.SetColor(*COLORS[positive])
-            display.SetPointLabelsVisibility(False)
         tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                                lambda caller, event, p=positive: self._placed(caller, p))
         self._observers.append((node, tag))

@@ -9,16 +9,15 @@ is ready for the next stroke. Object scribbles are green, background ones red, a
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import slicer
 
 from .markups import start_placement
+from .prompt_nodes import PROMPT_COLORS, PromptNodeList, add_prompt_node
 
 __all__ = ["PromptScribbles", "defined_points_world"]
-
-COLORS = {True: (0.2, 0.9, 0.2), False: (1.0, 0.25, 0.25)}
 
 
 def defined_points_world(node) -> np.ndarray:
@@ -32,33 +31,21 @@ def defined_points_world(node) -> np.ndarray:
     return np.asarray(points, dtype=float).reshape(-1, 3)
 
 
-class PromptScribbles:
+class PromptScribbles(PromptNodeList):
     """Scribble curves of ``scene``; ``on_scribble(points_world (N, 3), positive)`` runs per finished curve."""
 
     def __init__(self, scene, on_scribble: Callable[[np.ndarray, bool], None]) -> None:
-        self.scene = scene
+        super().__init__(scene)  # pending: the curve being drawn
         self.on_scribble = on_scribble
-        self.pending = None  # the curve being drawn
         self._positive: Optional[bool] = None  # polarity while scribble mode is on, else None
-        self._nodes: List[object] = []
         self._interaction_tag: Optional[Tuple[object, int]] = None
 
     def new_node(self, positive: bool):
-        """A new linear curve of one polarity, not saved with the scene (prompts, not data)."""
+        """A new linear curve of one polarity."""
         name = "SegmentAI object scribble" if positive else "SegmentAI background scribble"
-        node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", name)
+        node = add_prompt_node(self.scene, "vtkMRMLMarkupsCurveNode", name, PROMPT_COLORS[positive])
         node.SetCurveTypeToLinear()  # the stroke is the polyline the user clicked, not a spline
-        node.SetSaveWithScene(False)
-        if node.GetDisplayNode() is None:
-            node.CreateDefaultDisplayNodes()
-        display = node.GetDisplayNode()
-        if display is not None:
-            display.SetSelectedColor(*COLORS[positive])
-            display.SetColor(*COLORS[positive])
-            display.SetPointLabelsVisibility(False)
-            display.SetPropertiesLabelVisibility(False)
-        self._nodes.append(node)
-        return node
+        return self._keep(node)
 
     def place(self, positive: bool) -> None:
         """Draw scribbles of one polarity until :meth:`stop`; an unfinished one of the other is dropped."""
@@ -67,7 +54,7 @@ class PromptScribbles:
             self.pending = None
         self._positive = bool(positive)
         self._observe_interaction()
-        if self.pending is None or not self._present(self.pending):
+        if not self._present(self.pending):
             self.pending = self.new_node(self._positive)
         # Not persistent: finishing a curve ends place mode, which is how a scribble is known to be complete.
         start_placement(self.scene, self.pending, persistent=False)
@@ -75,7 +62,7 @@ class PromptScribbles:
     def stop(self) -> None:
         """Stop drawing scribbles and drop an unfinished one (the caller switches the mouse mode)."""
         self._positive = None
-        if self.pending is not None and self._present(self.pending):
+        if self._present(self.pending):
             self._remove(self.pending)
         self.pending = None
 
@@ -93,7 +80,7 @@ class PromptScribbles:
         if interaction.GetCurrentInteractionMode() == interaction.Place:
             return
         node, positive = self.pending, self._positive
-        if node is None or positive is None or not self._present(node):
+        if positive is None or not self._present(node):
             return
         points = defined_points_world(node)
         if len(points) < 2:
@@ -104,19 +91,6 @@ class PromptScribbles:
         if self._positive is not None:  # still in scribble mode: ready for the next stroke
             self.place(self._positive)
 
-    def _present(self, node) -> bool:
-        return self.scene.GetNodeByID(node.GetID()) is node
-
-    def _remove(self, node) -> None:
-        self._nodes = [n for n in self._nodes if n is not node]
-        if self._present(node):
-            self.scene.RemoveNode(node)
-
-    def clear(self) -> None:
-        """Remove the finished scribbles (the segment keeps its refinement)."""
-        for node in [n for n in self._nodes if n is not self.pending]:
-            self._remove(node)
-
     def close(self) -> None:
         """Stop observing and remove every scribble curve."""
         self._positive = None
@@ -124,11 +98,4 @@ class PromptScribbles:
             interaction, tag = self._interaction_tag
             interaction.RemoveObserver(tag)
             self._interaction_tag = None
-        for node in list(self._nodes):
-            self._remove(node)
-        self.pending = None
-
-    @property
-    def nodes(self) -> List[object]:
-        """The finished scribble curves, oldest first."""
-        return [n for n in self._nodes if n is not self.pending]
+        self.remove_all()

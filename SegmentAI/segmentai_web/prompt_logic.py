@@ -17,6 +17,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from segmentai_core.errors import InputError, SegmentAIError
+from segmentai_mrml.prompt_nodes import add_prompt_node
 from segmentai_mrml.scribble_prompt import defined_points_world
 
 __all__ = ["PromptActions", "action", "SCRIBBLES"]
@@ -78,16 +79,10 @@ class PromptActions:
             from slicer import vtkMRMLMarkupsNode
 
             scribble = kind in SCRIBBLES
-            node = self.app.scene.AddNewNodeByClass(
-                "vtkMRMLMarkupsCurveNode" if scribble else "vtkMRMLMarkupsFiducialNode", NAMES[kind])
+            node = add_prompt_node(self.app.scene, "vtkMRMLMarkupsCurveNode" if scribble else
+                                   "vtkMRMLMarkupsFiducialNode", NAMES[kind], COLORS[kind])
             if scribble:
                 node.SetCurveTypeToLinear()  # the stroke is the polyline the user clicked, not a spline
-            node.CreateDefaultDisplayNodes()
-            display = node.GetDisplayNode()
-            display.SetSelectedColor(*COLORS[kind])
-            display.SetColor(*COLORS[kind])
-            display.SetPointLabelsVisibility(False)
-            display.SetPropertiesLabelVisibility(False)
             node.AddObserver(vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                              lambda caller, _event, k=kind: self._on_point_placed(caller, k))
             self._markups[kind] = node
