@@ -2,7 +2,7 @@
 
 Shape after nnInteractive's inference session: set the image, set (or initialise) the target
 mask, then add points, boxes and scribbles; each call re-segments a local region around the object
-and the prompts and returns the updated mask. A point or scribble changes the mask where it was
+and the prompts (widened, coarser, while the object reaches its edge) and returns the updated mask. A point or scribble changes the mask where it was
 placed only (positive ones add, negative ones remove, connected to the prompt); optionally, a
 click that a model leaves wrong is answered by the random-walker fallback. Undo/redo go back and
 forth over many levels and restore the mask exactly. Voxels of other segments (``protected``) are never taken when
