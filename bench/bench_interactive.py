@@ -194,6 +194,9 @@ def plot(results: Dict[str, Dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(p, g) for p in ("clicks", "box") if p in results for g in ("unseen_structures", "lesions")]
+    every = sorted({m for cases in results.values() for entry in cases.values() for m, v in entry.items()
+                    if isinstance(v, dict)})
+    colors = {m: plt.get_cmap("tab10")(n % 10) for n, m in enumerate(every)}  # one colour per method everywhere
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
     for ax, (protocol, group) in zip(axes[0], panels):
         cases = results[protocol]
@@ -203,14 +206,14 @@ def plot(results: Dict[str, Dict], path: Path) -> None:
             curves = [cases[k][method]["dice"] for k in keys if method in cases[k]]
             length = min(len(c) for c in curves)
             ax.plot(range(1, length + 1), [np.mean([c[n] for c in curves]) for n in range(length)], marker="o",
-                    markersize=3, label=method)
+                    markersize=3, label=method, color=colors[method])
         ax.set_title(f"{group.replace('_', ' ')}: {'box, then clicks' if protocol == 'box' else 'clicks'}",
                      fontsize=9)
         ax.set_xlabel("prompts")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean Dice")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)  # the first panel has every method
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -218,4 +221,7 @@ def plot(results: Dict[str, Dict], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--replot":  # figure of an earlier run: --replot JSON PNG
+        plot(json.loads(Path(sys.argv[2]).read_text())["per_structure"], Path(sys.argv[3]))
+    else:
+        main()

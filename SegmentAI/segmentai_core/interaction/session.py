@@ -2,10 +2,12 @@
 
 Shape after nnInteractive's inference session: set the image, set (or initialise) the target
 mask, then add points, boxes and scribbles; each call re-segments a local region around the object
-and the prompts (widened, coarser, while the object reaches its edge) and returns the updated mask. A point or scribble changes the mask where it was
-placed only (positive ones add, negative ones remove, connected to the prompt); optionally, a
-click that a model leaves wrong is answered by the random-walker fallback. Undo/redo go back and
-forth over many levels and restore the mask exactly. Voxels of other segments (``protected``) are never taken when
+and the prompts (widened, coarser, while the object reaches its edge) and returns the updated mask.
+A point or scribble changes the mask where it was placed only (positive ones add, negative ones
+remove, connected to the prompt), and the voxels under a scribble always take its side, as painted;
+optionally, a click that a model leaves wrong is answered by the random-walker fallback. Undo/redo
+go back and forth over many levels and restore the mask exactly. Voxels of other segments
+(``protected``) are never taken when
 ``protect_other_segments`` is on (the default).
 
     session = InteractionSession()              # the installed interactive model, else the fallback
@@ -92,8 +94,9 @@ class InteractionSession:
         # When the predicted object reaches the edge of the view (inside the image), predict again in a
         # view 1.5 times larger (coarser, up to the predictor's max_zoom), at most this many times per
         # interaction, as nnInteractive's auto-zoom does for objects larger than the first view. Measured
-        # (bench_interactive.py, interactive-unet 1.1.0): whole brain of a head 0.22 -> 0.62 Dice after 10
-        # clicks; it never triggered on the 10 atlas structures and 3 lesions, whose results are unchanged.
+        # (bench_interactive.py): it never triggered on 10 atlas structures and 3 lesions (results unchanged);
+        # on a head's whole brain, Dice after 10 clicks 0.22 -> 0.62 with interactive-unet 1.1.0 but
+        # 0.25 -> 0.13 with 1.2.0 (one large object; docs/benchmarks-interactive.md).
         self.zoom_out_passes = zoom_out_passes
         self.zoomed_out = 0
         self.protect_other_segments = protect_other_segments
@@ -295,7 +298,23 @@ class InteractionSession:
         if self.rescue is not None and not _prompt_honoured(result, region, prompts[-1], self.geometry):
             self.rescued_clicks += 1
             result, region = self._predict_with(self.rescue, prompts)
+        if prompts[-1].kind == "scribble":
+            self._paint(result, region, prompts[-1])
         return result, region
+
+    def _paint(self, result: np.ndarray, region: LocalRegion, scribble: Prompt) -> None:
+        """The voxels under a scribble take its side in ``result`` (the crop), as a brush stroke would;
+        a positive stroke never takes a protected voxel."""
+        kji = self.geometry.ijk_to_array_index(polyline_samples(scribble.array, 0.5))
+        kji = np.unique(kji[self.geometry.contains_index(kji)], axis=0)
+        start = np.array([s.start for s in region.crop])
+        local = kji - start
+        inside = np.all((local >= 0) & (local < np.array(result.shape)), axis=1)
+        kji, local = kji[inside], local[inside]
+        if scribble.positive and self.protect_other_segments and self._protected is not None:
+            free = ~self._protected[tuple(kji.T)]
+            local = local[free]
+        result[tuple(local.T)] = 1 if scribble.positive else 0
 
     def _predict_with(self, predictor: Predictor, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
         geometry = self.geometry
