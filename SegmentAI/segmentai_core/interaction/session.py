@@ -95,8 +95,8 @@ class InteractionSession:
         # view 1.5 times larger (coarser, up to the predictor's max_zoom), at most this many times per
         # interaction, as nnInteractive's auto-zoom does for objects larger than the first view. Measured
         # (bench_interactive.py): it never triggered on 10 atlas structures and 3 lesions (results unchanged);
-        # on a head's whole brain, Dice after 10 clicks 0.22 -> 0.62 with interactive-unet 1.1.0 but
-        # 0.25 -> 0.13 with 1.2.0 (one large object; docs/benchmarks-interactive.md).
+        # on a head's whole brain, Dice after 10 clicks 0.22 -> 0.62 (interactive-unet 1.1.0), 0.13 -> 0.33
+        # (1.2.0 as shipped, with its flip), 0.25 -> 0.13 (1.2.0 without it): docs/benchmarks-interactive.md.
         self.zoom_out_passes = zoom_out_passes
         self.zoomed_out = 0
         self.protect_other_segments = protect_other_segments
