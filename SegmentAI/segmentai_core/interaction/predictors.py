@@ -133,7 +133,7 @@ class ModelPredictor:
             for axes in FLIP_AXES[: self.flips]:
                 dims = [a + 2 for a in axes]  # (batch, channel, k, j, i)
                 flipped = torch.softmax(self._network(torch.flip(x, dims)), dim=1)[0, 1]
-                probability = probability + torch.flip(flipped, [a for a in axes])
+                probability = probability + torch.flip(flipped, list(axes))
             probability = probability / (1 + self.flips)
         return probability.float().cpu().numpy()
 
