@@ -69,12 +69,20 @@ def _wheel_for(requirement: str, cache: Path) -> Path:
     return _wheel_for(requirement, cache)
 
 
-def _extract(wheel: Path, member: str, dest: Path) -> Path:
+def _extract(archive: Path, member: str, dest: Path) -> Path:
+    """``member`` of a wheel (zip) or source distribution (tar) written to ``dest`` once, atomically."""
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
-        with zipfile.ZipFile(wheel) as archive, open(tmp, "wb") as out:
-            out.write(archive.read(member))
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as wheel:
+                data = wheel.read(member)
+        else:
+            import tarfile
+
+            with tarfile.open(archive) as tar:
+                data = tar.extractfile(member).read()
+        tmp.write_bytes(data)
         os.replace(tmp, dest)
     return dest
 
@@ -134,8 +142,6 @@ def fetch_sdist_member(requirement: str, member: str) -> Path:
     pyradiomics imports numpy; the current environment's numpy serves, so nothing is fetched besides
     the archive and nothing is installed.
     """
-    import tarfile
-
     cache = cache_dir()
     name, version = requirement.split("==")
     archives = cache / "sdists"
@@ -147,14 +153,7 @@ def fetch_sdist_member(requirement: str, member: str) -> Path:
              "-d", str(archives), requirement],
             check=True,
         )
-    dest = cache / "members" / f"{name}-{version}" / member
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        with tarfile.open(archive) as tar, open(tmp, "wb") as out:
-            out.write(tar.extractfile(f"{name}-{version}/{member}").read())
-        os.replace(tmp, dest)
-    return dest
+    return _extract(archive, f"{name}-{version}/{member}", cache / "members" / f"{name}-{version}" / member)
 
 
 __all__ += ["MNI2009A_MEMBERS", "DEEPMRIPREP_MEMBERS", "fetch_member", "PYRADIOMICS_SDIST", "fetch_sdist_member"]
