@@ -28,11 +28,19 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="ID|PATH",
                         help="model id (see 'segmentai models list'), id@version, or a model folder; "
                              "default: the bundled default model")
+    add_trust_code_argument(parser)
 
 
-def resolve_model(name):
-    """The model package for ``--model`` (the registry's default when None)."""
+def add_trust_code_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let a TorchScript model (a program, not weights) run for this command only; "
+                             "refused otherwise unless trusted with 'segmentai models trust ID'")
+
+
+def resolve_model(name, trust_code: bool = False):
+    """The model package for ``--model`` (the registry's default when None); ``trust_code``: --trust-code."""
     from ..models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    return registry.default() if name is None else registry.get(name)
+    package = registry.default() if name is None else registry.get(name)
+    return package.allow_code() if trust_code else package

@@ -30,6 +30,14 @@ def register(subparsers: Any) -> None:
                            "v2 folder (dataset.json, plans.json, fold_*) or MONAI bundle (configs/metadata.json)")
     remove = commands.add_parser("remove", help="delete an imported model")
     remove.add_argument("model", metavar="ID", help="model id or id@version")
+    trust = commands.add_parser(
+        "trust", help="allow a TorchScript model (a program, not weights) to run on this machine",
+        description="TorchScript files are programs: loading and running one runs its code with your "
+                    "permissions. SegmentAI refuses them until you trust the exact file (by SHA-256). Trust "
+                    "only models whose origin you know.")
+    trust.add_argument("model", metavar="ID", help="model id, id@version or folder")
+    untrust = commands.add_parser("untrust", help="withdraw a model's trust (it is refused again)")
+    untrust.add_argument("model", metavar="ID", help="model id, id@version or folder")
     parser.set_defaults(func=run, models_parser=parser)
 
 
@@ -92,15 +100,40 @@ def run(args: argparse.Namespace) -> int:
         package = registry.get(args.model)
         print(package.card())
         if args.verify:
-            package.verify()
-            print("  weights:       SHA-256 verified")
+            package.check_loadable()
+            print("  weights:       SHA-256 verified; loads without running code" if not package.carries_code
+                  else "  weights:       SHA-256 verified; TorchScript archive passed the static code check")
         return 0
     if action == "import":
         package = registry.import_package(args.path)
         print(f"imported {package.full_id} into {package.folder}")
+        if package.carries_code and not package.code_trusted:
+            print(f"note: {package.full_id} is a TorchScript program; it is refused until you run "
+                  f"'segmentai models trust {package.id}'")
         return 0
     if action == "remove":
         package = registry.remove(args.model)
         print(f"removed {package.full_id if package.ok else package.folder.name} ({package.folder})")
         return 0
-    raise AssertionError(f"unhandled models action {action}")  # argparse only allows the four above
+    if action in ("trust", "untrust"):
+        return _trust(registry.get(args.model), action == "trust")
+    raise AssertionError(f"unhandled models action {action}")  # argparse only allows the actions above
+
+
+def _trust(package: Any, allow: bool) -> int:
+    from ..errors import ModelError
+    from ..models.code_guard import trust, trust_file, untrust
+
+    if not package.carries_code:
+        raise ModelError(f"model {package.full_id} holds weights only ({package.manifest.weights_format}); "
+                         "it needs no trust")
+    sha = package.manifest.weights_sha256
+    if not allow:
+        changed = untrust(sha)
+        print(f"{package.full_id}: {'no longer trusted' if changed else 'was not trusted'} ({trust_file()})")
+        return 0
+    package.check_loadable()  # hash and static code check before the user's trust is recorded
+    trust(sha, package.full_id, "segmentai models trust")
+    print(f"trusted {package.full_id} (sha256 {sha[:12]}...): its code may now run with your permissions; "
+          f"recorded in {trust_file()}")
+    return 0

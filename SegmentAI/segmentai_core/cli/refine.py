@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..errors import InputError
-from .common import check_output_path
+from .common import add_trust_code_argument, check_output_path
 
 __all__ = ["register", "run", "parse_numbers"]
 
@@ -50,6 +50,7 @@ def register(subparsers) -> None:
                         help=f"interactive model id or folder; default: the installed interactive model, else the "
                              f"classical fallback ('{FALLBACK_NAME}', which can also be named)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_trust_code_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     # Let "-12.5,3,40" be a value, not an option: argparse only knows plain negative numbers.
     # (A private attribute, stable since Python 3.2; "--fg=-12.5,3,40" works in any case.)
@@ -77,7 +78,7 @@ def parse_polyline(text: str, option: str, names: str) -> List[List[float]]:
     return points
 
 
-def _predictor(model: Optional[str], device: str):
+def _predictor(model: Optional[str], device: str, trust_code: bool = False):
     from ..interaction.predictors import ModelPredictor, RandomWalkerPredictor, find_interactive_model
     from ..models.registry import ModelRegistry
 
@@ -89,7 +90,7 @@ def _predictor(model: Optional[str], device: str):
             return RandomWalkerPredictor()
     else:
         package = ModelRegistry().get(model)
-    return ModelPredictor(package, device=device)
+    return ModelPredictor(package.allow_code() if trust_code else package, device=device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if not mask.geometry.same_grid(volume.geometry):
             raise InputError(f"{args.mask} is not on the grid of {args.input.name} "
                              f"({mask.geometry.describe()} vs {volume.geometry.describe()})")
-    predictor = _predictor(args.model, args.device)
+    predictor = _predictor(args.model, args.device, args.trust_code)
     t0 = time.perf_counter()
     with InteractionSession(predictor) as session:
         session.set_image(volume)

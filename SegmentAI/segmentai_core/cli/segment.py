@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overview is not None:
         check_output_path_png(args.overview, args.overwrite)
     volume = read_volume(args.input)
-    package = resolve_model(args.model)
+    package = resolve_model(args.model, trust_code=args.trust_code)
     budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
     segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
     bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet and sys.stderr.isatty())

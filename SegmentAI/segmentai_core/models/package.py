@@ -3,7 +3,9 @@
 Weights are read into memory once, hashed, compared with the manifest's SHA-256, and only then
 parsed from those same bytes (so the file cannot change between the check and the load).
 ``state_dict`` files are unpickled with ``weights_only=True``: a pickle that carries code is
-refused before any of it runs.
+refused before any of it runs. TorchScript files are programs: they load only when the user
+trusted them and pass the checks of :mod:`.code_guard`. Only regular files are read (a FIFO or a
+device as the weights file would hang).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -58,6 +61,7 @@ class ModelPackage:
         self._manifest = manifest
         self.builtin = builtin
         self.error = error
+        self._code_allowed = False  # set by allow_code(): --trust-code for this process only
         if manifest is None and error is None:
             self._manifest = load_manifest(self.folder)
 
@@ -120,6 +124,8 @@ class ModelPackage:
         if self.folder.resolve() not in path.resolve().parents:
             raise ModelError(f"model '{manifest.id}': weights file {manifest.weights_file} lies outside its folder")
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+                raise ModelError(f"model '{manifest.id}': weights file {path.name} is not a regular file")
             data = path.read_bytes()
         except FileNotFoundError as error:
             raise ModelError(f"model '{manifest.id}': weights file {path} is missing") from error
@@ -138,6 +144,40 @@ class ModelPackage:
         """Check the weights file against the manifest's SHA-256 (ModelError on mismatch)."""
         self._read_verified_weights()
 
+    def check_loadable(self) -> None:
+        """:meth:`verify`, then the same safety checks loading makes, without running anything.
+
+        State dicts are parsed with ``weights_only`` (a code-carrying pickle or a pickle named
+        ``.safetensors`` is refused); TorchScript archives get the static check of
+        :func:`~.code_guard.check_torchscript_archive` (nothing is loaded).
+        """
+        from .code_guard import check_torchscript_archive
+
+        data = self._read_verified_weights()
+        if self.manifest.weights_format == "torchscript":
+            check_torchscript_archive(data, f"model '{self.manifest.id}'")
+        else:
+            self._parse_state_dict(data)
+
+    # --- code trust ----------------------------------------------------------------------------
+
+    @property
+    def carries_code(self) -> bool:
+        """True for formats that are programs rather than weights (TorchScript)."""
+        return self.ok and self.manifest.weights_format == "torchscript"
+
+    def allow_code(self) -> "ModelPackage":
+        """Let this package object load its code in this process (``--trust-code``); returns self."""
+        self._code_allowed = True
+        return self
+
+    @property
+    def code_trusted(self) -> bool:
+        """True when the user allowed this package's code: for this run, or its SHA-256 recorded."""
+        from .code_guard import is_trusted
+
+        return self._code_allowed or (self.carries_code and is_trusted(self.manifest.weights_sha256))
+
     # --- loading -----------------------------------------------------------------------------
 
     def load_network(self, device: Union[str, "torch.device"] = "cpu") -> "torch.nn.Module":
@@ -145,22 +185,35 @@ class ModelPackage:
 
         Nothing is cached here: the inference engine keeps loaded networks.
         """
-        import torch
-
         manifest = self.manifest
         data = self._read_verified_weights()
         fmt = manifest.weights_format
         if fmt == "torchscript":
-            try:
-                with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its files still load
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    network = torch.jit.load(io.BytesIO(data), map_location="cpu")
-            except Exception as error:  # torch raises RuntimeError subclasses with long texts
-                raise ModelError(f"model '{manifest.id}': {manifest.weights_file} is not a TorchScript file "
-                                 f"({_first_line(error)})") from error
+            network = self._load_torchscript(data)
         else:
             network = _network_with(manifest, self._parse_state_dict(data), "the weights do not fit")
         return network.to(device).eval()
+
+    def _load_torchscript(self, data: bytes) -> "torch.nn.Module":
+        """Trusted TorchScript only: static archive check, load, then every graph checked."""
+        import torch
+
+        from .code_guard import check_torchscript_archive, check_torchscript_graphs, refusal_message
+
+        manifest = self.manifest
+        where = f"model '{manifest.id}'"
+        if not self.code_trusted:
+            raise ModelError(refusal_message(manifest.id))
+        check_torchscript_archive(data, where)  # before torch.jit.load runs any __setstate__
+        try:
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its files still load
+                warnings.simplefilter("ignore", DeprecationWarning)
+                network = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        except Exception as error:  # torch raises RuntimeError subclasses with long texts
+            raise ModelError(f"{where}: {manifest.weights_file} is not a TorchScript file "
+                             f"({_first_line(error)})") from error
+        check_torchscript_graphs(network, where)
+        return network
 
     def _parse_state_dict(self, data: bytes) -> Dict[str, Any]:
         import torch
@@ -209,6 +262,10 @@ class ModelPackage:
             f"(sha256 {m.weights_sha256[:12]}...)",
             "  labels:        " + ", ".join(f"{label.value}={label.name}" for label in m.labels),
         ]
+        if self.carries_code:
+            lines.append("  runs code:     yes (TorchScript program); " + (
+                "trusted on this machine" if self.code_trusted else
+                f"refused until you trust it ('segmentai models trust {m.id}')"))
         if m.architecture_name == "nnUNet":  # nnU-Net's own preprocessing (x-nnunet), not the generic fields
             schemes = ", ".join(n["scheme"] for n in m.extensions.get("x-nnunet", {}).get("normalization", []))
             lines += [

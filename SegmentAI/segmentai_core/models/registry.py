@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +52,35 @@ def default_builtin_dir() -> Optional[Path]:
         return resources_dir() / "Models"
     except ModelError:
         return None
+
+
+def _check_plain_tree(folder: Path) -> None:
+    """Refuse a package holding links or special files: a link could copy files from elsewhere into
+    the registry (``NOTES.txt -> /etc/shadow``), loop, or point outside; a FIFO would hang the copy."""
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise ModelError(f"{folder.name}: {path.relative_to(folder)} is a link; model packages may "
+                                 "hold only regular files and folders")
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise ModelError(f"{folder.name}: {path.relative_to(folder)} is not a regular file")
+
+
+def _copy_plain_tree(source: Path, destination: Path) -> None:
+    """Copy regular files and folders only (checked again while copying: the source may change)."""
+    _check_plain_tree(source)
+    destination.mkdir()
+    for root, dirs, files in os.walk(source, followlinks=False):
+        target = destination / Path(root).relative_to(source)
+        for name in dirs:
+            (target / name).mkdir()
+        for name in files:
+            path = Path(root) / name
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise ModelError(f"{source.name}: {path.relative_to(source)} is not a regular file")
+            shutil.copy2(path, target / name, follow_symlinks=False)
 
 
 def _split_name(name: str) -> "tuple[str, Optional[str]]":
@@ -150,7 +180,8 @@ class ModelRegistry:
         if source_path.is_dir() and not (source_path / MANIFEST_NAME).exists():
             return self._import_foreign(source_path)
         source = ModelPackage.open(source_path)
-        source.verify()
+        _check_plain_tree(source.folder)
+        source.check_loadable()  # the same safe-load check as segmenting: refused here, not later
         manifest = source.manifest
         for existing in self.list():
             if existing.ok and existing.full_id == manifest.full_id:
@@ -165,7 +196,7 @@ class ModelRegistry:
         staging = Path(tempfile.mkdtemp(prefix=f".import-{manifest.id}-", dir=self.user_dir))
         try:
             copied = staging / "package"
-            shutil.copytree(source.folder, copied)
+            _copy_plain_tree(source.folder, copied)
             ModelPackage.open(copied).verify()  # the copy, not only the source, must be intact
             os.replace(copied, destination)
         finally:
