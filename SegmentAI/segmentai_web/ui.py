@@ -71,7 +71,9 @@ class SegmentAIPanel(html.Div):
                 )
             VSelect(v_if=("sai_data_files.length",), id="sai-data-file", label="Server file (--data)",
                     items=("sai_data_files",), v_model=("sai_data_file", None), density="compact",
-                    hide_details=True, classes="mt-2", update_modelValue=handlers["load_data_file"])
+                    hide_details=True, classes="mt-2",
+                    # The chosen name must reach the handler: a bare callable would be called with no argument.
+                    update_modelValue=(handlers["load_data_file"], "[$event]"))
             html.Div("{{ sai_volume_name || 'No volume loaded' }}", classes="text-caption mt-1", id="sai-volume")
 
             _section("Model")

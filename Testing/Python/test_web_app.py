@@ -1,7 +1,7 @@
 """End to end: ``segmentai web`` on 127.0.0.1 driven by Playwright with Debian's chromium.
 
-One server (token required, a temporary dataset and user folder) and one browser serve the whole
-module; both are shut down at the end. The browser tests skip with a reason on a developer
+One server (token required, a temporary dataset, user folder and ``--data`` folder) and one browser
+serve the whole module; both are shut down at the end. The browser tests skip with a reason on a developer
 machine without chromium, EGL, trame-slicer or Playwright; with ``CI=true`` those are errors.
 Screenshots go to ``build/test-artifacts/web-*.png`` (and to ``$SEGMENTAI_WEB_SCREENSHOTS`` when set,
 which is how ``docs/images/web-*.png`` are made).
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SEGMENTAI_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 TOKEN = "test-token-0123456789"
+DATA_FILE_NAME = "head.nii.gz"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -69,13 +70,18 @@ class Server:
 
     def __init__(self, tmp: Path) -> None:
         self.dataset = tmp / "dataset"
+        # --data: the sample under another name in a sub-folder, beside a file that is no image.
+        self.data = tmp / "data"
+        (self.data / "sub").mkdir(parents=True)
+        shutil.copyfile(ROOT / "Resources" / "SampleData" / "sample_t1.nii.gz", self.data / "sub" / DATA_FILE_NAME)
+        (self.data / "notes.txt").write_text("not an image\n")
         env = dict(os.environ, SEGMENTAI_HOME=str(tmp / "home"), SEGMENTAI_WEB_TOKEN=TOKEN,
                    VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow", PYTHONUNBUFFERED="1",
                    OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT / "SegmentAI"))
         self.log = open(tmp / "server.log", "w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "segmentai_core.cli.main", "web", "--port", "0", "--dataset", str(self.dataset),
-             "--device", "cpu", "--max-upload-mb", "50"],
+             "--device", "cpu", "--max-upload-mb", "50", "--data", str(self.data)],
             stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=tmp, start_new_session=True)
         self.url = self._wait_ready(timeout=90)
 
@@ -159,6 +165,34 @@ def test_token_is_required(server):
     assert "access token" in body and "Wrong token" in body
     with urllib.request.urlopen(f"{server.url}?secret={TOKEN}", timeout=10) as response:
         assert response.status == 200 and "<html" in response.read().decode().lower()
+
+
+# What a start may print that a user can do nothing about: VTK warnings (each printed twice before),
+# an exception in a state callback, a traceback.
+START_NOISE = re.compile(r"Warning: In |WARN\||ERR\||ERROR: In |callback exception|Traceback")
+
+
+def test_clean_start_and_segmentai_title(server, page):
+    """The server starts and serves the page without warnings or exceptions; the page is titled SegmentAI
+    from its first byte (trame's static page said "trame is built by Kitware" until the state arrived)."""
+    noise = [line for line in server.log_text().splitlines() if START_NOISE.search(line)]
+    assert not noise, "the start printed:\n" + "\n".join(noise[:20])
+    assert page.title() == "SegmentAI"
+    with urllib.request.urlopen(f"{server.url}index.html", timeout=10) as response:
+        assert re.search(r"<title>\s*SegmentAI\s*</title>", response.read().decode()), "static page title"
+
+
+def test_open_server_data_file(server, page):
+    """A file chosen under "Server file (--data)" opens: its volume is loaded and Segment is enabled."""
+    page.click(".v-field:has(#sai-data-file)")  # the field, not its hidden input, opens the menu
+    items = page.locator(".v-overlay .v-list-item")
+    items.first.wait_for(timeout=10_000)
+    assert items.all_inner_texts() == [f"sub/{DATA_FILE_NAME}"]  # notes.txt is no image: not listed
+    items.first.click()
+    status = server.wait_status(lambda s: s["volume"] == "head", 60, "the --data file")
+    assert "error" not in status["message"].lower(), status
+    page.wait_for_function("document.querySelector('#sai-volume').textContent.trim() === 'head'", timeout=30_000)
+    page.wait_for_selector("#sai-segment:not([disabled])", timeout=10_000)
 
 
 def test_workflow_segment_click_undo_save_download(server, page, tmp_path):
