@@ -7,6 +7,10 @@ Points are RAS millimetres (Slicer's convention) unless ``--ijk`` is given, in w
 voxel indices ``i,j,k`` in the file's own index order (i fastest, as ITK and Slicer count them).
 The prompts are applied as a user would place them: the box first, then the object points, the
 background points and the scribbles, each one an interaction of the same session.
+
+With ``--mask`` (a label map or a Slicer ``.seg.nrrd``) one of its segments is refined (``--segment``
+when it holds several) and everything else it came with is kept: the other segments' voxels, every
+segment's name, colour and terminology, and its other metadata.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ def register(subparsers) -> None:
                     "an existing mask with them; writes a label map (0/1) on the input's exact grid.")
     parser.add_argument("input", type=Path, help="image file or DICOM series folder")
     parser.add_argument("--mask", type=Path, default=None,
-                        help="previous or initial mask on the input's grid (non-zero = object) to refine")
+                        help="previous or initial mask on the input's grid to refine (label map or .seg.nrrd); "
+                             "the output keeps its other segments, names, colours and terminology")
+    parser.add_argument("--segment", default=None, metavar="NAME|VALUE",
+                        help="the segment of --mask to refine, by name or label value (needed when it holds several)")
     parser.add_argument("--fg", action="append", default=[], metavar="R,A,S", help="a point on the object (repeatable)")
     parser.add_argument("--bg", action="append", default=[], metavar="R,A,S",
                         help="a point on the background (repeatable)")
@@ -78,6 +85,55 @@ def parse_polyline(text: str, option: str, names: str) -> List[List[float]]:
     return points
 
 
+class _Target:
+    """What ``--mask`` brought: its label map, segments and metadata, and the segment being refined."""
+
+    def __init__(self, path: Path, choice: Optional[str]) -> None:
+        from ..io import read_segmentation, segmentation_metadata
+
+        self.path = path
+        self.labelmap, self.labels = read_segmentation(path)
+        self.metadata = segmentation_metadata(path)
+        self.label = self._choose(choice)
+
+    def _choose(self, choice: Optional[str]):
+        from ..labels import SegmentLabel
+
+        names = ", ".join(f"'{label.name}' ({label.value})" for label in self.labels)
+        if choice is None:
+            if len(self.labels) > 1:
+                raise InputError(f"{self.path} holds {len(self.labels)} segments ({names}): "
+                                 "choose the one to refine with --segment NAME|VALUE")
+            return self.labels[0] if self.labels else SegmentLabel.default_for(1)
+        found = ([label for label in self.labels if label.name == choice]
+                 or [label for label in self.labels if label.name.lower() == choice.strip().lower()]
+                 or [label for label in self.labels if choice.strip().isdigit() and label.value == int(choice)])
+        if not found:
+            raise InputError(f"--segment '{choice}': {self.path} has no such segment "
+                             f"({names or 'it holds none'})")
+        return found[0]
+
+    @property
+    def mask(self):
+        return self.labelmap.array == self.label.value
+
+    @property
+    def others(self):
+        return (self.labelmap.array != 0) & ~self.mask
+
+    def write(self, result, output: Path, overwrite: bool) -> None:
+        """The label map with the refined segment replaced by ``result``; a ``.seg.nrrd`` output keeps
+        every segment's name, colour and terminology, and the mask's other metadata."""
+        from ..io import with_segment, write_labelmap, write_segmentation
+
+        labelmap = self.labelmap.with_array(with_segment(self.labelmap.array, self.label.value, result))
+        if output.name.lower().endswith(".seg.nrrd"):
+            labels = self.labels if any(label.value == self.label.value for label in self.labels) else [self.label]
+            write_segmentation(labelmap, labels, output, overwrite=overwrite, extra_metadata=self.metadata)
+        else:
+            write_labelmap(labelmap, output, overwrite=overwrite)
+
+
 def _predictor(model: Optional[str], device: str, trust_code: bool = False):
     from ..interaction.predictors import ModelPredictor, RandomWalkerPredictor, find_interactive_model
     from ..models.registry import ModelRegistry
@@ -95,7 +151,7 @@ def _predictor(model: Optional[str], device: str, trust_code: bool = False):
 
 def run(args: argparse.Namespace) -> int:
     from ..interaction.session import InteractionSession
-    from ..io import read_labelmap, read_volume, write_labelmap
+    from ..io import read_volume, write_labelmap
 
     space = "ijk" if args.ijk else "ras"
     names = "i,j,k" if args.ijk else "R,A,S"
@@ -110,20 +166,23 @@ def run(args: argparse.Namespace) -> int:
             and (not (background or scribbles) or args.mask is None)):
         raise InputError("nothing to segment: give at least one --fg point, --fg-scribble or a --box "
                          "(or background prompts with --mask)")
+    if args.segment is not None and args.mask is None:
+        raise InputError("--segment chooses a segment of --mask: give --mask too")
     output = check_output_path(args.output, args.overwrite)
     volume = read_volume(args.input)
-    mask = None
+    target = None
     if args.mask is not None:
-        mask = read_labelmap(args.mask)
-        if not mask.geometry.same_grid(volume.geometry):
+        target = _Target(args.mask, args.segment)
+        geometry = target.labelmap.geometry
+        if not geometry.same_grid(volume.geometry):
             raise InputError(f"{args.mask} is not on the grid of {args.input.name} "
-                             f"({mask.geometry.describe()} vs {volume.geometry.describe()})")
+                             f"({geometry.describe()} vs {volume.geometry.describe()})")
     predictor = _predictor(args.model, args.device, args.trust_code)
     t0 = time.perf_counter()
     with InteractionSession(predictor) as session:
         session.set_image(volume)
-        if mask is not None:
-            session.set_target(mask.array)
+        if target is not None:
+            session.set_target(target.mask, protected=target.others)
         if box is not None:
             session.add_box(box[:3], box[3:], space=space)
         for point in foreground:
@@ -133,10 +192,16 @@ def run(args: argparse.Namespace) -> int:
         for points, positive in scribbles:
             session.add_scribble(points, positive=positive, space=space)
         result = session.mask.copy()
-    write_labelmap(volume.with_array(result), output, overwrite=args.overwrite)
+    if target is None:
+        write_labelmap(volume.with_array(result), output, overwrite=args.overwrite)
+        what = "object"
+    else:
+        result &= ~target.others  # the other segments' voxels stay theirs
+        target.write(result, output, args.overwrite)
+        what = f"segment '{target.label.name}'"
     voxels = int(result.sum())
     if args.model is None and predictor.name == FALLBACK_NAME:
         print("segmentai: note: no interactive model installed; used the random-walker fallback", file=sys.stderr)
-    print(f"Wrote {output} (object {voxels} voxels, {voxels * volume.geometry.voxel_volume_mm3 / 1000:.1f} mL; "
+    print(f"Wrote {output} ({what} {voxels} voxels, {voxels * volume.geometry.voxel_volume_mm3 / 1000:.1f} mL; "
           f"{predictor.name}, {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0

@@ -21,7 +21,8 @@ from ..volume import Volume
 from .file_checks import read_nrrd_header
 from .volume_io import as_labelmap, read_volume, write_image_atomic
 
-__all__ = ["read_labelmap", "read_segmentation", "segment_extents", "write_segmentation"]
+__all__ = ["read_labelmap", "read_segmentation", "segment_extents", "segmentation_metadata", "with_segment",
+           "write_segmentation"]
 
 PathLike = Union[str, Path]
 
@@ -236,3 +237,40 @@ def read_segmentation(path: PathLike) -> tuple[Volume, list[SegmentLabel]]:
 def read_labelmap(path: PathLike) -> Volume:
     """The label map of :func:`read_segmentation` (integer voxels on the file's grid)."""
     return read_segmentation(path)[0]
+
+
+def segmentation_metadata(path: PathLike) -> dict[str, str]:
+    """The NRRD key/value pairs of a segmentation file that are not about its segments (e.g. provenance such
+    as ``SegmentAI_Model``), to write back with :func:`write_segmentation`'s ``extra_metadata``.
+
+    Segment fields (``SegmentN_*``) and Slicer's global ``Segmentation_*`` fields are left out: they are
+    rewritten from the labels. Files that are not NRRD have none.
+    """
+    path = Path(path)
+    if not (path.is_file() and path.name.lower().endswith((".nrrd", ".nhdr"))):
+        return {}
+    kept = {}
+    for key, value in read_nrrd_header(path).keyvalues.items():
+        head = key.partition("_")[0]
+        if head == "Segmentation" or (head.startswith("Segment") and head[7:].isdigit()):
+            continue
+        if not key or any(c in key for c in ":\n\r") or key.startswith(("NRRD_", "ITK_")):
+            continue
+        kept[key] = value
+    return kept
+
+
+def with_segment(labels: np.ndarray, value: int, mask: np.ndarray) -> np.ndarray:
+    """``labels`` with segment ``value`` replaced by ``mask`` (non-zero = the segment's voxels).
+
+    Voxels of the other segments stay theirs, also where ``mask`` covers them; voxels that were
+    ``value`` and are not in ``mask`` become background.
+    """
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != labels.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the label map's {labels.shape}")
+    result = np.array(labels, copy=True)
+    own = labels == value
+    result[own & ~mask] = 0
+    result[mask & (own | (labels == 0))] = value
+    return result
