@@ -1,8 +1,11 @@
 """Options of ``segmentai web`` and the rules that keep it safe to run (no trame, no VTK here).
 
-The server binds to 127.0.0.1 unless told otherwise. Binding to any other address requires a
-token: the browser must present it (``?secret=TOKEN`` in the address, or typed into the page's
-sign-in form) before the websocket accepts it. Uploads are limited in size.
+The server binds to 127.0.0.1 unless told otherwise, and always has an access token: the one given
+(``--token`` or ``$SEGMENTAI_WEB_TOKEN``), else a random one made at each start, also on loopback
+(another web page in the same browser could otherwise drive a loopback server). The browser
+presents it (``?secret=TOKEN`` in the printed address, or typed into the page's sign-in form)
+before the websocket accepts it; Host and Origin are checked too (:mod:`.guard`). Uploads are
+limited in size.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
+from urllib.parse import quote
 
 from segmentai_core.errors import InputError
 
@@ -46,7 +50,7 @@ class WebConfig:
     @property
     def url(self) -> str:
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        query = f"?secret={self.token}" if self.token else ""
+        query = f"?secret={quote(self.token, safe='')}" if self.token else ""
         return f"http://{shown}:{self.port}/{query}"
 
 
@@ -63,7 +67,7 @@ def is_loopback(host: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``segmentai web`` (shared by ``segmentai-web``)."""
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1; any other needs a token)")
+                        help="address to bind (default 127.0.0.1, reachable from this machine only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="folder whose images the page may open by name (nothing outside it)")
@@ -73,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=None, metavar="DIR",
                         help="folder of fine-tuning runs (default: beside the dataset)")
     parser.add_argument("--token", default=None,
-                        help=f"access token for a non-local --host (default: ${TOKEN_ENV}, else a random one)")
+                        help=f"access token (default: ${TOKEN_ENV}, else a random one made at each start)")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -98,11 +102,14 @@ def config_from_args(args: argparse.Namespace, environ: Optional[dict] = None) -
     data_dir = args.data.expanduser().resolve() if args.data is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise InputError(f"--data {args.data}: no such folder")
-    token = args.token or environ.get(TOKEN_ENV) or None
-    if token is not None and len(token) < 8:
-        raise InputError("the access token must have at least 8 characters")
-    if token is None and not is_loopback(args.host):
-        token = secrets.token_urlsafe(18)  # another host can reach the server: never without a token
+    token = args.token if args.token is not None else environ.get(TOKEN_ENV)
+    if token is not None:
+        if not token.strip():
+            raise InputError("the access token must not be empty or spaces only")
+        if token != token.strip() or len(token) < 8:
+            raise InputError("the access token must have at least 8 characters and no surrounding spaces")
+    else:
+        token = secrets.token_urlsafe(18)  # never wslink's public default, on loopback too
     dataset = (args.dataset.expanduser().resolve() if args.dataset is not None else _default_dataset(data_dir))
     runs = args.runs.expanduser().resolve() if args.runs is not None else dataset.parent / "segmentai-runs"
     return WebConfig(host=args.host, port=args.port, data_dir=data_dir, dataset_dir=dataset, runs_dir=runs,

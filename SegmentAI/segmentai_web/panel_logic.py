@@ -15,6 +15,7 @@ import base64
 import logging
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -29,7 +30,7 @@ from segmentai_mrml.storage import load_volume, save_node
 from .config import WebConfig
 from .prompt_logic import PromptActions, action
 from .state import DEFAULTS
-from .uploads import check_upload, list_data_images, resolve_data_path, split_files, write_upload
+from .uploads import UploadBuffers, check_upload, list_data_images, resolve_data_path, write_upload
 
 __all__ = ["PanelLogic"]
 
@@ -57,9 +58,11 @@ class PanelLogic(PromptActions):
         self.refiner = ClickRefiner(apply=self._apply_with_undo)
         self.job = None
         self.finetune_job: Optional[FinetuneJob] = None
+        self._model_ids: set = set()  # filled by refresh_models
         self._locked_sha: Dict[str, str] = {}  # locked segment -> fingerprint of its voxels
         self._history_index = 0
-        self._upload_files: List[dict] = []
+        self._uploads = UploadBuffers(config.max_upload_bytes)
+        self.current_client = lambda: None  # the server binds wslink's id of the calling client
         self._tmp = tempfile.TemporaryDirectory(prefix="segmentai-web-")
         self.state.update(DEFAULTS)
         self._reset_prompts()
@@ -110,15 +113,23 @@ class PanelLogic(PromptActions):
         packages = self.logic.models()
         self.state.sai_models = [{"title": f"{p.manifest.name} ({p.full_id})", "value": p.full_id} for p in packages]
         ids = [p.full_id for p in packages]
+        self._model_ids = set(ids)  # the server's own list: a client's state cannot add to it
         if select in ids:
             self.state.sai_model = select
         elif self.state.sai_model not in ids:
             self.state.sai_model = self.logic.model().full_id if packages else None
         self._on_model_changed(self.state.sai_model)
 
+    def listed_model(self, value=None) -> str:
+        """The client's model choice if it is one the server listed (ids only, never paths)."""
+        value = self.state.sai_model if value is None else value
+        if not isinstance(value, str) or value not in self._model_ids:
+            raise InputError("choose a model from the list")
+        return value
+
     def _on_model_changed(self, sai_model=None, **_) -> None:
         try:
-            self.state.sai_model_card = self.logic.model(sai_model).card() if sai_model else ""
+            self.state.sai_model_card = self.logic.model(self.listed_model(sai_model)).card() if sai_model else ""
         except SegmentAIError as error:
             self.state.sai_model_card = str(error)
 
@@ -136,12 +147,24 @@ class PanelLogic(PromptActions):
             self.open_volume(resolve_data_path(self.config.data_dir, relative))
 
     async def upload_chunk(self, files) -> None:
-        """Chunks from the page's file input; the empty list ends the upload."""
-        if files:
-            self._upload_files.extend(files)
-            return
-        files, self._upload_files = split_files(self._upload_files), []
-        self._open_upload(files)
+        """Chunks from the page's file input, buffered per client; the empty list ends the upload.
+
+        Never raises: an exception here would reach the client with the server's traceback.
+        """
+        client = self.current_client()  # read before any await: wslink sets it for this call
+        try:
+            if files:
+                self._uploads.add(client, files)
+                return
+            self._open_upload(self._uploads.finish(client))
+        except SegmentAIError as error:
+            self.notify(str(error), "error")
+        except Exception:  # noqa: BLE001 - the log gets the traceback, the client one line
+            log.error("upload failed:\n%s", traceback.format_exc())
+            self.notify("the upload failed (see the server log)", "error")
+        finally:
+            if not files:
+                self._uploads.drop(client)
         self.state.flush()
 
     @action
@@ -187,7 +210,7 @@ class PanelLogic(PromptActions):
         if self.job is not None and not self.job.done:
             return
         self.state.sai_click_mode = "off"
-        self.job = self.logic.start(self.volume_node, self.state.sai_model, self.config.device,
+        self.job = self.logic.start(self.volume_node, self.listed_model(), self.config.device,
                                     into=self.segmentation_node)
         self.state.sai_busy, self.state.sai_progress, self.state.sai_progress_text = True, 0.0, "Starting"
         self.state.sai_message = ""
@@ -370,7 +393,7 @@ class PanelLogic(PromptActions):
         if self.finetune_job is not None and not self.finetune_job.done:
             return
         epochs = max(1, int(float(self.state.sai_ft_epochs or 1)))
-        self.finetune_job = FinetuneJob.start(self.state.sai_model, self.config.dataset_dir, self.config.runs_dir,
+        self.finetune_job = FinetuneJob.start(self.listed_model(), self.config.dataset_dir, self.config.runs_dir,
                                               epochs=epochs, device=self.config.device)
         self.state.sai_ft_running, self.state.sai_ft_progress = True, 0.0
         self.state.sai_ft_text, self.state.sai_ft_curve = "Starting fine-tuning...", ""

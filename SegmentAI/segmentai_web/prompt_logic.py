@@ -45,7 +45,8 @@ def action(method):
             self.notify(str(error), "error")
         except Exception as error:  # noqa: BLE001 - keep the server alive, log the traceback
             log.error("%s failed:\n%s", method.__name__, traceback.format_exc())
-            self.notify(f"Internal error in {method.__name__}: {type(error).__name__}: {error}", "error")
+            # No exception text to the client: it may name server paths.
+            self.notify(f"Internal error in {method.__name__} ({type(error).__name__}; see the server log)", "error")
         return None
 
     return wrapper

@@ -11,11 +11,11 @@ import gzip
 import io
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from segmentai_core.errors import InputError
 
-__all__ = ["IMAGE_SUFFIXES", "check_upload", "image_suffix", "list_data_images", "resolve_data_path",
+__all__ = ["IMAGE_SUFFIXES", "UploadBuffers", "check_upload", "image_suffix", "list_data_images", "resolve_data_path",
            "write_upload"]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -100,12 +100,54 @@ def resolve_data_path(data_dir: Optional[Path], relative: str) -> Path:
     return path
 
 
-def split_files(files: Sequence[dict]) -> List[Tuple[str, bytes]]:
-    """(name, bytes) of the file dictionaries trame's file input sends."""
-    out = []
-    for item in files or []:
-        content = item.get("content", b"")
-        if isinstance(content, list):  # large files arrive in chunks
-            content = b"".join(content)
-        out.append((str(item.get("name", "upload")), bytes(content or b"")))
-    return out
+def _content_bytes(item) -> bytes:
+    """The bytes of one file dictionary from trame's file input (InputError when malformed)."""
+    if not isinstance(item, dict):
+        raise InputError("malformed upload (not a file)")
+    content = item.get("content", b"")
+    parts = content if isinstance(content, list) else [content]  # large files arrive in parts
+    if not all(isinstance(p, (bytes, bytearray, memoryview)) for p in parts):
+        raise InputError("malformed upload (the file's content is not bytes)")
+    return b"".join(bytes(p) for p in parts)
+
+
+class UploadBuffers:
+    """Uploads in progress, one buffer per client; the size limit is enforced as chunks arrive.
+
+    A malformed or oversized chunk drops that client's buffer at once (and raises InputError), so
+    one bad upload never holds memory or blocks later uploads of that client or any other.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._files: Dict[object, List[Tuple[str, bytes]]] = {}
+        self._sizes: Dict[object, int] = {}
+
+    def add(self, client, files: Sequence[dict]) -> None:
+        try:
+            if not isinstance(files, (list, tuple)):
+                raise InputError("malformed upload (not a list of files)")
+            for item in files:
+                data = _content_bytes(item)
+                name = Path(str(item.get("name") or "upload")).name
+                size = self._sizes.get(client, 0) + len(data)
+                if size > self.max_bytes:
+                    raise InputError(f"{name}: the upload is larger than this server accepts "
+                                     f"({self.max_bytes / 2**20:.0f} MB)")
+                self._sizes[client] = size
+                self._files.setdefault(client, []).append((name, data))
+        except BaseException:
+            self.drop(client)
+            raise
+
+    def finish(self, client) -> List[Tuple[str, bytes]]:
+        """The client's files, removing its buffer."""
+        self._sizes.pop(client, None)
+        return self._files.pop(client, [])
+
+    def drop(self, client) -> None:
+        self._sizes.pop(client, None)
+        self._files.pop(client, None)
+
+    def pending_bytes(self) -> int:
+        return sum(self._sizes.values())
