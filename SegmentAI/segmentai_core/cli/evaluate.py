@@ -1,4 +1,4 @@
-"""``segmentai evaluate PRED REF``: Dice, IoU, HD95, ASSD and surface Dice of a segmentation."""
+"""``segmentai evaluate PRED REF``: Dice, IoU, pixel accuracy, HD95, ASSD, surface Dice, sensitivity, precision."""
 
 from __future__ import annotations
 
@@ -63,14 +63,14 @@ def _number(value: float, digits: int = 4) -> str:
 
 def format_table(results: Dict, names: Dict[int, str], tolerance_mm: float) -> str:
     """The metrics as an aligned text table, one row per label and a final mean row."""
-    header = ["Label", "Name", "Dice", "IoU", "HD95 mm", "ASSD mm", f"SurfDice@{tolerance_mm:g}mm",
+    header = ["Label", "Name", "Dice", "IoU", "PixAcc", "HD95 mm", "ASSD mm", f"SurfDice@{tolerance_mm:g}mm",
               "Sens", "Prec", "Pred vox", "Ref vox"]
     rows = [header]
     for key, m in results.items():
         counts = [str(m["voxels_pred"]), str(m["voxels_ref"])] if key != "mean" else ["", ""]
         rows.append(
             [str(key), names.get(key, "") if key != "mean" else "", _number(m["dice"]), _number(m["iou"]),
-             _number(m["hd95"], 2), _number(m["assd"], 2), _number(m["surface_dice"]),
+             _number(m["pixel_accuracy"]), _number(m["hd95"], 2), _number(m["assd"], 2), _number(m["surface_dice"]),
              _number(m["sensitivity"]), _number(m["precision"]), *counts]
         )
     widths = [max(len(row[c]) for row in rows) for c in range(len(header))]

@@ -7,7 +7,7 @@ The source is float32 holding whole numbers only, so it is stored losslessly as 
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from ..public_data import fetch_case
@@ -22,5 +22,13 @@ def build(dest: Path) -> None:
     sitk.WriteImage(sitk.Cast(sitk.ReadImage(str(mask)), sitk.sitkUInt8), str(dest / "sample_brain_mask.nii.gz"), True)
 
 
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m segmentai_train.recipes.build_sample",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("dest", type=Path, metavar="DEST",
+                        help="folder that receives the sample (Resources/SampleData)")
+    build(parser.parse_args(argv).dest)
+
+
 if __name__ == "__main__":
-    build(Path(sys.argv[1]))
+    main()

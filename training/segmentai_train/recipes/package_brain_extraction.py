@@ -9,9 +9,9 @@ used for evaluation only) and freshly generated phantoms stored with oblique, an
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,8 +108,16 @@ def evaluate(package) -> List[Dict]:
 
 
 def main(argv=None) -> None:
-    argv = argv if argv is not None else sys.argv[1:]
-    run_dir, models_dir = Path(argv[0]), Path(argv[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m segmentai_train.recipes.package_brain_extraction", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="training run folder (final_state_dict.pt, recipe.json, training_curve.png)")
+    parser.add_argument("models_dir", type=Path, metavar="MODELS_DIR",
+                        help="folder that receives the package (the bundled models: Resources/Models)")
+    args = parser.parse_args(argv)
+    run_dir, models_dir = args.run_dir, args.models_dir
+    if not (run_dir / "final_state_dict.pt").is_file():
+        parser.error(f"{run_dir} holds no final_state_dict.pt (train with segmentai_train.recipes.brain_extraction)")
     torch.set_num_threads(2)
     state = torch.load(run_dir / "final_state_dict.pt", map_location="cpu", weights_only=True)
     recipe = json.loads((run_dir / "recipe.json").read_text(encoding="utf-8"))
