@@ -1,30 +1,40 @@
-"""Interactive segmentation benchmark: simulated prompts on structures and volumes the model never saw.
+"""Interactive segmentation benchmark: simulated prompts on real structures the model never saw.
 
-The standard clicker (``segmentai_train.interactive.clicker``): each next click at the voxel
-farthest from the boundary of the largest error region, positive where the object is missed,
-negative where background was taken. Two protocols:
+Cases (``bench/interactive_cases.py``): 22 structures, CT and MRI, small and large, isotropic and
+thick-slice, each cropped around the structure with a 10 mm margin. Two protocols:
 
-* ``clicks``: clicks from an empty mask, on every case;
-* ``box``: a 2D box around the object's largest cross-section on its slice first, then clicks
-  (lesions and atlas structures).
+* ``clicks``: clicks from an empty mask by the standard clicker (``segmentai_train.interactive.clicker
+  .next_click``: the voxel farthest, in mm, from the boundary of the largest error region, positive
+  where the object is missed); Dice after each click, NoC@80/85/90 (``clicks + 1`` when never reached);
+* ``cvpr``: the CVPR 2025 interactive challenge's protocol (``CVPR25_iter_eval.py``): the object's
+  3D bounding box (1 voxel margin) first, then 5 clicks (``cvpr_click``: largest 26-connected error
+  component, its voxel of maximum distance transform); DSC AUC (trapezoid over the DSCs after clicks
+  1..5, unit steps, at most 4), final DSC and final NSD at 2 mm after the 5th click.
 
-Reports Dice after each prompt, NoC@80/85/90 per structure and the latency of each interaction, for
-SegmentAI's interactive session with the shipped model (``segmentai``; ``--compare-model`` adds a
-second one as ``segmentai_compare``), the random-walker fallback (the same session without a model)
-and Slicer's Grow-from-seeds (``vtkImageGrowCutSegment`` from slicer-core), which is run with its own
-clicker sequence and, for the clicks protocol, with exactly SegmentAI's sequence
-(``growcut_same_clicks``). Cases: ``bench/interactive_cases.py``; methods: ``bench/interactive_methods.py``.
+Methods, each given the same information:
+
+* ``segmentai``: the default engine (``default_predictor()``: the hybrid) told the ROI (the crop: the
+  structure's box plus 10 mm; ``session.set_roi``), or the box in ``cvpr`` (as ROI and box prompt);
+* ``segmentai_clicks_only``: the same engine without the ROI;
+* ``unet``: the interactive model alone, as 1.2.0 shipped it (its flip, no ROI; a box as box prompt);
+* ``growcut_roi``: Slicer's Grow-from-seeds (``vtkImageGrowCutSegment``) with the clicks as seeds and
+  the ROI's border as background (in ``cvpr``: the box is the ROI, a seed at its centre);
+* ``growcut_clicks``: Grow-from-seeds on the clicks only (``clicks`` protocol);
+* ``random_walker``: the session's random-walker fallback, with the ROI (``--rw-clicks`` clicks).
 
     python bench/bench_interactive.py --out docs/benchmarks/interactive.json --png docs/benchmarks-interactive.png
+    python bench/interactive_report.py docs/benchmarks/interactive.json   # the doc's tables
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -33,58 +43,80 @@ sys.path.insert(0, str(ROOT / "SegmentAI"))
 sys.path.insert(0, str(ROOT / "training"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from interactive_cases import (  # noqa: E402
-    ATLAS_GROUP, HEAD_GROUP, LESION_GROUP, atlas_cases, head_case, largest_section_box, lesion_cases)
+from interactive_cases import Case, all_cases, bounding_box_3d  # noqa: E402
 from interactive_methods import GrowCutMethod, SessionMethod  # noqa: E402
 
 THRESHOLDS = (0.80, 0.85, 0.90)
-GROUPS = {"unseen_structures": ATLAS_GROUP, "lesions": LESION_GROUP, "whole_brain": HEAD_GROUP}
+NSD_TOLERANCE_MM = 2.0
 
 
-def run_prompts(method, truth: np.ndarray, spacing_kji, clicks: int, box=None,
-                given: Optional[List[Tuple[np.ndarray, bool]]] = None) -> Tuple[List[float], list]:
-    """Dice after each prompt: an optional first box, then clicks from the clicker on the method's own
-    errors (or the ``given`` sequence); ``clicks`` prompts in all."""
+def nsd(prediction: np.ndarray, truth: np.ndarray, spacing_kji, tolerance_mm: float = NSD_TOLERANCE_MM) -> float:
+    """Normalised surface distance (surface Dice): the share of both surfaces within ``tolerance_mm``
+    of the other (surfaces: voxels of a mask with a face neighbour outside it)."""
+    from scipy import ndimage
+
+    if not prediction.any() or not truth.any():
+        return float(prediction.any() == truth.any())
+
+    def surface(mask):
+        return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+    a, b = surface(prediction), surface(truth)
+    to_b = ndimage.distance_transform_edt(~b, sampling=spacing_kji)[a]
+    to_a = ndimage.distance_transform_edt(~a, sampling=spacing_kji)[b]
+    return float((np.count_nonzero(to_b <= tolerance_mm) + np.count_nonzero(to_a <= tolerance_mm))
+                 / (to_b.size + to_a.size))
+
+
+def run_clicks(method, case: Case, clicks: int) -> List[float]:
     from segmentai_core.metrics import dice
     from segmentai_train.interactive.clicker import next_click
 
-    prediction = np.zeros(truth.shape, dtype=bool)
-    curve, sequence = [], []
-    if box is not None:
-        prediction = method.box(*box)
-        curve.append(dice(prediction, truth))
+    prediction = np.zeros(case.truth.shape, dtype=bool)
+    curve: List[float] = []
     while len(curve) < clicks:
-        n = len(sequence)
-        if given is not None and n >= len(given):
-            break
-        click = given[n] if given is not None else next_click(prediction, truth, spacing_kji)
+        click = next_click(prediction, case.truth, case.spacing_kji)
         if click is None:
-            curve.append(curve[-1] if curve else 1.0)
+            curve.append(1.0)
             continue
-        sequence.append(click)
         prediction = method.click(*click)
-        curve.append(dice(prediction, truth))
-    return curve, sequence
+        curve.append(dice(prediction, case.truth))
+    return curve
 
 
-# --- main ------------------------------------------------------------------------------------
+def run_cvpr(method, case: Case, clicks: int = 5) -> Dict:
+    from segmentai_core.metrics import dice
+    from segmentai_train.interactive.clicker import cvpr_click
+
+    prediction = method.box(*bounding_box_3d(case.truth))
+    box_dice = dice(prediction, case.truth)
+    curve: List[float] = []
+    while len(curve) < clicks:
+        click = cvpr_click(prediction, case.truth)
+        if click is not None:
+            prediction = method.click(*click)
+        curve.append(dice(prediction, case.truth))
+    return {"box_dice": box_dice, "dice": curve, "auc": float(np.trapezoid(curve)), "final_dsc": curve[-1],
+            "final_nsd": nsd(prediction, case.truth, case.spacing_kji)}
+
+
+def load_average() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="interactive model id or folder (default: the installed one)")
-    parser.add_argument("--compare-model", default=None, help="a second interactive model, run side by side")
-    parser.add_argument("--flips", type=int, default=0,
-                        help="also run the model with this many test-time flips (as segmentai_flips)")
-    parser.add_argument("--zoom-variant", type=int, default=None,
-                        help="also run the model with this many zoom-out passes (as segmentai_zoomN; default 2)")
-    parser.add_argument("--clicks", type=int, default=10, help="prompts per case and protocol")
+    parser.add_argument("--model", default=None, help="interactive model id (default: the installed one)")
+    parser.add_argument("--clicks", type=int, default=10, help="clicks per case in the clicks protocol")
+    parser.add_argument("--rw-clicks", type=int, default=5, help="clicks for the (slow) random walker")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-fallback", action="store_true", help="skip the random-walker fallback")
-    parser.add_argument("--no-growcut", action="store_true", help="skip Grow-from-seeds")
-    parser.add_argument("--structures", type=int, default=None, help="only the first N atlas structures")
-    parser.add_argument("--protocols", default="clicks,box", help="comma-separated: clicks, box")
+    parser.add_argument("--sources", default=None, help="comma-separated case sources (atlas, brain, lesion, ct)")
+    parser.add_argument("--only", default=None, help="only cases whose name contains one of these (comma-separated)")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
+    parser.add_argument("--protocols", default="clicks,cvpr")
     parser.add_argument("--out", type=Path, default=None, help="JSON results")
     parser.add_argument("--png", type=Path, default=None, help="Dice-per-prompt figure")
     args = parser.parse_args(argv)
@@ -92,7 +124,7 @@ def main(argv=None) -> None:
     import torch
 
     from machine import describe
-    from segmentai_core.interaction import InteractionWorker, ModelPredictor, RandomWalkerPredictor
+    from segmentai_core.interaction import InteractionWorker, ModelPredictor, RandomWalkerPredictor, default_predictor
     from segmentai_core.interaction.predictors import find_interactive_model
     from segmentai_core.models.registry import ModelRegistry
     from segmentai_train.interactive.clicker import clicks_to_reach
@@ -102,57 +134,56 @@ def main(argv=None) -> None:
     if package is None:
         raise SystemExit("no interactive model installed; pass --model")
     worker = InteractionWorker(threads=args.threads)
-    models = {"segmentai": ModelPredictor(package, device=args.device)}
-    if args.compare_model:
-        models["segmentai_compare"] = ModelPredictor(ModelRegistry().get(args.compare_model), device=args.device)
-    if args.flips:
-        models["segmentai_flips"] = ModelPredictor(package, device=args.device, flips=args.flips)
-    for predictor in models.values():
-        worker.call(predictor.load)
-    cases = atlas_cases()[: args.structures] + lesion_cases() + head_case()
+    engine = default_predictor(device="cpu", package=package)
+    unet = ModelPredictor(package, device="cpu")
+    worker.call(engine.load)
+    worker.call(unet.load)
+    wanted = set(args.methods.split(",")) if args.methods else None
+    cases = all_cases(args.sources.split(",") if args.sources else None)
+    if args.only:
+        cases = [c for c in cases if any(part in c.name for part in args.only.split(","))]
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     results: Dict[str, Dict[str, Dict]] = {p: {} for p in protocols}
-    latencies: Dict[str, List[float]] = {}
-    for group, structure, image, truth in cases:
-        spacing_kji = image.geometry.spacing[::-1]
-        key = f"{group}/{structure}"
+    latencies: Dict[str, Dict[str, List[float]]] = {}
+    load_before = load_average()
+    started = time.perf_counter()
+    for case in cases:
+        roi = (np.zeros(3), np.array(case.image.geometry.size_ijk, dtype=float) - 1)
+        makers: Dict[str, Callable[[], object]] = {
+            "segmentai": lambda: SessionMethod(case.image, engine, worker, roi=roi),
+            "segmentai_clicks_only": lambda: SessionMethod(case.image, engine, worker),
+            "unet": lambda: SessionMethod(case.image, unet, worker),
+            "growcut_roi": lambda: GrowCutMethod(case.image, roi),
+            "growcut_clicks": lambda: GrowCutMethod(case.image, None),
+            "random_walker": lambda: SessionMethod(case.image, RandomWalkerPredictor(), worker, roi=roi),
+        }
         for protocol in protocols:
-            if protocol == "box" and group == HEAD_GROUP:
-                continue  # nobody frames a whole brain with one rectangle on one slice
-            box = largest_section_box(truth) if protocol == "box" else None
             entry: Dict[str, Dict] = {}
-            methods: List[Tuple[str, Callable[[], object]]] = [
-                (name, lambda p=predictor: SessionMethod(image, p, worker)) for name, predictor in models.items()]
-            if args.zoom_variant is not None:
-                methods.append((f"segmentai_zoom{args.zoom_variant}", lambda: SessionMethod(
-                    image, models["segmentai"], worker, zoom_out_passes=args.zoom_variant)))
-            if not args.no_fallback:
-                methods.append(("random_walker", lambda: SessionMethod(image, RandomWalkerPredictor(), worker)))
-            if not args.no_growcut:
-                methods.append(("growcut", lambda: GrowCutMethod(image)))
-            sequence = None
-            for name, make in methods:
+            for name, make in makers.items():
+                if wanted is not None and name not in wanted:
+                    continue
+                if protocol == "cvpr" and name in ("segmentai_clicks_only", "growcut_clicks"):
+                    continue  # with a box, both are told the box
                 method = make()
-                curve, clicked = run_prompts(method, truth, spacing_kji, args.clicks, box)
-                sequence = clicked if name == "segmentai" else sequence
-                entry[name] = {"dice": curve}
-                latencies.setdefault(name, []).extend(method.latencies)
-            if protocol == "clicks" and not args.no_growcut:
-                curve, _ = run_prompts(GrowCutMethod(image), truth, spacing_kji, args.clicks, None, given=sequence)
-                entry["growcut_same_clicks"] = {"dice": curve}
-            for values in entry.values():
-                values["noc"] = {f"{int(t * 100)}": clicks_to_reach(values["dice"], t, args.clicks + 1)
-                                 for t in THRESHOLDS}
-            entry["voxels"] = int(truth.sum())
-            results[protocol][key] = entry
-            print(protocol, key, {n: [round(d, 3) for d in v["dice"][:3]] + [round(v["dice"][-1], 3)]
-                                  for n, v in entry.items() if isinstance(v, dict)}, flush=True)
-    summary = summarise(results, latencies)
-    report = {"machine": describe(), "model": package.full_id,
-              "compare_model": models["segmentai_compare"].name if args.compare_model else None,
-              "device": args.device, "threads": args.threads, "prompts": args.clicks, "summary": summary,
-              "per_structure": results}
-    print(json.dumps(summary, indent=1))
+                if protocol == "clicks":
+                    count = args.rw_clicks if name == "random_walker" else args.clicks
+                    curve = run_clicks(method, case, count)
+                    entry[name] = {"dice": curve, "noc": {f"{int(t * 100)}": clicks_to_reach(curve, t, count + 1)
+                                                          for t in THRESHOLDS}}
+                else:
+                    if name != "unet" and isinstance(method, SessionMethod):
+                        method.box_is_roi = True
+                    entry[name] = run_cvpr(method, case)
+                latencies.setdefault(name, {}).setdefault(case.kind, []).extend(method.latencies)
+            results[protocol][case.name] = entry
+            print(protocol, case.name, {n: [round(d, 3) for d in v["dice"][:5]] for n, v in entry.items()}, flush=True)
+    seconds = time.perf_counter() - started
+    report = {"machine": describe(), "load_before": load_before, "load_after": load_average(),
+              "seconds": round(seconds, 1), "model": package.full_id, "engine": engine.name,
+              "threads": args.threads, "clicks": args.clicks, "rw_clicks": args.rw_clicks,
+              "cases": [c.describe() for c in cases], "results": results,
+              "summary": summarise(results, latencies)}
+    print(json.dumps(report["summary"], indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))
@@ -161,59 +192,64 @@ def main(argv=None) -> None:
     worker.close()
 
 
-def summarise(results: Dict[str, Dict], latencies: Dict[str, List[float]]) -> Dict:
-    """Per protocol and case group: mean Dice after each prompt and mean NoC per method; latency per method."""
+def summarise(results: Dict[str, Dict], latencies: Dict[str, Dict[str, List[float]]]) -> Dict:
+    """Means over the cases per protocol and method; latency per method (all interactions, and per kind)."""
     summary: Dict[str, Dict] = {}
     for protocol, cases in results.items():
-        for group, prefix in GROUPS.items():
-            keys = [k for k in cases if k.startswith(prefix + "/")]
-            methods = sorted({m for k in keys for m, v in cases[k].items() if isinstance(v, dict)})
-            for method in methods:
-                curves = [cases[k][method]["dice"] for k in keys if method in cases[k]]
-                length = min(len(c) for c in curves)
-                summary.setdefault(protocol, {}).setdefault(group, {})[method] = {
-                    "dice_per_prompt": [round(float(np.mean([c[n] for c in curves])), 4) for n in range(length)],
-                    "noc": {t: round(float(np.mean([cases[k][method]["noc"][t] for k in keys if method in cases[k]])),
-                                     2) for t in ("80", "85", "90")},
-                    "cases": len(curves),
-                }
+        methods = sorted({m for entry in cases.values() for m in entry})
+        for method in methods:
+            entries = [entry[method] for entry in cases.values() if method in entry]
+            length = min(len(e["dice"]) for e in entries)
+            values: Dict = {"cases": len(entries), "dice_per_prompt": [
+                round(float(np.mean([e["dice"][n] for e in entries])), 4) for n in range(length)]}
+            if protocol == "clicks":
+                values["noc"] = {t: round(float(np.mean([e["noc"][t] for e in entries])), 2)
+                                 for t in ("80", "85", "90")}
+            else:
+                for key in ("box_dice", "auc", "final_dsc", "final_nsd"):
+                    values[key] = round(float(np.mean([e[key] for e in entries])), 4)
+            summary.setdefault(protocol, {})[method] = values
     summary["latency_s"] = {}
-    for method, values in latencies.items():
-        if values:
-            array = np.array(values)
-            summary["latency_s"][method] = {"p50": round(float(np.percentile(array, 50)), 4),
-                                            "p95": round(float(np.percentile(array, 95)), 4), "n": len(array)}
+    for method, kinds in latencies.items():
+        every = np.array([v for values in kinds.values() for v in values])
+        if every.size:
+            summary["latency_s"][method] = {
+                "p50": round(float(np.percentile(every, 50)), 4), "p95": round(float(np.percentile(every, 95)), 4),
+                "n": int(every.size), "per_kind_p95": {k: round(float(np.percentile(v, 95)), 4)
+                                                       for k, v in kinds.items() if v}}
     return summary
 
 
 def plot(results: Dict[str, Dict], path: Path) -> None:
-    """Mean Dice per prompt: atlas structures and lesions with clicks, and with a box first."""
+    """Mean Dice per prompt for each method: clicks from empty, and the CVPR protocol (box, 5 clicks)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(p, g) for p in ("clicks", "box") if p in results for g in ("unseen_structures", "lesions")]
-    every = sorted({m for cases in results.values() for entry in cases.values() for m, v in entry.items()
-                    if isinstance(v, dict)})
-    colors = {m: plt.get_cmap("tab10")(n % 10) for n, m in enumerate(every)}  # one colour per method everywhere
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
-    for ax, (protocol, group) in zip(axes[0], panels):
-        cases = results[protocol]
-        keys = [k for k in cases if k.startswith(GROUPS[group] + "/")]
-        methods = sorted({m for k in keys for m, v in cases[k].items() if isinstance(v, dict)})
+    every = sorted({m for cases in results.values() for entry in cases.values() for m in entry})
+    colors = {m: plt.get_cmap("tab10")(n % 10) for n, m in enumerate(every)}
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
+    for ax, (protocol, cases) in zip(axes[0], results.items()):
+        methods = sorted({m for entry in cases.values() for m in entry})
         for method in methods:
-            curves = [cases[k][method]["dice"] for k in keys if method in cases[k]]
+            entries = [entry[method] for entry in cases.values() if method in entry]
+            if protocol == "cvpr":
+                curves = [[e["box_dice"]] + e["dice"] for e in entries]
+                x0 = 0
+            else:
+                curves = [e["dice"] for e in entries]
+                x0 = 1
             length = min(len(c) for c in curves)
-            ax.plot(range(1, length + 1), [np.mean([c[n] for c in curves]) for n in range(length)], marker="o",
+            ax.plot(range(x0, x0 + length), [np.mean([c[n] for c in curves]) for n in range(length)], marker="o",
                     markersize=3, label=method, color=colors[method])
-        ax.set_title(f"{group.replace('_', ' ')}: {'box, then clicks' if protocol == 'box' else 'clicks'}",
-                     fontsize=9)
-        ax.set_xlabel("prompts")
+        ax.set_title(f"{len(cases)} cases: " + ("box, then 5 clicks (CVPR 2025)" if protocol == "cvpr"
+                                                else "clicks from an empty mask"), fontsize=9)
+        ax.set_xlabel("clicks (0 = the box)" if protocol == "cvpr" else "clicks")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean Dice")
-    axes[0][0].legend(fontsize=7)  # the first panel has every method
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -222,6 +258,6 @@ def plot(results: Dict[str, Dict], path: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--replot":  # figure of an earlier run: --replot JSON PNG
-        plot(json.loads(Path(sys.argv[2]).read_text())["per_structure"], Path(sys.argv[3]))
+        plot(json.loads(Path(sys.argv[2]).read_text())["results"], Path(sys.argv[3]))
     else:
         main()

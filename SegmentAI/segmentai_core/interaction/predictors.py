@@ -30,13 +30,16 @@ PERCENTILE_NORMALIZATION = {"type": "percentile", "lower": 0.5, "upper": 99.5}
 
 @dataclass
 class WorkingInputs:
-    """Float32 arrays on the working grid [k, j, i]: normalised image, previous mask (0..1), guidance."""
+    """Float32 arrays on the working grid [k, j, i]: normalised image, previous mask (0..1), guidance;
+    ``outside`` (bool, optional) marks the working voxels outside the session's region of interest,
+    which are background."""
 
     image: np.ndarray
     previous: np.ndarray
     positive: np.ndarray
     negative: np.ndarray
     spacing_mm: float
+    outside: Optional[np.ndarray] = None
 
 
 class Predictor(Protocol):

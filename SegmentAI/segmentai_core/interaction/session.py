@@ -71,10 +71,16 @@ class _Step:
     prompts_after: Tuple[Prompt, ...]
 
 
-def default_predictor(device: str = "auto", registry=None) -> Predictor:
-    """The installed interactive model (highest version) if there is one, else the random walker."""
-    package = find_interactive_model(registry)
-    return ModelPredictor(package, device=device) if package is not None else RandomWalkerPredictor()
+def default_predictor(device: str = "auto", registry=None, package=None) -> Predictor:
+    """The default engine: the hybrid (:class:`~.hybrid.HybridPredictor`: the installed interactive model,
+    highest version, as the data term of a geodesic competition on the image's edges), or the random
+    walker when no model is installed. ``package`` picks the model instead of the registry."""
+    from .hybrid import HybridPredictor
+
+    package = package if package is not None else find_interactive_model(registry)
+    if package is None:
+        return RandomWalkerPredictor()
+    return HybridPredictor(ModelPredictor(package, device=device, flips=0))
 
 
 class InteractionSession:
@@ -108,6 +114,7 @@ class InteractionSession:
         self._initial: Optional[np.ndarray] = None
         self._protected: Optional[np.ndarray] = None
         self._prompts: List[Prompt] = []
+        self._roi: Optional[Tuple[np.ndarray, np.ndarray]] = None
         self._undo: List[_Step] = []
         self._redo: List[_Step] = []
         self.last_region: Optional[LocalRegion] = None
@@ -119,6 +126,7 @@ class InteractionSession:
         if volume.array.ndim != 3:
             raise InputError("interactive segmentation needs a 3D image")
         self._image = volume
+        self._roi = None
         self.worker.submit(self.predictor.load)  # load the model while the user aims the first click
         self.set_target(None)
 
@@ -140,6 +148,32 @@ class InteractionSession:
     def set_protected(self, protected: Union[np.ndarray, Volume, None]) -> None:
         """Voxels belonging to other segments (non-zero), which an update never takes."""
         self._protected = None if protected is None else self._as_mask(protected, "protected mask").astype(bool)
+
+    def set_roi(self, corner1: Optional[Positions] = None, corner2: Optional[Positions] = None,
+                space: str = "ras") -> None:
+        """Bound every later update to the box between two opposite corners (aligned with the voxel
+        axes), as Grow-from-seeds bounds itself to its ROI: voxels outside it are background and its
+        border is a background seed for the predictors that use seeds. ``None`` removes it. Not a
+        prompt: it predicts nothing by itself, is not undone, and stays for later targets."""
+        if corner1 is None:
+            self._roi = None
+            return
+        corners = np.concatenate([to_ijk(corner1, self.geometry, space), to_ijk(corner2, self.geometry, space)])
+        if len(corners) != 2:
+            raise InputError("a region of interest is given by two corners (three numbers each)")
+        size = np.array(self.geometry.size_ijk) - 1
+        if np.any(corners.max(axis=0) < -0.5) or np.any(corners.min(axis=0) > size + 0.5):
+            raise InputError("the region of interest lies outside the image")
+        low = np.clip(np.ceil(corners.min(axis=0) - 1e-6), 0, size).astype(int)
+        high = np.clip(np.floor(corners.max(axis=0) + 1e-6), 0, size).astype(int)
+        if np.any(high < low):
+            raise InputError("the region of interest lies outside the image")
+        self._roi = (low, high)
+
+    @property
+    def roi(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """(low, high) voxel indices (i, j, k), inclusive, of the region of interest, or None."""
+        return None if self._roi is None else (self._roi[0].copy(), self._roi[1].copy())
 
     @property
     def mask(self) -> np.ndarray:
@@ -319,22 +353,36 @@ class InteractionSession:
     def _predict_with(self, predictor: Predictor, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
         geometry = self.geometry
         points = np.concatenate([p.array for p in prompts])
-        region = plan_region(geometry, self._require_mask(), points, prompts[-1].array.mean(axis=0),
-                             predictor.settings)
+        if self._roi is not None:  # see the whole region of interest when it fits
+            points = np.concatenate([points, np.array(self._roi, dtype=float)])
+        region = self._within_roi(plan_region(geometry, self._require_mask(), points,
+                                              prompts[-1].array.mean(axis=0), predictor.settings))
         probability, previous = self._probability(predictor, prompts, region)
         for _ in range(self.zoom_out_passes):
             if not touches_open_border(probability, region.working, geometry):
                 break
-            wider = plan_region(geometry, self._require_mask(),
-                                np.concatenate([points, zoom_out_points(region, geometry)]),
-                                prompts[-1].array.mean(axis=0), predictor.settings)
+            wider = self._within_roi(plan_region(geometry, self._require_mask(),
+                                                 np.concatenate([points, zoom_out_points(region, geometry)]),
+                                                 prompts[-1].array.mean(axis=0), predictor.settings))
             if wider.working.spacing[0] <= region.working.spacing[0] + 1e-6:
                 break  # at the predictor's coarsest view already (or a window of a too-large object)
             region = wider
             probability, previous = self._probability(predictor, prompts, region)
             self.zoomed_out += 1
         self.last_region = region
-        return self._paste(probability, previous, prompts, region), region
+        return self._paste(probability, previous, prompts, region, predictor), region
+
+    def _within_roi(self, region: LocalRegion) -> LocalRegion:
+        """``region`` with its crop clipped to the region of interest (the working grid unchanged)."""
+        if self._roi is None:
+            return region
+        low, high = self._roi
+        crop = tuple(slice(max(s.start, int(low[a])), max(max(s.start, int(low[a])), min(s.stop, int(high[a]) + 1)))
+                     for s, a in zip(region.crop, (2, 1, 0)))
+        if any(s.stop <= s.start for s in crop):  # the window lies beside the ROI: keep the ROI's nearest voxels
+            crop = tuple(slice(int(low[a]), int(high[a]) + 1) for a in (2, 1, 0))
+        geometry = self.geometry.cropped([s.start for s in crop], [s.stop for s in crop])
+        return LocalRegion(crop, geometry, region.working)  # type: ignore[arg-type]
 
     def _probability(self, predictor: Predictor, prompts: List[Prompt],
                      region: LocalRegion) -> Tuple[np.ndarray, np.ndarray]:
@@ -351,18 +399,39 @@ class InteractionSession:
                             predictor.normalization)
         previous_w = resample_to(Volume(mask[crop].astype(np.float32), crop_geometry), working, order=1).array
         positive, negative = guidance_maps(guidance, image.geometry, working, predictor.sigma)
-        inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]))
-        return self.worker.call(predictor.predict, inputs), previous_w
+        outside = None
+        if self._roi is not None:
+            inside = Volume(np.ones(crop_image.array.shape, dtype=np.float32), crop_geometry)
+            outside = resample_to(inside, working, order=1, default_value=0.0).array < 0.5
+        inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside)
+        probability = self.worker.call(predictor.predict, inputs)
+        if outside is not None:
+            probability = np.where(outside, np.float32(0), probability)
+        return probability, previous_w
 
     def _paste(self, probability: np.ndarray, previous_w: np.ndarray, prompts: List[Prompt],
-               region: LocalRegion) -> np.ndarray:
-        """The new crop of the mask: the prediction where this interaction may and does change it."""
+               region: LocalRegion, predictor: Optional[Predictor] = None) -> np.ndarray:
+        """The new crop of the mask: the prediction where this interaction may and does change it.
+
+        A predictor with a ``refine_on_crop`` method (the hybrid) redraws the boundary on the crop's own
+        (finer) voxels; the previous mask is then compared as it is, not through the working grid."""
         mask, geometry = self._require_mask(), self.geometry
         crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
-        # Back on the crop, change only where the new decision differs from the previous mask seen
-        # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
-        new = resample_to(Volume(probability, working), crop_geometry, order=1).array > 0.5
-        seen = resample_to(Volume(previous_w, working), crop_geometry, order=1).array > 0.5
+        soft = resample_to(Volume(probability, working), crop_geometry, order=1).array
+        refine = getattr(predictor, "refine_on_crop", None)
+        if refine is not None and _finer(crop_geometry, working):
+            image = self._require_image()
+            crop_image = normalize(image.array[crop], predictor.normalization)  # type: ignore[union-attr]
+            positive, negative = self._prompt_voxels(prompts, crop)
+            soft = self.worker.call(refine, crop_image, soft, positive, negative,
+                                    tuple(crop_geometry.spacing[::-1]), float(working.spacing[0]))
+            new = soft > 0.5
+            seen = mask[crop].astype(bool)
+        else:
+            # Back on the crop, change only where the new decision differs from the previous mask seen
+            # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
+            new = soft > 0.5
+            seen = resample_to(Volume(previous_w, working), crop_geometry, order=1).array > 0.5
         # A box bounds the change it makes; a later click or scribble may go beyond an earlier box
         # (the user is correcting it), and only its own connected change is kept (_follow_prompt).
         changed = (new != seen) & self._allowed(prompts[-1:], region)
@@ -372,6 +441,20 @@ class InteractionSession:
         result = mask[crop].copy()
         result[changed] = new[changed]
         return result
+
+    def _prompt_voxels(self, prompts: Sequence[Prompt], crop: Slices) -> Tuple[np.ndarray, np.ndarray]:
+        """Voxels of the crop under the point and scribble prompts (object, background)."""
+        shape = tuple(s.stop - s.start for s in crop)
+        start = np.array([s.start for s in crop])
+        marks = {True: np.zeros(shape, dtype=bool), False: np.zeros(shape, dtype=bool)}
+        for prompt in prompts:
+            if prompt.kind == "box":
+                continue
+            points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
+            kji = self.geometry.ijk_to_array_index(points) - start
+            kji = kji[np.all((kji >= 0) & (kji < np.array(shape)), axis=1)]
+            marks[prompt.positive][tuple(kji.T)] = True
+        return marks[True], marks[False]
 
     def _allowed(self, prompts: Sequence[Prompt], region: LocalRegion) -> np.ndarray:
         """Where an update for ``prompts`` may change the mask: inside their 3D boxes (if any), and on
@@ -436,6 +519,11 @@ def _prompt_honoured(result: np.ndarray, region: LocalRegion, prompt: Prompt, ge
     if not len(kji):
         return True
     return float(np.mean(result[tuple(kji.T)].astype(bool) == prompt.positive)) >= 0.5
+
+
+def _finer(crop_geometry: Geometry, working: Geometry) -> bool:
+    """True when the crop's voxels are finer than the working grid's along some axis (by 10 %)."""
+    return min(crop_geometry.spacing) < 0.9 * min(working.spacing)
 
 
 def _changed_box(a: np.ndarray, b: np.ndarray) -> Optional[Slices]:

@@ -74,3 +74,28 @@ def clicks_to_reach(dice_curve: Sequence[float], threshold: float, max_clicks: i
         if value >= threshold:
             return index + 1
     return max_clicks
+
+
+_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+def cvpr_click(prediction: np.ndarray, truth: np.ndarray) -> Optional[Tuple[np.ndarray, bool]]:
+    """The next click of the CVPR 2025 interactive challenge's protocol (``CVPR25_iter_eval.py``):
+    in the largest 26-connected component of the error (prediction ≠ truth), the voxel farthest from
+    the component's boundary (Euclidean distance in voxels, the array border counting as boundary);
+    positive where the truth is object there. Returns (array index (k, j, i), positive) or None."""
+    error = prediction.astype(bool) != truth.astype(bool)
+    if not error.any():
+        return None
+    labels, count = ndimage.label(error, _STRUCTURE_26)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    region = labels == int(np.argmax(sizes))
+    box = ndimage.find_objects(region.astype(np.uint8))[0]
+    distance = ndimage.distance_transform_edt(np.pad(region[box], 1))[1:-1, 1:-1, 1:-1]
+    local = np.array(np.unravel_index(int(np.argmax(distance)), distance.shape))
+    kji = local + np.array([s.start for s in box])
+    return kji, bool(truth[tuple(kji)])
+
+
+__all__ += ["cvpr_click"]

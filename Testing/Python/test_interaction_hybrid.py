@@ -1,0 +1,197 @@
+"""The hybrid engine (default): prompt regression sequences on generated volumes, protection, undo.
+
+Each sequence: the standard clicker's clicks (``next_click``) on a generated volume, with the region of
+interest a user would draw (the object's box plus a margin), and the Dice the mask must reach.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segmentai_core.geometry import Geometry
+from segmentai_core.interaction import InteractionSession, InteractionWorker, ModelPredictor, default_predictor
+from segmentai_core.interaction.geodesic import competition, edge_costs, geodesic_distance
+from segmentai_core.interaction.hybrid import HybridPredictor
+from segmentai_core.metrics import dice
+from segmentai_core.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with InteractionWorker(threads=2) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def engine(worker):
+    from segmentai_core.interaction import find_interactive_model
+
+    package = find_interactive_model()
+    assert package is not None, "the shipped interactive model is missing"
+    predictor = HybridPredictor(ModelPredictor(package, device="cpu", flips=0))
+    worker.call(predictor.load)
+    return predictor
+
+
+def _volume(shape, spacing_ijk, truth: np.ndarray, inside: float, outside: float, noise: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    array = np.where(truth, inside, outside) + rng.normal(0, noise, shape)
+    # Some anatomy around the object: a smooth background ramp and a second, brighter blob.
+    k = np.linspace(0, 1, shape[0])[:, None, None]
+    array = (array + 0.1 * k).astype(np.float32)
+    geometry = Geometry.create(shape, spacing_ijk, (0.0, 0.0, 0.0))
+    return Volume(array, geometry)
+
+
+def _grid(shape, spacing_ijk):
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    return k * spacing_ijk[2], j * spacing_ijk[1], i * spacing_ijk[0]
+
+
+def _large_object():
+    shape, spacing = (64, 72, 72), (2.0, 2.0, 2.0)
+    k, j, i = _grid(shape, spacing)
+    truth = ((k - 64) / 50) ** 2 + ((j - 72) / 60) ** 2 + ((i - 72) / 58) ** 2 <= 1  # 10-12 cm across
+    return _volume(shape, spacing, truth, 0.8, 0.3, 0.04), truth
+
+
+def _small_low_contrast():
+    shape, spacing = (40, 48, 48), (1.0, 1.0, 1.0)
+    k, j, i = _grid(shape, spacing)
+    truth = ((k - 20) / 6) ** 2 + ((j - 24) / 8) ** 2 + ((i - 22) / 7) ** 2 <= 1
+    return _volume(shape, spacing, truth, 0.45, 0.35, 0.03), truth
+
+
+def _thin_elongated():
+    shape, spacing = (40, 64, 48), (1.0, 1.0, 1.0)
+    k, j, i = _grid(shape, spacing)
+    centre_k, centre_i = 20 + 6 * np.sin(j / 12.0), 24.0  # a gently curved tube, 2.5 mm radius
+    truth = ((k - centre_k) ** 2 + (i - centre_i) ** 2 <= 2.5 ** 2) & (j >= 8) & (j <= 56)
+    return _volume(shape, spacing, truth, 0.9, 0.3, 0.04), truth
+
+
+def _thick_slices():
+    shape, spacing = (14, 64, 64), (0.8, 0.8, 5.0)
+    k, j, i = _grid(shape, spacing)
+    truth = ((k - 35) / 22) ** 2 + ((j - 25) / 14) ** 2 + ((i - 27) / 12) ** 2 <= 1
+    return _volume(shape, spacing, truth, 0.7, 0.35, 0.04), truth
+
+
+def _roi(truth: np.ndarray, spacing_ijk, margin_mm: float = 8.0):
+    points = np.argwhere(truth)[:, ::-1]
+    margin = np.ceil(margin_mm / np.asarray(spacing_ijk))
+    low = np.maximum(points.min(0) - margin, 0)
+    high = np.minimum(points.max(0) + margin, np.array(truth.shape[::-1]) - 1)
+    return low, high
+
+
+def _clicks(session: InteractionSession, truth: np.ndarray, spacing_ijk, count: int):
+    from segmentai_train.interactive.clicker import next_click
+
+    scores = []
+    for _ in range(count):
+        click = next_click(session.mask, truth, tuple(spacing_ijk[::-1]))
+        if click is None:
+            scores.append(1.0)
+            continue
+        session.add_point(click[0][::-1].astype(float), click[1], space="ijk")
+        scores.append(dice(session.mask, truth))
+    return scores
+
+
+# (name, volume factory, clicks, Dice after the last click). Thresholds sit below the measured values
+# (large 0.965 after 2 clicks, small 0.946 after 3, thin 0.626 after 5, 5 mm slices 0.99 after 3)
+# (printed by the test) so that they catch regressions, not noise.
+SEQUENCES = [
+    ("large-homogeneous", _large_object, 2, 0.9),
+    ("small-low-contrast", _small_low_contrast, 3, 0.75),
+    ("thin-elongated", _thin_elongated, 5, 0.55),
+    ("5mm-slices", _thick_slices, 3, 0.8),
+]
+
+
+@pytest.mark.parametrize("name, make, count, threshold", SEQUENCES, ids=[s[0] for s in SEQUENCES])
+def test_prompt_sequence_reaches_its_dice(worker, engine, name, make, count, threshold):
+    image, truth = make()
+    spacing = image.geometry.spacing
+    with InteractionSession(engine, worker=worker) as session:
+        session.set_image(image)
+        session.set_roi(*_roi(truth, spacing), space="ijk")
+        scores = _clicks(session, truth, spacing, count)
+        print(name, np.round(scores, 3), engine.last_choice)
+        assert scores[-1] >= threshold
+        low, high = session.roi
+        outside = np.ones(truth.shape, dtype=bool)
+        outside[low[2]:high[2] + 1, low[1]:high[1] + 1, low[0]:high[0] + 1] = False
+        assert not session.mask[outside].any()  # nothing outside the ROI
+
+
+def test_hybrid_never_takes_protected_voxels_and_undo_restores_exactly(worker, engine):
+    image, truth = _large_object()
+    # Another segment covers one side of the object: the clicks must leave it alone.
+    protected = np.zeros(truth.shape, dtype=bool)
+    protected[:, :, 60:] = True
+    with InteractionSession(engine, worker=worker) as session:
+        session.set_image(image)
+        session.set_target(None, protected=protected)
+        session.set_roi(*_roi(truth, image.geometry.spacing), space="ijk")
+        history = [session.mask.copy()]
+        for _ in range(3):
+            _clicks(session, truth & ~protected, image.geometry.spacing, 1)
+            history.append(session.mask.copy())
+            assert not (session.mask.astype(bool) & protected).any()
+        assert dice(session.mask, truth & ~protected) > 0.85
+        for expected in reversed(history[:-1]):
+            session.undo()
+            assert np.array_equal(session.mask, expected)
+        for expected in history[1:]:
+            session.redo()
+            assert np.array_equal(session.mask, expected)
+
+
+def test_default_engine_is_the_hybrid_and_works_without_roi(worker):
+    predictor = default_predictor(device="cpu")
+    assert isinstance(predictor, HybridPredictor) and predictor.name.startswith("hybrid:")
+    image, truth = _small_low_contrast()
+    with InteractionSession(predictor, worker=worker) as session:
+        session.set_image(image)
+        scores = _clicks(session, truth, image.geometry.spacing, 3)
+        print("no ROI", np.round(scores, 3))
+        assert scores[-1] >= 0.5
+
+
+def test_roi_is_checked_and_removable(worker, engine):
+    from segmentai_core.errors import InputError
+
+    image, _ = _small_low_contrast()
+    session = InteractionSession(engine, worker=worker)
+    session.set_image(image)
+    with pytest.raises(InputError):
+        session.set_roi((500, 500, 500), (600, 600, 600), space="ijk")
+    session.set_roi((40, 40, 30), (2, 3, 4), space="ijk")  # corners in any order
+    low, high = session.roi
+    assert list(low) == [2, 3, 4] and list(high) == [40, 40, 30]
+    session.set_roi(None)
+    assert session.roi is None
+
+
+def test_geodesic_competition_follows_edges():
+    # Two flat regions split by a step: each side goes to the seed on it, whatever the distance.
+    image = np.zeros((4, 4, 40), dtype=np.float32)
+    image[..., 30:] = 1.0
+    costs = edge_costs(image, (1.0, 1.0, 1.0), contrast=1.0, length=0.001)
+    fg = np.full(image.shape, np.inf, dtype=np.float32)
+    bg = fg.copy()
+    fg[0, 0, 0] = 0  # far left
+    bg[0, 0, 39] = 0  # far right, beyond the step
+    soft = competition(fg, bg, costs)
+    assert (soft[..., :30] > 0.5).all() and (soft[..., 30:] < 0.5).all()
+    # Sweeping finds paths that turn: a U-shaped corridor.
+    wall = np.zeros((1, 20, 20), dtype=np.float32)
+    wall[0, 2:20, 9:11] = 100.0
+    costs = edge_costs(wall, (1.0, 1.0, 1.0), contrast=1.0, length=1.0)
+    init = np.full(wall.shape, np.inf, dtype=np.float32)
+    init[0, 19, 0] = 0
+    distance = geodesic_distance(init, costs, passes=3)
+    assert distance[0, 19, 19] < 60  # around the wall (about 52 steps), not through it (+200)
