@@ -50,7 +50,7 @@ def test_add_never_overwrites_and_maps_values_by_name(tmp_path):
     # A stray label file takes case_0002: the next case must skip it, not overwrite it.
     write_labelmap(mask, label_path(folder, "case_0002"))
     before = label_path(folder, "case_0002").read_bytes()
-    case_id = add_case(folder, image, mask.with_array(mask.array * 5), {5: "liver"})
+    case_id = add_case(folder, image, mask.with_array(mask.array * 5), {5: "liver"}, allow_duplicate=True)
     assert case_id == "case_0003" and label_path(folder, "case_0002").read_bytes() == before
     assert set(np.unique(read_volume(label_path(folder, case_id)).array)) == {0, 2}  # 5 → dataset value 2
 
@@ -74,10 +74,13 @@ def test_cli_add_list_validate(tmp_path, capsys):
     write_volume(image, tmp_path / "img.nrrd")
     write_segmentation(mask, [SegmentLabel(1, "Brain")], tmp_path / "seg.seg.nrrd")
     write_labelmap(mask, tmp_path / "plain.nii.gz")
+    write_volume(_case(1)[0], tmp_path / "img2.nrrd")
     folder = tmp_path / "ds"
     assert main(["dataset", "add", str(tmp_path / "img.nrrd"), str(tmp_path / "seg.seg.nrrd"), "--dataset",
                  str(folder), "--model-id", "brain-t1-extraction@1.0.0"]) == 0
     assert main(["dataset", "add", str(tmp_path / "img.nrrd"), str(tmp_path / "plain.nii.gz"), "--dataset",
+                 str(folder), "--labels", "1=Brain"]) == 2  # the same image twice
+    assert main(["dataset", "add", str(tmp_path / "img2.nrrd"), str(tmp_path / "plain.nii.gz"), "--dataset",
                  str(folder), "--labels", "1=Brain"]) == 0
     assert load_dataset(folder).labels == {"background": 0, "Brain": 1}
     record = json.loads((folder / "provenance" / "case_0001.json").read_text(encoding="utf-8"))

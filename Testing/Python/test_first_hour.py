@@ -59,3 +59,113 @@ def test_evaluate_table_prints_pixel_accuracy(tmp_path, capsys):
     column = header.index("PixAcc")
     expected = 1 - 72 / ref.size
     assert float(row[column]) == pytest.approx(expected, abs=1e-4)
+
+
+def _scripted_validation(monkeypatch, scores):
+    """Validation Dice as scripted: first the parent's, then every later measurement (a run that ends worse)."""
+    from segmentai_train import model_setup
+
+    real = model_setup.prepare_finetune
+    calls = iter(scores)
+
+    def prepare(*args, **kwargs):
+        setup = real(*args, **kwargs)
+        last = [scores[-1]]
+
+        def evaluate(network, cases):
+            last[0] = next(calls, last[0])
+            return last[0]
+
+        setup.evaluate = evaluate
+        return setup
+
+    monkeypatch.setattr(model_setup, "prepare_finetune", prepare)
+
+
+QUICK_CLI = ["--epochs", "1", "--iterations", "1", "--warmup", "1", "--device", "cpu", "--no-progress-bar",
+             "--bn", "frozen", "--batch-size", "1"]
+
+
+def _dataset(folder: Path) -> Path:
+    from segmentai_core.dataset import add_case
+    from segmentai_core.phantoms import blob_phantom
+
+    for seed in range(3):
+        image, mask = blob_phantom(shape=(40, 48, 44), seed=seed)
+        add_case(folder, image, mask, {1: "Object"})
+    return folder
+
+
+def test_finetune_worse_than_parent_says_so_and_keeps_the_parent_default(tmp_path, monkeypatch, capsys):
+    """Validation Dice 0.9696 -> 0.9657 was published as the next version without a word (issue 16, item 3)."""
+    from conftest import make_tiny_package
+    from segmentai_core.models.registry import ModelRegistry
+    from segmentai_train.cli import main as train_main
+
+    source = make_tiny_package(tmp_path / "tiny")
+    data = _dataset(tmp_path / "data")
+    _scripted_validation(monkeypatch, [0.9696, 0.9657])
+    assert train_main(["finetune", "--model", str(source.folder), "--data", str(data), "--out", str(tmp_path / "run"),
+                       *QUICK_CLI]) == 0
+    out, err = capsys.readouterr()
+    assert "WARNING: the fine-tuned model is WORSE than its parent" in err and "0.9696 -> 0.9657" in err
+    assert "--accept-worse" in err and "tiny-test@0.0.1 stays the default" in err
+    from segmentai_core.models.package import ModelPackage
+
+    worse = ModelPackage.open(tmp_path / "run" / "model")
+    assert worse.manifest.version == "0.0.1-worse" and worse.manifest.extensions["x-training"]["worse_than_parent"]
+    assert worse.manifest.notes.startswith("WORSE THAN ITS PARENT")
+    registry = ModelRegistry(builtin_dir=tmp_path / "none", user_dir=tmp_path / "user")
+    registry.import_package(source.folder)
+    registry.import_package(worse.folder)
+    assert registry.get("tiny-test").version == "0.0.1"  # the parent stays what the id names
+    assert registry.get("tiny-test@0.0.1-worse").version == "0.0.1-worse"  # the user can still choose it
+
+    _scripted_validation(monkeypatch, [0.9696, 0.9657])  # the user's choice: publish it anyway
+    assert train_main(["finetune", "--model", str(source.folder), "--data", str(data), "--out", str(tmp_path / "run2"),
+                       "--accept-worse", *QUICK_CLI]) == 0
+    _, err = capsys.readouterr()
+    assert "WORSE" in err and "outranks" in err
+    assert ModelPackage.open(tmp_path / "run2" / "model").manifest.version == "0.0.2"
+
+    _scripted_validation(monkeypatch, [0.90, 0.95])  # better: quiet, the next version
+    assert train_main(["finetune", "--model", str(source.folder), "--data", str(data), "--out", str(tmp_path / "run3"),
+                       *QUICK_CLI]) == 0
+    _, err = capsys.readouterr()
+    assert "WORSE" not in err
+    assert ModelPackage.open(tmp_path / "run3" / "model").manifest.version == "0.0.2"
+
+
+def test_dataset_add_refuses_the_same_image_twice_and_validate_flags_duplicates(tmp_path, capsys):
+    """The same image added twice was accepted and 'validate' said ok: validation could leak into training."""
+    import shutil
+
+    from segmentai_core.dataset.layout import image_path, label_path
+    from segmentai_core.io import write_labelmap, write_volume
+    from segmentai_core.phantoms import blob_phantom
+
+    image, mask = blob_phantom(shape=(20, 24, 22), seed=0)
+    write_volume(image, tmp_path / "img.nrrd")
+    write_volume(image.with_array(image.array.astype(np.float32)), tmp_path / "same_as_float.nii.gz")
+    write_labelmap(mask, tmp_path / "mask.nii.gz")
+    folder = tmp_path / "ds"
+    def add(image, *extra):
+        return run_cli(capsys, "dataset", "add", image, tmp_path / "mask.nii.gz", "--dataset", folder, *extra,
+                       "--labels", "1=Brain")
+
+    assert add(tmp_path / "img.nrrd")[0] == 0
+    # The same voxels in another format and storage type: refused in one line, nothing added.
+    code, out, err = add(tmp_path / "same_as_float.nii.gz")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "already in dataset ds as case_0001" in err and "--allow-duplicate" in err
+    assert not image_path(folder, "case_0002").exists()
+    assert run_cli(capsys, "dataset", "validate", folder)[0] == 0
+    # A copy made behind the tool's back (or with --allow-duplicate) is flagged by validate.
+    shutil.copyfile(image_path(folder, "case_0001"), image_path(folder, "case_0002"))
+    shutil.copyfile(label_path(folder, "case_0001"), label_path(folder, "case_0002"))
+    assert add(tmp_path / "img.nrrd", "--allow-duplicate")[0] == 0
+    code, _, err = run_cli(capsys, "dataset", "validate", folder)
+    assert code == 2
+    flagged = [line for line in err.splitlines() if "same image as case_0001" in line]
+    assert len(flagged) == 2 and any("case_0002" in line for line in flagged)
+    assert any("case_0003" in line for line in flagged)

@@ -31,6 +31,8 @@ def _finetune_parser(sub) -> None:
     p.add_argument("--accumulate", type=int, default=d.accumulate, help="gradient accumulation micro-steps")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run's files (metrics.csv, training_curve.png, checkpoint) in a non-empty OUT")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (decoder)")
     p.add_argument("--encoder-lr-scale", type=float, default=d.encoder_lr_scale, help="encoder rate / decoder rate")
     p.add_argument("--freeze-encoder-epochs", type=int, default=d.freeze_encoder_epochs)
@@ -55,6 +57,9 @@ def _finetune_parser(sub) -> None:
                    help="imported nnU-Net models: the fold whose weights to start from (default: the first)")
     p.add_argument("--version", default=None, help="version of the new package (default: parent's patch + 1)")
     p.add_argument("--new-id", default=None, help="id of the new package (default: the parent's)")
+    p.add_argument("--accept-worse", action="store_true",
+                   help="publish as the next version even if validation Dice is lower than the parent's (by default "
+                        "such a model is versioned below the parent, which stays the default)")
     p.add_argument("--json-progress", action="store_true", help="JSON progress lines on stdout")
     p.add_argument("--no-progress-bar", action="store_true")
     p.set_defaults(func=_run_finetune)
@@ -84,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_finetune(args: argparse.Namespace) -> int:
     import torch
 
-    from .finetune import FinetuneConfig, finetune
+    from .finetune import FinetuneConfig, finetune, worse_warning
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,11 +102,13 @@ def _run_finetune(args: argparse.Namespace) -> int:
         bn_mode=args.bn_mode, seed=args.seed,
         device=args.device, amp=not args.no_amp, json_progress=args.json_progress,
         progress_bar=not args.no_progress_bar, time_limit_s=args.minutes * 60 if args.minutes else None,
-        version=args.version, model_id=args.new_id, source_fold=args.source_fold)
-    result = finetune(args.model, args.data, args.out, config, resume=args.resume)
+        version=args.version, model_id=args.new_id, source_fold=args.source_fold, accept_worse=args.accept_worse)
+    result = finetune(args.model, args.data, args.out, config, resume=args.resume, overwrite=args.overwrite)
     if result.package_dir is not None and not args.json_progress:
-        print(f"wrote {result.package_dir} (validation Dice {result.val_dice_before:.4f} -> "
+        print(f"wrote {result.package_dir} ({result.model}; validation Dice {result.val_dice_before:.4f} -> "
               f"{result.val_dice_after:.4f}, {result.epochs} epochs)")
+    if result.worse_than_parent:
+        print(worse_warning(result), file=sys.stderr, flush=True)
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from .sampling import recalibrate_batch_norm
 from .shards import ShardedPatchSampler
 from .trainer import TrainConfig, Trainer, cosine_lr, poly_lr
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "FinetuneTrainer", "finetune"]
+__all__ = ["worse_warning", "FinetuneConfig", "FinetuneResult", "FinetuneTrainer", "finetune"]
 
 CHECKPOINT = "checkpoint_latest.pt"
 PACKAGE_DIR = "model"
@@ -70,6 +71,7 @@ class FinetuneConfig:
     version: Optional[str] = None
     model_id: Optional[str] = None
     source_fold: Optional[str] = None  # imported nnU-Net models: the fold to start from (default: the first)
+    accept_worse: bool = False  # publish as the next version even when validation Dice fell
 
 
 @dataclass
@@ -79,6 +81,28 @@ class FinetuneResult:
     val_dice_after: float
     epochs: int
     history: List[Dict[str, float]] = field(default_factory=list)
+    worse_than_parent: bool = False  # validation Dice after < before
+    model: Optional[str] = None  # id@version of the package written
+    parent: Optional[str] = None  # id@version of the parent
+
+
+def worse_warning(result: FinetuneResult) -> str:
+    """The loud, several-line message for a fine-tuned model that validated worse than its parent."""
+    from segmentai_core.models.manifest import version_key
+
+    drop = result.val_dice_after - result.val_dice_before
+    model_id, _, version = (result.model or "").partition("@")
+    parent_id, _, parent_version = (result.parent or "").partition("@")
+    lines = ["WARNING: the fine-tuned model is WORSE than its parent on validation: Dice "
+             f"{result.val_dice_before:.4f} -> {result.val_dice_after:.4f} ({drop:+.4f})."]
+    if model_id == parent_id and version_key(version) > version_key(parent_version):
+        lines.append(f"  Written as {result.model}: once imported it outranks {result.parent} for "
+                     f"'--model {parent_id}' (you asked for that version or passed --accept-worse).")
+    else:
+        lines += [f"  Written as {result.model}; {result.parent} stays the default for '--model {parent_id}'.",
+                  f"  To use it anyway: --model {result.package_dir}, or import it and name it {result.model}; "
+                  "to publish it as the next version, rerun with --accept-worse."]
+    return "\n".join(lines)
 
 
 def _loss(num_classes: int, class_weights: Optional[List[float]]) -> torch.nn.Module:
@@ -265,20 +289,58 @@ def _resolve_model(model: Union[str, Path, Any]):
     return ModelRegistry().get(str(model))
 
 
+def _check_numbers(config: FinetuneConfig) -> None:
+    """NaN, infinite or out-of-range rates and fractions are refused before any work (one line)."""
+    checks = [("--lr", config.learning_rate, 0.0, False), ("--encoder-lr-scale", config.encoder_lr_scale, 0.0, True),
+              ("--val-fraction", config.val_fraction, 0.0, True)]
+    if config.time_limit_s is not None:
+        checks.append(("--minutes", config.time_limit_s, 0.0, False))
+    for name, value, low, low_ok in checks:
+        if not math.isfinite(value) or value < low or (value == low and not low_ok):
+            raise InputError(f"{name} must be a {'non-negative' if low_ok else 'positive'} number, got {value}")
+    if config.val_fraction >= 1:
+        raise InputError(f"--val-fraction must be below 1, got {config.val_fraction}")
+    if config.class_weights and not all(math.isfinite(w) and w >= 0 for w in config.class_weights):
+        raise InputError(f"--class-weights must be non-negative numbers, got {config.class_weights}")
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to write a run into a folder that holds anything else, unless ``overwrite``.
+
+    A folder holding an interrupted run (its checkpoint) is resumed with ``resume``; a missing
+    or empty folder is used as is; an unwritable one is refused before any work.
+    """
+    from segmentai_core.io.staging import check_writable_folder
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give a folder for the run")
+    if resume and (out / CHECKPOINT).exists():
+        check_writable_folder(out, "run")
+        return
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not overwrite:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise OutputError(f"--out {out} is not empty ({shown}); choose a new folder, or pass --overwrite to let "
+                          "this run replace its files there")
+    check_writable_folder(out, "run")
+
+
 def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[str, Path],
-             config: Optional[FinetuneConfig] = None, resume: bool = False, **overrides: Any) -> FinetuneResult:
+             config: Optional[FinetuneConfig] = None, resume: bool = False, overwrite: bool = False,
+             **overrides: Any) -> FinetuneResult:
     """Fine-tune ``model`` (id, id@version, folder or ModelPackage) on the dataset ``data``.
 
     Writes checkpoints, ``metrics.csv`` and ``training_curve.png`` to ``out`` and the new model
     package to ``out/model``; the source package is never modified. Keyword ``overrides`` set
     :class:`FinetuneConfig` fields. Under ``torchrun`` each process trains on its shard of every
-    global batch and only rank 0 writes.
+    global batch and only rank 0 writes. ``out`` must be new or empty (or hold the interrupted run
+    that ``resume`` continues) unless ``overwrite``.
     """
     from segmentai_core.inference.device import select_device
 
     from .data import split_cases
     from .model_setup import prepare_finetune
-    from .new_package import finetuned_manifest
+    from .new_package import below_parent_version, finetuned_manifest
     from .transfer import parameter_groups
 
     config = copy.deepcopy(config) if config is not None else FinetuneConfig()
@@ -293,8 +355,10 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     checkpoint = out / CHECKPOINT
     if package_dir.exists():
         raise OutputError(f"{package_dir} exists already: this run has finished; choose a new --out folder")
-    if checkpoint.exists() and not resume:
+    if checkpoint.exists() and not resume and not overwrite:
         raise OutputError(f"{out} holds an interrupted run ({CHECKPOINT}); pass --resume or choose a new --out folder")
+    _check_numbers(config)
+    _check_run_folder(out, resume, overwrite)
 
     device = select_device(config.device)
     dist = init_distributed(device.type)
@@ -351,23 +415,30 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
             elif recalibrate:
                 recalibrate_batch_norm(network, _to_device(calibration, device), config.bn_batches * 4)
             after = setup.evaluate(network, val_cases)
+            worse = bool(after < result.val_dice_before)  # False when either is NaN (no validation)
+            version = config.version
+            if worse and version is None and not config.accept_worse:
+                version = below_parent_version(manifest.version)  # the parent stays the default
             info = {"dataset": training.dataset_name, "data_sha256": training.sha256, "cases": len(training.cases),
                     "train_cases": [c.name for c in train_cases], "val_cases": len(val_cases),
                     "validation": validation, "epochs": epochs_run, "best_epoch": trainer.best_epoch,
                     "iterations_per_epoch": config.iterations_per_epoch,
                     "val_dice_before": round(result.val_dice_before, 5),
-                    "val_dice_after": round(after, 5), "head": "kept" if keep_head else "re-initialised",
+                    "val_dice_after": round(after, 5), "worse_than_parent": worse,
+                    "head": "kept" if keep_head else "re-initialised",
                     "world_size": dist.world, "config": {k: v for k, v in asdict(config).items()
                                                          if k not in ("json_progress", "progress_bar")}}
             state = network.module.state_dict() if hasattr(network, "module") else network.state_dict()
             state = {k: v for k, v in _unsync_state(state).items()}
             data_manifest = finetuned_manifest(manifest, training.class_names, training.class_values, keep_head, info,
-                                               config.version, config.model_id, grid=setup.grid)
+                                               version, config.model_id, grid=setup.grid)
             package = setup.write_package(package_dir, data_manifest, state)
             result.package_dir, result.val_dice_after = package.folder, after
+            result.worse_than_parent, result.model, result.parent = worse, package.full_id, manifest.full_id
             if config.json_progress:
                 print(json.dumps({"event": "done", "package": str(package.folder), "model": package.full_id,
                                   "val_dice_before": result.val_dice_before, "val_dice_after": after,
+                                  "worse_than_parent": worse, "parent": manifest.full_id,
                                   "epochs": epochs_run}), flush=True)
         dist.barrier()
         return result

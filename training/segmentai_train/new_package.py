@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from segmentai_core.labels import SegmentLabel
 
-__all__ = ["next_version", "finetuned_manifest"]
+__all__ = ["next_version", "below_parent_version", "finetuned_manifest"]
 
 
 def next_version(version: str) -> str:
@@ -19,6 +19,19 @@ def next_version(version: str) -> str:
         return "0.0.1"
     major, minor, patch = (int(g) for g in match.groups())
     return f"{major}.{minor}.{patch + 1}"
+
+
+def below_parent_version(version: str) -> str:
+    """A version that sorts *below* ``version`` (``1.0.0`` → ``1.0.0-worse``): a fine-tuned model that
+    validated worse than its parent never outranks it, so ``--model ID`` keeps meaning the parent."""
+    from segmentai_core.models.manifest import version_key
+
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?", version)
+    if not match:
+        return "0.0.0-worse"
+    base = ".".join(match.groups()[:3])
+    candidate = f"{base}-worse" if match.group(4) is None else f"{base}-0.worse"
+    return candidate if version_key(candidate) < version_key(version) else "0.0.0-worse"
 
 
 def finetuned_manifest(parent, class_names: List[str], class_values: List[int], keep_head: bool,
@@ -58,7 +71,10 @@ def finetuned_manifest(parent, class_names: List[str], class_values: List[int], 
         "notes": f"before fine-tuning ({parent.full_id}): {training['val_dice_before']:.4f}; {grid}",
     }]
     data["created"] = time.strftime("%Y-%m-%d")
-    data["notes"] = (f"Fine-tuned from {parent.full_id} by segmentai-train for {training['epochs']} epochs on "
+    worse = (f"WORSE THAN ITS PARENT on validation (Dice {training['val_dice_before']:.4f} -> "
+             f"{training['val_dice_after']:.4f}); versioned below the parent, which stays the default. "
+             if training.get("worse_than_parent") else "")
+    data["notes"] = (worse + f"Fine-tuned from {parent.full_id} by segmentai-train for {training['epochs']} epochs on "
                      f"{training['cases']} case(s); validation Dice {training['val_dice_before']:.4f} -> "
                      f"{training['val_dice_after']:.4f} ({training['validation']}). The parent's accuracy "
                      "figures do not carry over. " + (parent.notes or ""))[:4000]

@@ -31,13 +31,16 @@ def register(subparsers) -> None:
     add.add_argument("--channel", default=None, metavar="NAME",
                      help="channel name for a new dataset (default: the model's input channel, else 'image')")
     add.add_argument("--note", default=None, help="free text stored in the case's provenance")
+    add.add_argument("--allow-duplicate", action="store_true",
+                     help="add the image even if the dataset holds the same image already (same voxels)")
     add.set_defaults(func=run_add)
 
     lst = sub.add_parser("list", help="list the cases of a dataset")
     lst.add_argument("dataset", metavar="DIR", type=Path)
     lst.set_defaults(func=run_list)
 
-    val = sub.add_parser("validate", help="check geometry, label values and empty labels of every case")
+    val = sub.add_parser("validate",
+                         help="check geometry, label values, empty labels and duplicate images of every case")
     val.add_argument("dataset", metavar="DIR", type=Path)
     val.set_defaults(func=run_validate)
 
@@ -86,7 +89,8 @@ def run_add(args: argparse.Namespace) -> int:
     if args.note:
         provenance["note"] = args.note
     channel = args.channel or _model_channel(args.model_id) or "image"
-    case_id = add_case(args.dataset, image, labelmap, names, provenance, channel_names=[channel])
+    case_id = add_case(args.dataset, image, labelmap, names, provenance, channel_names=[channel],
+                       allow_duplicate=args.allow_duplicate)
     print(f"added {case_id} to {args.dataset}")
     return 0
 

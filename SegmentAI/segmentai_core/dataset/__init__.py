@@ -6,7 +6,7 @@ and MONAI read it as is. SegmentAI adds ``provenance/<case>.json`` (source files
 SHA-256, the model that produced the draft, the time), which both of them ignore.
 """
 
-from .cases import CaseInfo, add_case, list_cases
+from .cases import CaseInfo, add_case, find_duplicate, list_cases, voxel_sha256
 from .layout import (
     DATASET_JSON, FILE_ENDING, DatasetInfo, create_dataset, image_path, label_path, load_dataset, provenance_path,
 )
@@ -19,10 +19,12 @@ __all__ = [
     "DatasetInfo",
     "add_case",
     "create_dataset",
+    "find_duplicate",
     "image_path",
     "label_path",
     "list_cases",
     "load_dataset",
     "provenance_path",
     "validate_dataset",
+    "voxel_sha256",
 ]

@@ -21,8 +21,9 @@ from .layout import (
     DATASET_JSON, DatasetInfo, case_ids_on_disk, create_dataset, image_path, label_path, load_dataset,
     provenance_path, save_dataset,
 )
+from .lock import locked_dataset_writer
 
-__all__ = ["CaseInfo", "add_case", "list_cases", "remap_labels"]
+__all__ = ["CaseInfo", "add_case", "find_duplicate", "list_cases", "remap_labels", "voxel_sha256"]
 
 PathLike = Union[str, Path]
 LabelsArg = Union[Sequence[SegmentLabel], Mapping[int, str], None]
@@ -122,9 +123,50 @@ def _write_new(volume: Volume, final: Path, writer) -> None:
             staged.unlink()
 
 
+def voxel_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an image's voxel values and shape, independent of file format, compression and storage type:
+    the same scan saved as int16 NRRD and as float32 NIfTI hashes the same (hashed slice by slice as float64)."""
+    import hashlib
+
+    array = np.asarray(array)
+    digest = hashlib.sha256(f"voxels{array.shape}".encode())
+    for plane in array.reshape((array.shape[0], -1)) if array.ndim > 1 else [array]:
+        digest.update(np.ascontiguousarray(plane, dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+def _stored_voxel_sha256(folder: Path, case_id: str) -> Optional[str]:
+    """The voxel hash of a stored case's image: from its provenance record, else read from the file."""
+    from ..errors import SegmentAIError
+    from ..io import read_volume
+
+    path = provenance_path(folder, case_id)
+    if path.is_file():
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("image", {}).get("voxel_sha256")
+        except (ValueError, AttributeError):
+            value = None
+        if isinstance(value, str):
+            return value
+    try:
+        return voxel_sha256(np.asarray(read_volume(image_path(folder, case_id)).array))
+    except SegmentAIError:
+        return None
+
+
+def find_duplicate(dataset_dir: PathLike, digest: str) -> Optional[str]:
+    """The id of a case of the dataset whose image has the voxel hash ``digest`` (None when none has)."""
+    folder = Path(dataset_dir)
+    for case_id in sorted(case_ids_on_disk(folder)["images"]):
+        if _stored_voxel_sha256(folder, case_id) == digest:
+            return case_id
+    return None
+
+
+@locked_dataset_writer  # creation, labels and case numbering: one writer at a time (see lock.py)
 def add_case(dataset_dir: PathLike, image: Volume, labelmap: Volume, labels: LabelsArg = None,
              provenance: Optional[Mapping[str, Any]] = None, *, channel_names: Sequence[str] = ("image",),
-             prefix: str = "case") -> str:
+             prefix: str = "case", allow_duplicate: bool = False) -> str:
     """Copy one corrected case into the dataset and return its new case id (e.g. ``case_0004``).
 
     ``labels`` names the label map's values (segments of a ``.seg.nrrd``, or ``{value: name}``);
@@ -132,6 +174,9 @@ def add_case(dataset_dir: PathLike, image: Volume, labelmap: Volume, labels: Lab
     created with these labels and ``channel_names``. Files appear whole under a fresh case id and
     an existing case is never overwritten. ``provenance`` (source files, the model that made the
     draft...) is stored in ``provenance/<case>.json`` with the time and the files' SHA-256.
+
+    An image whose voxels equal those of a case already in the dataset is refused unless
+    ``allow_duplicate``: a scan in both the training and the validation split inflates validation.
     """
     from ..io.volume_io import write_labelmap, write_volume
     from ..models.package import sha256_of_file
@@ -139,12 +184,21 @@ def add_case(dataset_dir: PathLike, image: Volume, labelmap: Volume, labels: Lab
     folder = Path(dataset_dir)
     if image.array.ndim != 3 or labelmap.array.ndim != 3:
         raise InputError("image and segmentation must be 3D volumes")
+    if np.issubdtype(image.array.dtype, np.floating) and not np.isfinite(image.array).any():
+        raise InputError("the image has no finite voxel (every voxel is NaN or infinite): it cannot be a training case")
     if not image.geometry.same_grid(labelmap.geometry, tolerance_mm=1e-2):
         raise InputError(f"the segmentation's grid ({labelmap.geometry.describe()}) differs from the image's "
                          f"({image.geometry.describe()}); resample it onto the image first")
     exists = (folder / DATASET_JSON).exists()
     info = load_dataset(folder) if exists else None
     array, used = remap_labels(np.asarray(labelmap.array), labels, info)
+    digest = voxel_sha256(np.asarray(image.array))
+    if info is not None and not allow_duplicate:
+        twin = find_duplicate(folder, digest)
+        if twin is not None:
+            raise InputError(f"this image is already in dataset {folder.name} as {twin} (same voxels, SHA-256 "
+                             f"{digest[:12]}...): a scan in both training and validation inflates validation Dice; "
+                             "correct that case instead, or pass --allow-duplicate")
     if info is None:
         info = create_dataset(folder, used, channel_names)
     for sub in ("imagesTr", "labelsTr", "provenance"):
@@ -171,7 +225,7 @@ def add_case(dataset_dir: PathLike, image: Volume, labelmap: Volume, labels: Lab
         "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "segmentai_version": __version__,
         "image": {"file": image_path(folder, case_id).relative_to(folder).as_posix(),
-                  "sha256": sha256_of_file(image_path(folder, case_id))},
+                  "sha256": sha256_of_file(image_path(folder, case_id)), "voxel_sha256": digest},
         "label": {"file": label_path(folder, case_id).relative_to(folder).as_posix(),
                   "sha256": sha256_of_file(label_path(folder, case_id))},
         "labels": used,

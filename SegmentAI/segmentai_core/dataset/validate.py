@@ -1,13 +1,14 @@
-"""Checks of a whole dataset: pairing, geometry, label values and empty labels, one line each."""
+"""Checks of a whole dataset: pairing, geometry, label values, empty labels and duplicate images, one line each."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Union
+from typing import Dict, List, Union
 
 import numpy as np
 
 from ..errors import SegmentAIError
+from .cases import voxel_sha256
 from .layout import DATASET_JSON, case_ids_on_disk, image_path, label_path, load_dataset
 
 __all__ = ["validate_dataset"]
@@ -31,6 +32,7 @@ def validate_dataset(dataset_dir: Union[str, Path]) -> List[str]:
         problems.append(f"{label_path(folder, case_id).relative_to(folder)}: label file has no image")
     extra_channels = len(info.channel_names) - 1
     allowed = sorted(info.labels.values())
+    seen: Dict[str, str] = {}  # voxel hash -> first case with it
     for case_id in sorted(images & labels):
         image_file, label_file = image_path(folder, case_id), label_path(folder, case_id)
         where = label_file.relative_to(folder)
@@ -40,6 +42,14 @@ def validate_dataset(dataset_dir: Union[str, Path]) -> List[str]:
         except SegmentAIError as error:
             problems.append(str(error))
             continue
+        if np.issubdtype(image.array.dtype, np.floating) and not np.isfinite(image.array).any():
+            problems.append(f"{image_file.relative_to(folder)}: every voxel is NaN or infinite (no usable image)")
+        digest = voxel_sha256(np.asarray(image.array))
+        if digest in seen:
+            problems.append(f"{image_file.relative_to(folder)}: same image as {seen[digest]} (identical voxels): "
+                            "it can land in training and validation at once; remove one of them")
+        else:
+            seen[digest] = case_id
         for channel in range(1, extra_channels + 1):
             if not image_path(folder, case_id, channel).exists():
                 problems.append(f"{image_path(folder, case_id, channel).relative_to(folder)}: channel file missing")
