@@ -22,7 +22,7 @@ from .device import select_device
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
 from .postprocess import fill_holes, keep_largest_component
 from .preprocess import prepare_input
-from .restore import probabilities_to_labels
+from .restore import restore_labels
 from .windows import WindowPlan, predict_probabilities
 
 __all__ = ["Segmenter", "SegmentationResult", "check_input"]
@@ -184,17 +184,18 @@ class Segmenter:
         del prepared.array
 
         t = time.perf_counter()
-        labels = probabilities_to_labels(probabilities, prepared.canonical, volume.geometry,
-                                         self.manifest.label_values, progress.span(0.8, 0.95))
+        # ``box``: the part of the input grid outside which every voxel is background.
+        labels, box = restore_labels(probabilities, prepared.canonical, volume.geometry,
+                                     self.manifest.label_values, progress.span(0.8, 0.95))
         del probabilities
         timings["restore"] = time.perf_counter() - t
 
         t = time.perf_counter()
         progress.update(0.96, "Postprocessing")
-        if self.manifest.largest_component:
-            keep_largest_component(labels, self.manifest.label_values)
-        if self.manifest.fill_holes:
-            fill_holes(labels, self.manifest.label_values)
+        if box is not None and self.manifest.largest_component:
+            keep_largest_component(labels, self.manifest.label_values, within=box)
+        if box is not None and self.manifest.fill_holes:
+            fill_holes(labels, self.manifest.label_values, within=box)
         timings["postprocess"] = time.perf_counter() - t
         progress.update(1.0, "Done")
         return SegmentationResult(Volume(labels, volume.geometry), list(self.manifest.labels), self.manifest.full_id,

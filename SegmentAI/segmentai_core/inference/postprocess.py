@@ -1,13 +1,30 @@
-"""Label-map postprocessing: keep the largest connected component, fill holes (SciPy)."""
+"""Label-map postprocessing: keep the largest connected component, fill holes.
+
+Connected components come from ``connected-components-3d`` (cc3d) when it is installed: on a
+brain-sized mask of 22 M voxels it labels 26-connected components in 0.09 s where SciPy's
+``ndimage.label`` takes 0.51 s, and fills holes (background components not reaching the box border,
+6-connected as ``binary_fill_holes`` defines them) in 0.29 s where SciPy takes 1.34 s (2 CPU cores,
+``bench/bench_segment.py``). Without it, SciPy gives the same result more slowly.
+
+Both functions take ``within``, the box outside which the label map is known to be 0 (from
+:func:`~.restore.restore_labels`), so that no full-resolution scan is made to find each label.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["keep_largest_component", "fill_holes", "bounding_box"]
+try:  # optional accelerator: same results, 4-6x faster
+    import cc3d
+except ImportError:  # pragma: no cover - exercised where cc3d is absent
+    cc3d = None
+
+__all__ = ["keep_largest_component", "fill_holes", "bounding_box", "label_boxes"]
+
+Box = Tuple[slice, ...]
 
 
 def bounding_box(mask: np.ndarray, margin: int = 1):
@@ -18,31 +35,64 @@ def bounding_box(mask: np.ndarray, margin: int = 1):
     return tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(objects[0], mask.shape))
 
 
-def keep_largest_component(labelmap: np.ndarray, labels: Iterable[int]) -> np.ndarray:
-    """For each label, drop every 26-connected component but the largest (in place; returned)."""
-    structure = np.ones((3,) * labelmap.ndim, dtype=bool)
+def label_boxes(labelmap: np.ndarray, labels: Iterable[int], margin: int = 1,
+                within: Optional[Box] = None) -> dict:
+    """``{label: slices}`` of each present label's bounding box grown by ``margin``, in one pass."""
+    offset = [0] * labelmap.ndim if within is None else [s.start for s in within]
+    region = labelmap if within is None else labelmap[within]
+    objects = ndimage.find_objects(region)
+    boxes = {}
     for value in labels:
-        box = bounding_box(labelmap == value)
-        if box is None:
+        found = objects[value - 1] if 0 < value <= len(objects) else None
+        if found is None:
             continue
+        boxes[value] = tuple(slice(max(0, s.start + o - margin), min(n, s.stop + o + margin))
+                             for s, o, n in zip(found, offset, labelmap.shape))
+    return boxes
+
+
+def _largest_only(mask: np.ndarray) -> Optional[np.ndarray]:
+    """Voxels of ``mask`` outside its largest 26-connected component (None when it has one component)."""
+    if cc3d is not None and mask.ndim in (2, 3):
+        components, count = cc3d.connected_components(mask, connectivity=26 if mask.ndim == 3 else 8,
+                                                      return_N=True)
+    else:
+        components, count = ndimage.label(mask, np.ones((3,) * mask.ndim, dtype=bool))
+    if count <= 1:
+        return None
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return mask & (components != int(np.argmax(sizes)))
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """Background voxels of ``mask`` not 6-connected to the array's border (``binary_fill_holes``)."""
+    if cc3d is None or mask.ndim not in (2, 3):
+        return ndimage.binary_fill_holes(mask) & ~mask
+    background = cc3d.connected_components(~mask, connectivity=6 if mask.ndim == 3 else 4)
+    faces = [background[0], background[-1], background[:, 0], background[:, -1]]
+    if mask.ndim == 3:
+        faces += [background[:, :, 0], background[:, :, -1]]
+    outside = np.zeros(int(background.max()) + 1, dtype=bool)
+    for face in faces:
+        outside[np.unique(face)] = True
+    outside[0] = True  # 0 marks the mask itself
+    return ~outside[background]
+
+
+def keep_largest_component(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box] = None) -> np.ndarray:
+    """For each label, drop every 26-connected component but the largest (in place; returned)."""
+    for value, box in label_boxes(labelmap, labels, within=within).items():
         region = labelmap[box]
-        mask = region == value
-        components, count = ndimage.label(mask, structure)
-        if count <= 1:
-            continue
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
-        region[mask & (components != int(np.argmax(sizes)))] = 0
+        drop = _largest_only(region == value)
+        if drop is not None:
+            region[drop] = 0
     return labelmap
 
 
-def fill_holes(labelmap: np.ndarray, labels: Iterable[int]) -> np.ndarray:
-    """Fill enclosed background holes of each label, never taking other labels' voxels."""
-    for value in labels:
-        box = bounding_box(labelmap == value)
-        if box is None:
-            continue
+def fill_holes(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box] = None) -> np.ndarray:
+    """Fill enclosed background holes of each label, never taking other labels' voxels (in place)."""
+    for value, box in label_boxes(labelmap, labels, within=within).items():
         region = labelmap[box]
-        filled = ndimage.binary_fill_holes(region == value)
-        region[filled & (region == 0)] = value
+        region[_holes(region == value) & (region == 0)] = value
     return labelmap

@@ -1,22 +1,252 @@
 """From canonical-grid probabilities back to a label map on the input's own grid.
 
-Probabilities are resampled linearly (not labels: that would erode thin structures) slab by
-slab along the input's k axis, so the full-resolution probability array never exists at once:
-peak memory is one slab per class, however large the input.
+The label of an input voxel is the arg-max of the canonical probabilities interpolated linearly at
+its centre (labels are never resampled directly: that would erode thin structures). Computing that
+for every voxel and every class at full resolution is what made restore cost more than the network,
+so :func:`probabilities_to_labels` does only the work that can change the answer:
+
+1. The arg-max ``A`` is taken on the (small) canonical grid. Where a canonical voxel's 3×3×3
+   neighbourhood holds one class only, every input voxel whose nearest canonical voxel it is gets
+   that class exactly: its interpolation corners all lie in that neighbourhood, and a convex
+   combination of probability vectors that all favour one class favours it too.
+2. Input voxels whose nearest canonical voxel lies outside the box of non-background neighbourhoods
+   are background without any work; the rest, the *foreground box*, gets one nearest-neighbour
+   resample of the "uniform class or mixed" map.
+3. Only the *mixed* voxels (a thin shell along boundaries) are decided by interpolation. With two
+   classes one channel decides (``p1 > 0.5``). With more, each class is resampled only over the
+   input box its arg-max region can reach and compared only at mixed voxels: a class that is the
+   arg-max at none of a voxel's interpolation corners could win there only in near-ties, and even
+   those are caught while its region's box covers the voxel.
+
+Work memory is the uint8/uint16 output, its box and the shell's coordinates: no float copy per class
+at full resolution. :func:`probabilities_to_labels_reference` is the straightforward slab-by-slab
+resampling of every class (the former implementation), kept for the parity tests and the benchmark.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from scipy import ndimage
 
 from ..geometry import Geometry
 from ..progress import Progress
 from ..volume import Volume
 from .canonical import _sitk_resample
 
-__all__ = ["probabilities_to_labels"]
+__all__ = ["probabilities_to_labels", "probabilities_to_labels_reference", "restore_labels"]
+
+Box = Tuple[slice, slice, slice]
+
+
+def _canonical_to_input_box(canonical: Geometry, original: Geometry, lo_kji, hi_kji, margin: int = 1,
+                            within: Optional[Box] = None) -> Optional[Box]:
+    """Input-grid slices holding every voxel within ``margin`` canonical voxels of the canonical box
+    [lo, hi] (inclusive), intersected with ``within``; None when empty."""
+    lo = np.asarray(lo_kji) - margin
+    hi = np.asarray(hi_kji) + margin
+    corners_kji = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
+                           dtype=float)
+    inside = original.lps_to_ijk(canonical.ijk_to_lps(corners_kji[:, ::-1]))[:, ::-1]
+    start = np.maximum(np.floor(inside.min(axis=0)).astype(int) - 1, 0)
+    stop = np.minimum(np.ceil(inside.max(axis=0)).astype(int) + 2, original.shape)
+    if within is not None:
+        start = np.maximum(start, [s.start for s in within])
+        stop = np.minimum(stop, [s.stop for s in within])
+    if np.any(stop <= start):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+
+
+class _AxisMap:
+    """Input box → canonical grid when the grids' axes are parallel (any flips, scales, shifts).
+
+    ``axes[d]`` is the canonical array axis along input array axis ``d`` and ``coords[d]`` the
+    continuous canonical index of each box voxel along ``d``: nearest-neighbour and linear
+    resampling then separate into three 1-D steps, several times faster than SimpleITK's general
+    resampler and the same trilinear interpolation.
+    """
+
+    def __init__(self, axes, coords) -> None:
+        self.axes = axes
+        self.coords = coords
+
+    @classmethod
+    def between(cls, canonical: Geometry, original: Geometry, box: Box) -> Optional["_AxisMap"]:
+        matrix = np.linalg.inv(canonical.ijk_to_lps_matrix()) @ original.ijk_to_lps_matrix()  # ijk -> ijk
+        linear = matrix[:3, :3]
+        significant = np.abs(linear) > 1e-9 * np.abs(linear).max()
+        if not ((significant.sum(axis=0) == 1).all() and (significant.sum(axis=1) == 1).all()):
+            return None  # oblique to each other
+        axes, coords = [], []
+        for d, part in enumerate(box):  # input array axis d is ijk axis 2 - d
+            b = 2 - d
+            a = int(np.argmax(significant[:, b]))
+            index = np.arange(part.start, part.stop, dtype=np.float64)
+            axes.append(2 - a)
+            coords.append(linear[a, b] * index + matrix[a, 3])
+        return cls(tuple(axes), coords)
+
+    def sub(self, local: Box) -> "_AxisMap":
+        return _AxisMap(self.axes, [c[s] for c, s in zip(self.coords, local)])
+
+    def cells(self, cells: np.ndarray) -> np.ndarray:
+        """The interpolation cell of each box voxel: ``cells[floor(x) + 1]`` (see :func:`_cell_classes`),
+        0 outside the canonical grid."""
+        moved = np.pad(cells.transpose(self.axes), 1)  # one more layer of 0 = outside
+        index = []
+        for c, n in zip(self.coords, cells.transpose(self.axes).shape):
+            inside = (c >= -0.5) & (c < n - 1.5)  # ITK: [-0.5, size - 0.5) is inside the grid
+            index.append(np.where(inside, np.clip(np.floor(c).astype(np.int64) + 2, 1, n), 0))
+        return moved[np.ix_(*index)]
+
+    def linear_at(self, array: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Trilinear interpolation of ``array`` at box voxels ``points`` (N, 3), edge values continued
+        outside the grid (as ITK does within half a voxel of it)."""
+        moved = np.ascontiguousarray(array.transpose(self.axes), dtype=np.float32).ravel()
+        shape = array.transpose(self.axes).shape
+        strides = (shape[1] * shape[2], shape[2], 1)
+        lows, highs, weights = [], [], []
+        for d, c in enumerate(self.coords):  # per axis first (short vectors), then per point
+            floor = np.floor(c)
+            low = np.clip(floor, 0, shape[d] - 1).astype(np.intp) * strides[d]
+            high = np.clip(floor + 1, 0, shape[d] - 1).astype(np.intp) * strides[d]
+            at = points[:, d]
+            lows.append(low[at])
+            highs.append(high[at])
+            weights.append((c - floor).astype(np.float32)[at])
+        (l0, l1, l2), (h0, h1, h2), (w0, w1, w2) = lows, highs, weights
+        result = np.zeros(len(points), dtype=np.float32)
+        for i0, f0 in ((l0, 1 - w0), (h0, w0)):
+            for i1, f1 in ((l1, 1 - w1), (h1, w1)):
+                base = i0 + i1
+                row = f0 * f1
+                result += row * ((1 - w2) * np.take(moved, base + l2) + w2 * np.take(moved, base + h2))
+        return result
+
+
+def _cell_classes(winner: np.ndarray) -> "tuple[np.ndarray, int]":
+    """Per interpolation cell, the class all its 8 corners share, or ``mixed`` when they differ.
+
+    Cell ``c`` (shape ``winner.shape + 1``) has corners ``c - 1`` and ``c`` along each axis, edge
+    voxels repeated: the cell of a point at continuous canonical index ``x`` is ``floor(x) + 1``, and
+    its trilinear interpolation uses exactly that cell's corners. A convex combination of
+    probability vectors that all favour one class favours it too, so a uniform cell decides
+    without interpolating.
+    """
+    mixed = int(np.iinfo(winner.dtype).max)
+    padded = np.pad(winner, 1, mode="edge")
+    low = padded
+    high = padded
+    for axis in range(3):
+        first = [slice(None)] * 3
+        second = [slice(None)] * 3
+        first[axis], second[axis] = slice(0, -1), slice(1, None)
+        low = np.minimum(low[tuple(first)], low[tuple(second)])
+        high = np.maximum(high[tuple(first)], high[tuple(second)])
+    return np.where(low == high, low, mixed).astype(winner.dtype), mixed
+
+
+def restore_labels(
+    probabilities: np.ndarray,
+    canonical: Geometry,
+    original: Geometry,
+    label_values: Sequence[int],
+    progress: Progress,
+) -> Tuple[np.ndarray, Optional[Box]]:
+    """Arg-max label map on ``original``'s grid, and the input-grid box outside which it is 0 (or None)."""
+    num_classes = probabilities.shape[0]
+    dtype = np.uint8 if max(label_values, default=0) < 256 else np.uint16
+    lookup = np.array([0] + list(label_values), dtype=dtype)
+    out = np.zeros(original.shape, dtype=dtype)
+    progress.update(0.0, "Resampling to the input grid")
+    if num_classes == 2:  # p0 = 1 - p1 before and after linear interpolation: one channel decides
+        winner = (probabilities[1] > 0.5).astype(np.uint8)
+    else:
+        winner = np.argmax(probabilities, axis=0).astype(np.uint8 if num_classes < 255 else np.uint16)
+    cells, mixed = _cell_classes(winner)
+    occupied = np.argwhere(cells > 0)
+    if not len(occupied):
+        return out, None
+    # Cell c spans canonical indices c - 1 .. c.
+    box = _canonical_to_input_box(canonical, original, occupied.min(axis=0) - 1, occupied.max(axis=0))
+    if box is None:
+        return out, None
+    aligned = _AxisMap.between(canonical, original, box)
+    if aligned is not None:
+        decided = aligned.cells(cells)
+    else:  # nearest cell centre (at canonical index c - 0.5) = floor(x) + 1
+        import SimpleITK as sitk
+
+        cell_grid = Geometry.create(cells.shape, canonical.spacing, canonical.ijk_to_lps(np.full(3, -0.5)),
+                                    canonical.direction_matrix)
+        # The outer cells reach half a voxel beyond the grid, where linear interpolation gives the
+        # background default: let interpolation decide there.
+        cells = cells.copy()
+        for axis in range(3):
+            for end in (0, -1):
+                face = [slice(None)] * 3
+                face[axis] = end
+                edge = cells[tuple(face)]
+                edge[edge != 0] = mixed
+        target = original.cropped([s.start for s in box], [s.stop for s in box])
+        decided = sitk.GetArrayFromImage(_sitk_resample(Volume(cells, cell_grid).to_sitk(), target,
+                                                        sitk.sitkNearestNeighbor, 0.0))
+    undecided = decided == mixed
+    progress.update(0.3, "Resampling to the input grid")
+    if undecided.any():
+        _decide_boundary(probabilities, winner, canonical, original, box, aligned, decided, undecided,
+                         progress.span(0.3, 1.0))
+    out[box] = lookup[decided]
+    progress.update(1.0, "Resampling to the input grid")
+    return out, box
+
+
+def _decide_boundary(probabilities, winner, canonical, original, box, aligned, decided, undecided, progress) -> None:
+    """Fill the undecided voxels of ``decided`` (the foreground box) with the interpolated arg-max.
+
+    Each class is interpolated only at the undecided voxels of the input box its arg-max region can
+    reach (its canonical box grown by two voxels).
+    """
+    num_classes = probabilities.shape[0]
+    classes = [1] if num_classes == 2 else [int(c) for c in np.unique(winner)]
+    regions = ndimage.find_objects(winner.astype(np.int32) + 1)
+    best = None if num_classes == 2 else np.full(decided.shape, -np.inf, dtype=np.float32)
+    offset = np.array([s.start for s in box])
+    for number, c in enumerate(classes):
+        progress.update(number / len(classes), "Resampling to the input grid")
+        region = regions[c] if c < len(regions) else None
+        # An undecided voxel's interpolation corners hold class c: it lies within one voxel of c's region.
+        sub = None if region is None else _canonical_to_input_box(
+            canonical, original, [r.start for r in region], [r.stop - 1 for r in region], margin=2, within=box)
+        if sub is None:
+            continue
+        local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(sub, offset))
+        points = np.argwhere(undecided[local])
+        if not len(points):
+            continue
+        if aligned is not None:
+            values = aligned.sub(local).linear_at(probabilities[c], points)
+        else:
+            values = _sitk_linear(probabilities[c], canonical, original, sub, 1.0 if c == 0 else 0.0)[tuple(points.T)]
+        index = tuple((points + [s.start for s in local]).T)
+        if best is None:
+            decided[index] = values > 0.5
+        else:
+            better = values > best[index]
+            index = tuple(i[better] for i in index)
+            best[index] = values[better]
+            decided[index] = c
+
+
+def _sitk_linear(channel: np.ndarray, canonical: Geometry, original: Geometry, sub: Box, default: float) -> np.ndarray:
+    """``channel`` resampled linearly onto the input grid's box ``sub`` (any relative orientation)."""
+    import SimpleITK as sitk
+
+    target = original.cropped([s.start for s in sub], [s.stop for s in sub])
+    image = Volume(np.ascontiguousarray(channel), canonical).to_sitk()
+    return sitk.GetArrayFromImage(_sitk_resample(image, target, sitk.sitkLinear, default))
 
 
 def probabilities_to_labels(
@@ -25,20 +255,30 @@ def probabilities_to_labels(
     original: Geometry,
     label_values: Sequence[int],
     progress: Progress,
-    slab_voxels: int = 8_000_000,
 ) -> np.ndarray:
     """Arg-max label map (values from ``label_values``; 0 = background) on ``original``'s grid."""
+    return restore_labels(probabilities, canonical, original, label_values, progress)[0]
+
+
+def probabilities_to_labels_reference(
+    probabilities: np.ndarray,
+    canonical: Geometry,
+    original: Geometry,
+    label_values: Sequence[int],
+    progress: Progress,
+    slab_voxels: int = 8_000_000,
+) -> np.ndarray:
+    """Every class resampled linearly, slab by slab, then arg-max: the plain definition (slow)."""
     import SimpleITK as sitk
 
     num_classes = probabilities.shape[0]
     dtype = np.uint8 if max(label_values, default=0) < 256 else np.uint16
     lookup = np.array([0] + list(label_values), dtype=dtype)
-    # With two classes p0 = 1 - p1 before and after linear interpolation: one channel decides.
     channels = [1] if num_classes == 2 else list(range(num_classes))
     images = [Volume(probabilities[c], canonical).to_sitk() for c in channels]
     out = np.zeros(original.shape, dtype=dtype)
     slice_voxels = original.shape[1] * original.shape[2]
-    slab = max(1, slab_voxels // max(1, slice_voxels))
+    slab = max(1, slab_voxels // max(1, slice_voxels * len(channels)))
     for k0 in range(0, original.shape[0], slab):
         k1 = min(original.shape[0], k0 + slab)
         target = original.cropped((k0, 0, 0), (k1, original.shape[1], original.shape[2]))
