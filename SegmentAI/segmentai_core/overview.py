@@ -6,11 +6,14 @@ through the centroid of the segmented voxels.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from .errors import OutputError
+from .io.staging import temporary_path
 from .labels import SegmentLabel
 from .volume import Volume
 
@@ -58,8 +61,15 @@ def write_overview(image: Volume, labelmap: Volume, labels: Sequence[SegmentLabe
         fig.suptitle(title, color="white")
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90, facecolor="black")
-    plt.close(fig)
-    tmp.replace(path)
+    tmp = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, dpi=90, facecolor="black")
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OutputError(f"{path} cannot be written ({error.strerror or error})") from None
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return path

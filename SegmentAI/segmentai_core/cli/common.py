@@ -14,13 +14,18 @@ OUTPUT_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
 
 def check_output_path(path: Path, overwrite: bool) -> Path:
     """Fail before any work when OUTPUT cannot be written (exists, wrong type, no folder)."""
+    from ..io.staging import check_writable_folder
+
     name = path.name.lower()
     if not name.endswith(OUTPUT_SUFFIXES):
         raise OutputError(f"{path}: unsupported output type; use one of {', '.join(OUTPUT_SUFFIXES)}")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_symlink() and not path.exists() and not overwrite:
+        raise OutputError(f"{path} is a link to a missing file; pass --overwrite to replace the link")
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name")
+    check_writable_folder(path.parent)
     return path
 
 

@@ -73,7 +73,12 @@ def dispatch(parser: argparse.ArgumentParser, argv: Optional[List[str]], interru
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return dispatch(build_parser(), argv, "interrupted; nothing was written.")
+    try:
+        parser = build_parser()  # imports the commands: Ctrl-C can come here too
+    except KeyboardInterrupt:
+        print("segmentai: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+    return dispatch(parser, argv, "interrupted; nothing was written.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -150,6 +150,8 @@ def _predictor(model: Optional[str], device: str, trust_code: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..interaction.session import InteractionSession
     from ..io import read_volume, write_labelmap
 
@@ -170,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--segment chooses a segment of --mask: give --mask too")
     output = check_output_path(args.output, args.overwrite)
     volume = read_volume(args.input)
+    if np.issubdtype(volume.array.dtype, np.floating) and not np.isfinite(volume.array).any():
+        raise InputError(f"{args.input}: every voxel is NaN or infinite; nothing to segment")  # as 'segment' says
     target = None
     if args.mask is not None:
         target = _Target(args.mask, args.segment)

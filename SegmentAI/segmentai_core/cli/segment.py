@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Optional
 
 from .common import add_model_argument, check_output_path, resolve_model
 from .progress_bar import TerminalProgress
@@ -35,15 +37,17 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.engine import Segmenter
+    from ..errors import Cancelled
     from ..io import read_volume, write_labelmap, write_segmentation
+    from ..io.staging import commit, temporary_path
     from ..progress import Progress
 
     output = check_output_path(args.output, args.overwrite)
     if args.overview is not None:
         check_output_path_png(args.overview, args.overwrite)
+    budget = memory_budget_bytes(args.memory_budget)
     volume = read_volume(args.input)
     package = resolve_model(args.model, trust_code=args.trust_code)
-    budget = int(args.memory_budget * 1024**3) if args.memory_budget else None
     segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
     bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet and sys.stderr.isatty())
     try:
@@ -51,15 +55,29 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     metadata = {"SegmentAI_Model": result.model_id, "SegmentAI_Source": args.input.name}
-    if output.name.lower().endswith(".seg.nrrd"):
-        write_segmentation(result.labelmap, result.labels, output, overwrite=args.overwrite, extra_metadata=metadata)
-    else:
-        write_labelmap(result.labelmap, output, overwrite=args.overwrite)
+    # Every output is staged under a hidden name and all are renamed together at the end:
+    # Ctrl-C or a failure while one is written leaves none of them (see io/staging.py).
+    staged = [(temporary_path(output), output)]
     if args.overview is not None:
-        from ..overview import write_overview
+        staged.append((temporary_path(args.overview), args.overview))
+    try:
+        if output.name.lower().endswith(".seg.nrrd"):
+            write_segmentation(result.labelmap, result.labels, staged[0][0], extra_metadata=metadata)
+        else:
+            write_labelmap(result.labelmap, staged[0][0])
+        if args.overview is not None:
+            from ..overview import write_overview
 
-        write_overview(volume, result.labelmap, result.labels, args.overview,
-                       title=f"{args.input.name} — {result.model_id}")
+            write_overview(volume, result.labelmap, result.labels, staged[1][0],
+                           title=f"{args.input.name} — {result.model_id}")
+        interrupted = commit(staged)
+    finally:
+        for temporary, _ in staged:
+            if temporary.exists():
+                temporary.unlink()
+    if interrupted:
+        raise Cancelled(f"interrupted after the outputs were complete; written: "
+                        f"{', '.join(str(final) for _, final in staged)}")
     for note in result.notes:
         print(f"segmentai: note: {note}", file=sys.stderr)
     if args.timings:
@@ -70,10 +88,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def memory_budget_bytes(gib: Optional[float]) -> Optional[int]:
+    """``--memory-budget`` in bytes (None: the default); NaN, infinite, zero or negative values are refused."""
+    from ..errors import InputError
+
+    if gib is None:
+        return None
+    if not math.isfinite(gib) or gib <= 0:
+        raise InputError(f"--memory-budget must be a positive number of GiB, got {gib}")
+    return int(gib * 1024**3)
+
+
 def check_output_path_png(path: Path, overwrite: bool) -> None:
     from ..errors import OutputError
+    from ..io.staging import check_writable_folder
 
     if path.suffix.lower() != ".png":
         raise OutputError(f"{path}: the overview must be a .png file")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_symlink() and not path.exists() and not overwrite:
+        raise OutputError(f"{path} is a link to a missing file; pass --overwrite to replace the link")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    check_writable_folder(path.parent)

@@ -49,6 +49,11 @@ def _read_config(path: Path) -> Dict[str, Any]:
         raise ModelError(f"{path.name}: reading YAML bundle configs needs PyYAML") from error
     except (OSError, ValueError) as error:
         raise ModelError(f"{path.name}: cannot read it ({str(error).splitlines()[0]})") from error
+    except Exception as error:  # yaml.YAMLError: a Python tag (!!python/object...) or broken YAML
+        if type(error).__module__.split(".")[0] != "yaml":
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path.name}: not plain YAML data (tags such as !!python/... are refused; {first})") from None
 
 
 def _target(item: Any) -> str:
@@ -174,6 +179,8 @@ def _network(config: Dict[str, Any]) -> Tuple[str, Dict[str, Any], int, int]:
         raise ModelError(f"inference config: network {name or network!r} is not imported "
                          f"(known: {', '.join(_NETWORKS)})")
     args = {k: _literal(v, f"network_def.{k}") for k, v in network.items() if k not in _META_KEYS}
+    if _NETWORKS[name] == "UNet":
+        args.setdefault("num_res_units", 0)  # MONAI's default, not SegmentAI's
     dims = int(args.pop("spatial_dims", 3))
     if dims != 3:
         raise ModelError("inference config: only 3D bundles are imported")

@@ -127,15 +127,19 @@ def _resampling(config: Dict[str, Any], key: str, default_order: int) -> Dict[st
             "force_separate_z": kwargs.get("force_separate_z")}
 
 
-def _configuration(plans: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """The configuration's settings with ``inherits_from`` resolved."""
+def _configuration(plans: Dict[str, Any], name: str, _seen: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """The configuration's settings with ``inherits_from`` resolved (a loop is refused)."""
     configurations = plans.get("configurations", {})
-    if name not in configurations:
+    if not isinstance(configurations, dict) or name not in configurations:
         raise ModelError(f"plans.json has no configuration '{name}'")
+    if name in _seen:
+        raise ModelError(f"plans.json: configurations inherit in a loop ({' -> '.join(_seen + (name,))})")
+    if not isinstance(configurations[name], dict):
+        raise ModelError(f"plans.json: configuration '{name}' is not an object")
     config = dict(configurations[name])
     parent = config.pop("inherits_from", None)
     if parent:
-        merged = _configuration(plans, parent)
+        merged = _configuration(plans, str(parent), _seen + (name,))
         merged.update(config)
         config = merged
     return config
@@ -160,6 +164,31 @@ def _manifest_geometry(plans: Dict[str, Any], config: Dict[str, Any],
 
 
 def convert_nnunet(
+    folder: Union[str, Path],
+    destination: Union[str, Path],
+    model_id: Optional[str] = None,
+    version: str = "1.0.0",
+    folds: Optional[Sequence[str]] = None,
+    checkpoint: Optional[str] = None,
+    postprocessing: bool = True,
+):
+    """Write a SegmentAI package for the nnU-Net model in ``folder`` into the new folder ``destination``.
+
+    See :func:`_convert_nnunet`. A ``plans.json`` or ``dataset.json`` that lacks a key or holds a
+    value of the wrong kind (a label that is not an integer...) is one ModelError too.
+    """
+    try:
+        return _convert_nnunet(folder, destination, model_id, version, folds, checkpoint, postprocessing)
+    except KeyError as error:
+        raise ModelError(f"{Path(folder).name}: plans.json or dataset.json lacks the entry "
+                         f"{error.args[0]!r} that nnU-Net v2 writes") from None
+    except (TypeError, ValueError, IndexError, AttributeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelError(f"{Path(folder).name}: plans.json or dataset.json holds a value SegmentAI cannot use "
+                         f"({first})") from None
+
+
+def _convert_nnunet(
     folder: Union[str, Path],
     destination: Union[str, Path],
     model_id: Optional[str] = None,

@@ -9,8 +9,10 @@ complete, so a failed or cancelled write never leaves a partial output behind.
 from __future__ import annotations
 
 import os
-import secrets
+import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -20,6 +22,7 @@ from ..errors import InputError, OutputError
 from ..geometry import Geometry
 from ..volume import Volume
 from .file_checks import check_complete
+from .staging import temporary_path
 
 __all__ = [
     "VOLUME_EXTENSIONS",
@@ -52,16 +55,47 @@ def split_extension(path: Path) -> tuple[str, str]:
 
 # -- reading ----------------------------------------------------------------------------------
 
+_NATIVE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _native_output_silenced():
+    """Discard what ITK, GDCM and niftilib print straight to the process's stderr (file descriptor 2).
+
+    Their lines ("WARNING: In .../itkGDCMSeriesFileNames.cxx", "** ERROR: nifti_image_read") would
+    otherwise come before SegmentAI's one-line message; what matters is said there.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with _NATIVE_LOCK:
+        try:
+            with open(os.devnull, "wb") as sink:
+                os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _quiet(function, *args):
+    with _native_output_silenced():
+        return function(*args)
+
+
 
 def _read_dicom_series(folder: Path):
     """The largest DICOM series in ``folder`` as a SimpleITK image."""
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    series_ids = _quiet(reader.GetGDCMSeriesIDs, str(folder))
     if not series_ids:
         raise InputError(f"{folder} is a folder without a DICOM series (give an image file or a DICOM folder)")
-    files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    files_by_series = {sid: _quiet(reader.GetGDCMSeriesFileNames, str(folder), sid) for sid in series_ids}
     chosen = max(series_ids, key=lambda sid: len(files_by_series[sid]))
     if len(series_ids) > 1:
         warnings.warn(
@@ -71,7 +105,7 @@ def _read_dicom_series(folder: Path):
         )
     reader.SetFileNames(files_by_series[chosen])
     try:
-        return reader.Execute()
+        return _quiet(reader.Execute)
     except RuntimeError:
         raise InputError(f"{folder}: the DICOM series {chosen} cannot be read (damaged or unsupported files)") from None
 
@@ -84,16 +118,33 @@ def _read_file(path: Path, allow_2d: bool):
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        _quiet(reader.ReadImageInformation)
     except RuntimeError:
         raise InputError(
             f"{path} is not an image SegmentAI can read (expected {', '.join(VOLUME_EXTENSIONS)} or a DICOM folder)"
         ) from None
     _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents(), allow_2d)
+    _check_grid(path, reader.GetSpacing(), reader.GetDirection())
     try:
-        return reader.Execute()
-    except RuntimeError:
+        return _quiet(reader.Execute)
+    except RuntimeError as error:
+        text = str(error)
+        if "spacing" in text.lower() or "direction" in text.lower():
+            raise InputError(f"{path} has an unusable voxel grid (ITK: {text.strip().splitlines()[-1]})") from None
         raise InputError(f"{path} is truncated or corrupt: its voxel data cannot be read") from None
+
+
+def _check_grid(path: Path, spacing, direction) -> None:
+    """Zero, negative or non-finite spacing and degenerate axes, named as such before the voxels are read."""
+    values = [float(s) for s in spacing]
+    if not all(np.isfinite(values)) or min(values) <= 0:
+        raise InputError(f"{path} has an unusable voxel grid: spacing {tuple(values)} (every spacing must be "
+                         "a positive number)")
+    n = int(round(len(direction) ** 0.5))
+    matrix = np.asarray(direction, dtype=float).reshape(n, n)
+    if not np.all(np.isfinite(matrix)) or abs(float(np.linalg.det(matrix))) < 1e-6:
+        raise InputError(f"{path} has an unusable voxel grid: its axis directions are degenerate "
+                         "(two axes coincide or one has zero length)")
 
 
 def _check_shape(path: Path, dimension: int, size, components: int, allow_2d: bool) -> None:
@@ -148,7 +199,32 @@ def read_volume(path: PathLike, *, allow_2d: bool = False) -> Volume:
         geometry = Geometry.from_sitk(image)
     except ValueError as error:
         raise InputError(f"{path} has an unusable voxel grid: {error}") from None
-    return Volume(sitk.GetArrayFromImage(image), geometry)
+    array = sitk.GetArrayFromImage(image)
+    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")) and np.issubdtype(array.dtype, np.floating):
+        _restore_nifti_nan(path, array)
+    return Volume(array, geometry)
+
+
+def _restore_nifti_nan(path: Path, array: np.ndarray) -> None:
+    """Put back the NaN voxels that SimpleITK's NIfTI reader turns into 0 (read raw with nibabel).
+
+    NIfTI stores x fastest, as a (k, j, i) C-order array does: the reversed nibabel array lines up.
+    """
+    try:
+        import nibabel
+    except ImportError:  # pragma: no cover - a declared dependency
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = np.asanyarray(nibabel.load(str(path)).dataobj)
+    except Exception:  # noqa: BLE001 - SimpleITK read the file; nibabel's view is only a cross-check
+        return
+    if not np.issubdtype(raw.dtype, np.floating) or raw.size != array.size:
+        return
+    nan = np.isnan(raw)
+    if nan.any():
+        array[nan.T.reshape(array.shape)] = np.nan
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -163,6 +239,8 @@ def _check_target(path: Path, overwrite: bool, allowed: tuple[str, ...]) -> str:
         raise OutputError(f"{path} is a folder; give a file name")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists already; allow overwriting to replace it")
+    if path.is_symlink() and not path.exists() and not overwrite:
+        raise OutputError(f"{path} is a link to a missing file; allow overwriting to replace the link")
     return ext
 
 
@@ -171,14 +249,13 @@ def write_image_atomic(image, path: Path, overwrite: bool, allowed: tuple[str, .
     import SimpleITK as sitk
 
     path = Path(path)
-    ext = _check_target(path, overwrite, allowed)
-    base, _ = split_extension(path)
+    _check_target(path, overwrite, allowed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"{path}: cannot create its folder ({error.strerror or error})") from None
     # Keep the real extension last so that SimpleITK picks the right writer.
-    temporary = path.parent / f".{base}.tmp-{secrets.token_hex(4)}{ext}"
+    temporary = temporary_path(path)  # also removes stale temporaries of killed writes
     try:
         sitk.WriteImage(image, str(temporary), useCompression=True)
         # The NIfTI writer only prints an error when the disk fills up: verify the length.

@@ -177,6 +177,11 @@ class ModelRegistry:
         source_path = Path(path).expanduser()
         if source_path.name == MANIFEST_NAME and source_path.is_file():
             source_path = source_path.parent
+        if source_path.is_file() and source_path.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+            raise ModelError(f"{source_path} is an archive, not a model folder: unpack it and import the folder")
+        if source_path.exists() and not source_path.is_dir():
+            raise ModelError(f"{source_path} is a file, not a model folder (a folder with manifest.json, "
+                             "an nnU-Net model folder or a MONAI bundle)")
         if source_path.is_dir() and not (source_path / MANIFEST_NAME).exists():
             return self._import_foreign(source_path)
         source = ModelPackage.open(source_path)

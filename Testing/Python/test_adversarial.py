@@ -1,0 +1,575 @@
+"""The record of issue 17's adversarial probes: every bad input gets one line, the right exit code, and
+changes nothing but the output it was asked for.
+
+Each :class:`Probe` is data: how to build its input, the command, the exit code, a pattern the
+message must match, and the paths (globs, relative to the probe's folder) that may change; every
+other file and link in that folder must be left exactly as it was. Probes that need two processes
+(concurrent ``dataset add``) or a signal (Ctrl-C while the outputs are written) follow the table.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+def _image_array(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    array = rng.normal(100, 10, (20, 22, 24)).astype(np.float32)
+    array[6:14, 6:14, 6:14] += 80
+    return array
+
+
+def write_nrrd(path: Path, array: Optional[np.ndarray] = None, spacing=(1.0, 1.0, 1.0)) -> Path:
+    image = sitk.GetImageFromArray(_image_array() if array is None else array)
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def write_nifti_raw(path: Path, array_kji: np.ndarray) -> Path:
+    """A NIfTI written by nibabel (NaN kept as NaN on disk; SimpleITK would read them as 0)."""
+    import nibabel
+
+    nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(array_kji.T), np.diag([-1.0, -1.0, 1.0, 1.0])), str(path))
+    return path
+
+
+def write_mask(path: Path, like: Path) -> Path:
+    reference = sitk.ReadImage(str(like))
+    array = (sitk.GetArrayFromImage(reference) > 150).astype(np.uint8)
+    array[8:12, 8:12, 8:12] = 1
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(reference)
+    sitk.WriteImage(mask, str(path))
+    return path
+
+
+def nrrd_with_grid(path: Path, directions: str) -> Path:
+    """A raw NRRD whose header gives ``directions`` verbatim (zero-length or coinciding axes)."""
+    array = _image_array()
+    header = ("NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 24 22 20\n"
+              f"space directions: {directions}\nkinds: domain domain domain\nendian: little\nencoding: raw\n"
+              "space origin: (0,0,0)\n\n")
+    path.write_bytes(header.encode() + array.astype("<f4").tobytes())
+    return path
+
+
+def make_dataset(folder: Path, count: int = 2, name: str = "Object") -> Path:
+    from segmentai_core.dataset import add_case
+    from segmentai_core.phantoms import blob_phantom
+
+    for seed in range(count):
+        image, mask = blob_phantom(shape=(24, 28, 26), seed=seed)
+        add_case(folder, image, mask, {1: name}, {"draft_model": "tiny-test@0.0.1"})
+    return folder
+
+
+def fake_nnunet_folder(folder: Path, plans: dict, labels: Optional[dict] = None) -> Path:
+    """An nnU-Net v2 model folder whose checkpoint holds no weights: the importer reads the JSON first."""
+    import torch
+
+    (folder / "fold_0").mkdir(parents=True)
+    dataset = {"channel_names": {"0": "CT"}, "labels": labels or {"background": 0, "Liver": 1},
+               "numTraining": 1, "file_ending": ".nii.gz"}
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    (folder / "plans.json").write_text(json.dumps(plans))
+    torch.save({"network_weights": {}, "init_args": {"configuration": "3d_fullres"}, "trainer_name": "nnUNetTrainer"},
+               folder / "fold_0" / "checkpoint_final.pth")
+    return folder
+
+
+def unwritable_folder(work: Path) -> Path:
+    """A folder nothing can be created in: read-only for a normal user; /sys/kernel as root."""
+    if os.geteuid() != 0:
+        folder = work / "readonly"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    return Path("/sys/kernel")
+
+
+# --- probe table --------------------------------------------------------------------------------
+
+Setup = Callable[[Path, Dict[str, Path]], None]
+
+
+@dataclass
+class Probe:
+    """One adversarial input: ``argv`` items are formatted with the paths ``setup`` put in ``p``."""
+
+    id: str
+    setup: Setup
+    argv: Sequence[str]
+    code: int
+    pattern: str
+    may_change: Tuple[str, ...] = ()  # globs relative to the probe folder
+    must_change: Tuple[str, ...] = ()  # paths that must differ afterwards (written or removed)
+    tool: str = "segmentai"
+    lines: Optional[int] = 1  # lines on stderr for an error (None: not checked)
+
+
+def _image(work, p):
+    p["image"] = write_nrrd(work / "image.nrrd")
+
+
+def _dangling_output(work, p):
+    _image(work, p)
+    p["out"] = work / "out.nii.gz"
+    os.symlink(work / "gone" / "target.nii.gz", p["out"])
+
+
+def _nan_nifti(fraction: float):
+    def setup(work, p):
+        array = _image_array()
+        flat = array.reshape(-1)
+        flat[: int(round(fraction * flat.size))] = np.nan
+        p["image"] = write_nifti_raw(work / "image.nii.gz", array)
+    return setup
+
+
+def _grid(directions: str):
+    def setup(work, p):
+        p["image"] = nrrd_with_grid(work / "image.nrrd", directions)
+    return setup
+
+
+def _dicom_without_series(work, p):
+    p["image"] = work / "dicom"
+    p["image"].mkdir()
+    (p["image"] / "x.dcm").write_bytes(np.random.default_rng(1).bytes(2000))
+
+
+def _stale_temporary(work, p):
+    _image(work, p)
+    stale = work / ".out.tmp-0badcafe.nii.gz"
+    stale.write_bytes(b"left by a killed write")
+    old = time.time() - 2 * 86400
+    os.utime(stale, (old, old))
+    fresh = work / ".out.tmp-00c0ffee.nii.gz"  # another writer's, still at work: kept
+    fresh.write_bytes(b"being written")
+
+
+def _case(work, p):
+    _image(work, p)
+    p["mask"] = write_mask(work / "mask.nrrd", p["image"])
+
+
+def _case_into_file(work, p):
+    _case(work, p)
+    p["ds"] = work / "dataset.txt"
+    p["ds"].write_text("not a folder")
+
+
+def _case_into_unwritable(work, p):
+    _case(work, p)
+    p["ds"] = unwritable_folder(work) / "segmentai-dataset"
+
+
+def _case_images_file(work, p):
+    _case(work, p)
+    p["ds"] = work / "ds"
+    p["ds"].mkdir()
+    (p["ds"] / "imagesTr").write_text("a file where the folder belongs")
+
+
+def _all_nan_case(work, p):
+    _nan_nifti(1.0)(work, p)
+    array = np.zeros((20, 22, 24), np.uint8)
+    array[8:12, 8:12, 8:12] = 1
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(sitk.ReadImage(str(p["image"])))
+    p["mask"] = work / "mask.nrrd"
+    sitk.WriteImage(mask, str(p["mask"]))
+    p["ds"] = work / "ds"
+
+
+def _dataset_with_nan_image(work, p):
+    p["ds"] = make_dataset(work / "ds", count=1)
+    stored = p["ds"] / "imagesTr" / "case_0001_0000.nii.gz"
+    image = sitk.ReadImage(str(stored))
+    nan = sitk.GetImageFromArray(np.full(sitk.GetArrayFromImage(image).shape, np.nan, np.float32))
+    nan.CopyInformation(image)
+    sitk.WriteImage(nan, str(stored))
+
+
+def _finetune_inputs(work, p):
+    p["data"] = make_dataset(work / "data")
+    p["out"] = work / "run"
+
+
+def _run_folder_with(*names: str):
+    def setup(work, p):
+        _finetune_inputs(work, p)
+        p["out"].mkdir()
+        for name in names:
+            (p["out"] / name).write_text("from an earlier run")
+    return setup
+
+
+def _unwritable_run(work, p):
+    _finetune_inputs(work, p)
+    p["out"] = unwritable_folder(work) / "segmentai-run"
+
+
+def _zip(work, p):
+    p["zip"] = work / "model.zip"
+    p["zip"].write_bytes(b"PK\x05\x06" + b"\0" * 18)
+
+
+_PLANS = {"dataset_name": "Dataset001_Liver", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+          "configurations": {"3d_fullres": {"patch_size": [32, 32, 32], "spacing": [1, 1, 1]}}}
+
+
+def _nnunet(plans: dict, labels: Optional[dict] = None):
+    def setup(work, p):
+        p["model"] = fake_nnunet_folder(work / "nnunet", plans, labels)
+    return setup
+
+
+def _bundle_config(network: dict) -> dict:
+    keys = ["image"]
+    return {
+        "network_def": network,
+        "preprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "LoadImaged", "keys": keys}, {"_target_": "EnsureChannelFirstd", "keys": keys},
+            {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
+            {"_target_": "Spacingd", "keys": keys, "pixdim": [1.5] * 3, "mode": "bilinear"},
+            {"_target_": "NormalizeIntensityd", "keys": keys, "nonzero": False, "channel_wise": True}]},
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [32, 32, 32], "sw_batch_size": 1,
+                    "overlap": 0.25},
+        "postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]},
+    }
+
+
+def _monai_bundle(network: Optional[dict] = None, yaml_text: Optional[str] = None):
+    """A MONAI bundle; without ``yaml_text`` its weights are MONAI's own UNet built from MONAI's defaults."""
+    def setup(work, p):
+        import torch
+        from monai.networks.nets import UNet
+
+        folder = work / "bundle"
+        (folder / "configs").mkdir(parents=True)
+        (folder / "models").mkdir()
+        (folder / "configs" / "metadata.json").write_text(json.dumps({"name": "probe", "version": "0.1.0"}))
+        if yaml_text is not None:
+            (folder / "configs" / "inference.yaml").write_text(yaml_text)
+            torch.save({}, folder / "models" / "model.pt")
+        else:
+            (folder / "configs" / "inference.json").write_text(json.dumps(_bundle_config(network)))
+            kwargs = {k: v for k, v in network.items() if k != "_target_"}
+            torch.save(UNet(**kwargs).state_dict(), folder / "models" / "model.pt")
+        p["model"] = folder
+    return setup
+
+
+SEGMENT = ["segment", "{image}", "--model", "{tiny}", "--device", "cpu", "--quiet"]
+FINETUNE = ["finetune", "--model", "{tiny}", "--data", "{data}", "--out", "{out}", "--epochs", "1", "--iterations",
+            "1", "--device", "cpu", "--no-progress-bar"]
+ADD = ["dataset", "add", "{image}", "{mask}", "--dataset", "{ds}"]
+OUT = ["-o", "{work}/out.nii.gz"]
+
+PROBES = [
+    # item 11: options that printed a traceback or were accepted
+    Probe("segment-memory-budget-nan", _image, SEGMENT + OUT + ["--memory-budget", "nan"], 2,
+          r"--memory-budget must be a positive number of GiB, got nan"),
+    Probe("segment-memory-budget-negative", _image, SEGMENT + OUT + ["--memory-budget", "-1"], 2,
+          r"--memory-budget must be a positive number"),
+    Probe("finetune-lr-nan", _finetune_inputs, FINETUNE + ["--lr", "nan"], 2, r"--lr must be a positive number",
+          tool="segmentai-train"),
+    Probe("finetune-lr-inf", _finetune_inputs, FINETUNE + ["--lr", "inf"], 2, r"--lr must be a positive number",
+          tool="segmentai-train"),
+    Probe("dataset-add-into-a-file", _case_into_file, ADD, 2, r"dataset\.txt is a file, not a dataset folder"),
+    Probe("dataset-add-unwritable", _case_into_unwritable, ADD, 2, r"cannot write the dataset there"),
+    Probe("dataset-add-imagesTr-is-a-file", _case_images_file, ADD, 2,
+          r"imagesTr is a file where the dataset's imagesTr folder belongs"),
+    Probe("finetune-out-unwritable", _unwritable_run, FINETUNE, 2, r"cannot write the run there",
+          tool="segmentai-train"),
+    Probe("nnunet-plans-missing-keys", _nnunet({"configurations": {"3d_fullres": {}}}),
+          ["models", "import", "{model}"], 2, r"lacks the entry 'patch_size' that nnU-Net v2 writes"),
+    Probe("nnunet-plans-inherits-loop",
+          _nnunet({**_PLANS, "configurations": {"3d_fullres": {"inherits_from": "a"}, "a": {"inherits_from":
+                                                                                         "3d_fullres"}}}),
+          ["models", "import", "{model}"], 2, r"inherit in a loop \(3d_fullres -> a -> 3d_fullres\)"),
+    Probe("nnunet-labels-not-integers",
+          _nnunet({**_PLANS, "configurations": {"3d_fullres": {
+              "patch_size": [32, 32, 32], "spacing": [1, 1, 1], "architecture": {
+                  "network_class_name": "x", "arch_kwargs": {"conv_op": "torch.nn.modules.conv.Conv3d"}}}}},
+                  labels={"background": 0, "Liver": "one"}),
+          ["models", "import", "{model}"], 2, r"holds a value SegmentAI cannot use \(invalid literal for int"),
+    Probe("monai-yaml-python-tag", _monai_bundle(yaml_text="network_def: !!python/object/apply:os.system ['true']\n"),
+          ["models", "import", "{model}"], 2, r"inference\.yaml: not plain YAML data \(tags such as !!python"),
+    # item 12: NaN voxels of NIfTI files
+    Probe("segment-all-nan-nifti", _nan_nifti(1.0), SEGMENT + OUT, 2, r"every voxel is NaN or infinite"),
+    Probe("segment-some-nan-nifti", _nan_nifti(0.1), SEGMENT + OUT, 0,
+          r"note: 1056 NaN/infinite voxels were set to the lowest finite value", may_change=("out.nii.gz",),
+          must_change=("out.nii.gz",), lines=None),
+    Probe("refine-all-nan-nifti", _nan_nifti(1.0), ["refine", "{image}", "--ijk", "--fg", "10,10,10"] + OUT, 2,
+          r"every voxel is NaN or infinite; nothing to segment"),
+    Probe("dataset-add-all-nan", _all_nan_case, ADD, 2, r"no finite voxel \(every voxel is NaN or infinite\)"),
+    Probe("dataset-validate-all-nan", _dataset_with_nan_image, ["dataset", "validate", "{ds}"], 2,
+          r"imagesTr/case_0001_0000\.nii\.gz: every voxel is NaN or infinite", lines=2),
+    # item 13: checks that came too late or said the wrong thing
+    Probe("segment-output-folder-unwritable", _image, SEGMENT + ["-o", "{unwritable}/sub/out.nii.gz"], 2,
+          r"cannot write the output there"),
+    Probe("segment-overview-folder-unwritable", _image, SEGMENT + OUT + ["--overview", "{unwritable}/o.png"], 2,
+          r"cannot write the output there"),
+    Probe("segment-dangling-link-output", _dangling_output, SEGMENT + ["-o", "{out}"], 2,
+          r"out\.nii\.gz is a link to a missing file; pass --overwrite"),
+    Probe("segment-zero-spacing", _grid("(0,0,0) (0,1,0) (0,0,1)"), SEGMENT + OUT, 2,
+          r"unusable voxel grid: spacing \(0\.0, 1\.0, 1\.0\)"),
+    Probe("segment-singular-directions", _grid("(1,0,0) (1,0,0) (0,0,1)"), SEGMENT + OUT, 2,
+          r"unusable voxel grid: its axis directions are degenerate"),
+    Probe("segment-dicom-folder-quiet", _dicom_without_series, SEGMENT + OUT, 2,
+          r"is a folder without a DICOM series"),
+    Probe("segment-stale-temporary-removed", _stale_temporary, SEGMENT + OUT, 0, r"Wrote .*out\.nii\.gz",
+          may_change=("out.nii.gz", ".out.tmp-0badcafe.nii.gz"),
+          must_change=("out.nii.gz", ".out.tmp-0badcafe.nii.gz"), lines=None),
+    Probe("models-import-zip", _zip, ["models", "import", "{zip}"], 2,
+          r"model\.zip is an archive, not a model folder: unpack it"),
+    Probe("monai-unet-without-num-res-units",
+          _monai_bundle({"_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 1,
+                         "out_channels": 2, "channels": [4, 8, 16], "strides": [2, 2]}),
+          ["models", "import", "{model}"], 2, r"num_res_units must be >= 1"),
+    # item 8: a run folder that holds something else
+    Probe("finetune-out-holds-metrics", _run_folder_with("metrics.csv", "training_curve.png"), FINETUNE, 2,
+          r"--out .*run is not empty \(metrics\.csv, training_curve\.png\).*--overwrite", tool="segmentai-train"),
+    Probe("finetune-out-unrelated-folder", _run_folder_with("thesis.tex"), FINETUNE, 2,
+          r"is not empty \(thesis\.tex\)", tool="segmentai-train"),
+    Probe("finetune-out-resume-without-checkpoint", _run_folder_with("metrics.csv"), FINETUNE + ["--resume"], 2,
+          r"is not empty \(metrics\.csv\)", tool="segmentai-train"),
+]
+
+
+# --- running and comparing ----------------------------------------------------------------------
+
+def snapshot(folder: Path) -> Dict[str, str]:
+    """Every file, link and folder under ``folder`` with its content hash (links: their target)."""
+    state: Dict[str, str] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                state[rel] = "link:" + os.readlink(path)
+            elif path.is_dir():
+                state[rel] = "dir"
+            else:
+                state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def changed(before: Dict[str, str], after: Dict[str, str]) -> set:
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def run_cli(tool: str, argv: Sequence[str]) -> int:
+    if tool == "segmentai":
+        from segmentai_core.cli.main import main
+    else:
+        sys.path.insert(0, str(ROOT / "training"))
+        from segmentai_train.cli import main
+    return main(list(argv))
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "home"))
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
+def test_probe(probe: Probe, tmp_path, capfd, tiny_package):
+    import torch
+
+    torch.set_num_threads(1)
+    work = tmp_path / "work"
+    work.mkdir()
+    paths: Dict[str, Path] = {"work": work, "tiny": tiny_package.folder, "unwritable": unwritable_folder(work)}
+    probe.setup(work, paths)
+    argv = [a.format(**paths) for a in probe.argv]
+    outside = {name: snapshot(path) for name, path in (("tiny", tiny_package.folder),)}
+    before = snapshot(work)
+    capfd.readouterr()
+    code = run_cli(probe.tool, argv)
+    out, err = capfd.readouterr()
+    assert code == probe.code, (code, err)
+    assert re.search(probe.pattern, err), err
+    assert "Traceback" not in err and "WARNING: In" not in err and "ITK" not in err.replace("ITK:", ""), err
+    if probe.code != 0 and probe.lines is not None:
+        lines = err.strip().splitlines()
+        assert len(lines) == probe.lines and lines[-1].startswith(f"{probe.tool}: error: "), err
+    after = snapshot(work)
+    diff = changed(before, after)
+    unexpected = {k for k in diff if not any(fnmatch.fnmatch(k, g) for g in probe.may_change)}
+    assert not unexpected, f"changed outside the expected output: {sorted(unexpected)}"
+    missing = set(probe.must_change) - diff
+    assert not missing, f"expected to change: {sorted(missing)}"
+    assert outside == {"tiny": snapshot(tiny_package.folder)}
+
+
+# --- probes with a second process or a signal ---------------------------------------------------
+
+def _env() -> dict:
+    paths = [str(ROOT / "SegmentAI"), str(ROOT / "training"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
+
+
+# Both adders wait for the same start time, and each holds the window between "no dataset.json
+# yet" and creating it open for 0.5 s: without a lock both see a new dataset.
+_ADDER = textwrap.dedent("""
+    import sys, time
+    import segmentai_core.dataset.cases as cases
+    from segmentai_core.cli.main import main
+    real = cases.remap_labels
+    def slow(*args, **kwargs):
+        result = real(*args, **kwargs)
+        time.sleep(0.5)
+        return result
+    cases.remap_labels = slow
+    start = float(sys.argv[1])
+    time.sleep(max(0.0, start - time.time()))
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.parametrize("names, refused", [(("Brain", "Brain"), 0), (("Brain", "Tumor"), 1)],
+                         ids=["same-labels-both-land", "different-labels-one-refused"])
+def test_concurrent_dataset_add(tmp_path, names, refused):
+    from segmentai_core.dataset import list_cases, load_dataset, validate_dataset
+
+    dataset = tmp_path / "ds"
+    start = time.time() + 4.0
+    processes = []
+    for index, name in enumerate(names):  # two different scans (the same one twice is a duplicate)
+        image = write_nrrd(tmp_path / f"image{index}.nrrd", _image_array(seed=index))
+        mask = write_mask(tmp_path / f"mask{index}.nrrd", image)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", _ADDER, str(start), "dataset", "add", str(image), str(mask), "--dataset",
+             str(dataset), "--labels", f"1={name}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()))
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in processes]
+    failed = [r for r in results if r[0] != 0]
+    assert len(failed) == refused, results
+    for code, _, err in failed:
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert re.search(r"segment '(Brain|Tumor)' \(value 1\) is not a label of dataset ds", err), err
+    info = load_dataset(dataset)
+    cases = list_cases(dataset)
+    assert [c.case_id for c in cases] == [f"case_{i + 1:04d}" for i in range(len(names) - refused)]
+    for case in cases:  # every case's provenance agrees with dataset.json
+        assert case.provenance["labels"] == {n: v for n, v in info.labels.items() if v > 0}
+    assert validate_dataset(dataset) == []
+    assert sorted(p.name for p in dataset.iterdir()) == ["dataset.json", "imagesTr", "labelsTr", "provenance"]
+
+
+# Ctrl-C lands while the overview PNG is being written, after the label map was complete.
+_INTERRUPTED = textwrap.dedent("""
+    import os, signal, sys, time
+    import segmentai_core.overview as overview
+    from segmentai_core.cli.main import main
+    real = overview.write_overview
+    def interrupted(*args, **kwargs):
+        path = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+        return path
+    overview.write_overview = interrupted
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("suffix", [".seg.nrrd", ".nii.gz"])
+def test_ctrl_c_while_the_overview_is_written(tmp_path, tiny_package, suffix):
+    image = write_nrrd(tmp_path / "image.nrrd")
+    work = tmp_path / "out"
+    work.mkdir()
+    before = snapshot(work)
+    command = [sys.executable, "-c", _INTERRUPTED, "segment", str(image), "-o", str(work / f"seg{suffix}"),
+               "--overview", str(work / "overview.png"), "--model", str(tiny_package.folder), "--device", "cpu",
+               "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=180)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == "segmentai: interrupted; nothing was written.", result.stderr
+    assert snapshot(work) == before  # neither output, and no temporary left
+
+
+def test_ctrl_c_after_the_outputs_says_what_was_written(tmp_path, monkeypatch, capfd, tiny_package):
+    """Ctrl-C during the final renames is held back; the message names both outputs, which exist."""
+    import signal
+
+    import segmentai_core.io.staging as staging
+    from segmentai_core.cli.main import main
+
+    real = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real(src, dst)
+        if Path(dst) == tmp_path / "seg.nii.gz":  # the first of the final renames
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(staging.os, "replace", replace_then_interrupt)
+    image = write_nrrd(tmp_path / "image.nrrd")
+    code = main(["segment", str(image), "-o", str(tmp_path / "seg.nii.gz"), "--overview", str(tmp_path / "o.png"),
+                 "--model", str(tiny_package.folder), "--device", "cpu", "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 130 and "Traceback" not in err, err
+    assert re.search(r"interrupted after the outputs were complete; written: .*seg\.nii\.gz, .*o\.png", err), err
+    assert (tmp_path / "seg.nii.gz").is_file() and (tmp_path / "o.png").is_file()
+
+
+def test_finetune_overwrite_and_resume_still_work(tmp_path, capfd, tiny_package):
+    """--overwrite lets a run replace its own files; --resume of an interrupted run needs no --overwrite."""
+    sys.path.insert(0, str(ROOT / "training"))
+    from segmentai_train.cli import main
+
+    data = make_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("stale")
+    argv = ["finetune", "--model", str(tiny_package.folder), "--data", str(data), "--out", str(out), "--epochs", "1",
+            "--iterations", "1", "--warmup", "1", "--device", "cpu", "--no-progress-bar", "--threads", "1"]
+    assert main(argv) == 2
+    assert (out / "metrics.csv").read_text() == "stale"
+    assert main(argv + ["--overwrite"]) == 0
+    assert (out / "metrics.csv").read_text() != "stale" and (out / "model" / "manifest.json").is_file()
+    # An interrupted run (checkpoint, metrics, curve, no model yet) resumes without --overwrite.
+    import shutil
+
+    shutil.rmtree(out / "model")
+    capfd.readouterr()
+    assert main(argv + ["--resume", "--epochs", "2"]) == 0, capfd.readouterr().err
+    assert (out / "model" / "manifest.json").is_file()
+
+
+def test_nifti_nan_lands_on_the_right_voxels(tmp_path):
+    from segmentai_core.io import read_volume
+
+    array = _image_array()
+    array[3, 5, 7] = np.nan
+    array[0, :, 2] = np.nan
+    volume = read_volume(write_nifti_raw(tmp_path / "x.nii.gz", array))
+    assert np.array_equal(np.isnan(volume.array), np.isnan(array))
+    assert np.array_equal(volume.array[~np.isnan(array)], array[~np.isnan(array)])
