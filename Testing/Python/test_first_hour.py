@@ -169,3 +169,68 @@ def test_dataset_add_refuses_the_same_image_twice_and_validate_flags_duplicates(
     flagged = [line for line in err.splitlines() if "same image as case_0001" in line]
     assert len(flagged) == 2 and any("case_0002" in line for line in flagged)
     assert any("case_0003" in line for line in flagged)
+
+
+def test_segment_prints_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, tiny_package, monkeypatch):
+    """``segment`` printed nothing until the end when its output went to a file or a pipe."""
+    from segmentai_core.cli import progress_bar
+    from segmentai_core.io import write_volume
+
+    monkeypatch.setattr(progress_bar, "LINE_DELAY_S", 0.0)  # lines start after 2 s; this job is shorter
+    from segmentai_core.phantoms import blob_phantom
+
+    image, _ = blob_phantom(shape=(40, 48, 44), seed=1)
+    write_volume(image, tmp_path / "img.nii.gz")
+    code, _, err = run_cli(capsys, "segment", tmp_path / "img.nii.gz", "-o", tmp_path / "out.nii.gz",
+                           "--model", tiny_package.folder)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("Segmenting img.nii.gz:")]
+    assert len(lines) >= 3 and "\r" not in err
+    assert "100%" in lines[-1] and all("elapsed" in line for line in lines)
+    code, _, err = run_cli(capsys, "segment", tmp_path / "img.nii.gz", "-o", tmp_path / "out2.nii.gz",
+                           "--model", tiny_package.folder, "--quiet")
+    assert code == 0 and "Segmenting" not in err
+
+
+def test_line_progress_is_bounded_and_estimates_the_time_left():
+    import io
+
+    from segmentai_core.cli.progress_bar import LineProgress, format_duration
+
+    now = [0.0]
+    stream = io.StringIO()
+    progress = LineProgress("Job", stream=stream, interval_s=10.0, clock=lambda: now[0], delay_s=1.0)
+    for step in range(1001):  # 1000 small updates, one stage with counters, 0.05 s apart
+        now[0] = step * 0.05
+        progress(step / 1000, f"Windows {step}/1000")
+    lines = stream.getvalue().splitlines()
+    assert 10 <= len(lines) <= 16  # a line per tenth (and per 10 s), not one per update
+    halfway = next(line for line in lines if line.startswith("Job:  50%"))
+    assert "25 s elapsed, about 25 s left" in halfway
+    assert not lines[0].startswith("Job:   0%")  # nothing in the first second: a quick refusal stays one line
+    assert format_duration(75) == "1 min 15 s" and format_duration(3725) == "1 h 2 min"
+
+
+def test_finetune_help_shows_defaults_and_runs_say_what_they_do(tmp_path, capsys, monkeypatch):
+    """``finetune --help`` showed no defaults; ``--no-progress-bar`` runs printed nothing until the end, and the
+    ~20 s before the first epoch passed without a word."""
+    from conftest import make_tiny_package
+    from segmentai_train import finetune as finetune_module
+    from segmentai_train.cli import build_parser, main as train_main
+
+    monkeypatch.setattr(finetune_module, "PREPARE_MESSAGE_DELAY_S", 0.0)  # said after 2 s; these cases are quick
+    text = build_parser()._subparsers._group_actions[0].choices["finetune"].format_help()
+    assert "(default: 20)" in text and "(default: 25)" in text and "(default: adamw)" in text
+    source = make_tiny_package(tmp_path / "tiny")
+    data = _dataset(tmp_path / "data")
+    args = [a if a != "1" or i != 1 else "2" for i, a in enumerate(QUICK_CLI)]  # --epochs 2
+    assert train_main(["finetune", "--model", str(source.folder), "--data", str(data), "--out", str(tmp_path / "run"),
+                       *args]) == 0
+    err = capsys.readouterr().err.splitlines()
+    first_epoch = next(i for i, line in enumerate(err) if line.startswith("epoch 1/2:"))
+    before = err[:first_epoch]
+    assert any("reading the cases" in line for line in before)
+    assert any("validation Dice before fine-tuning" in line for line in before)
+    assert "elapsed, about" in err[first_epoch] and "left" in err[first_epoch]
+    assert any(line.startswith("epoch 2/2:") and "elapsed" in line for line in err)
+

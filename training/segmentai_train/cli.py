@@ -15,17 +15,31 @@ from typing import List, Optional
 __all__ = ["main", "build_parser"]
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows ``(default: X)`` after each option's help, except where there is no default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "%(default)" in text or hidden or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
 def _finetune_parser(sub) -> None:
     from .finetune import FinetuneConfig
 
     d = FinetuneConfig()
     p = sub.add_parser("finetune", help="fine-tune a model on a dataset of corrected cases",
+                       formatter_class=_DefaultsFormatter,
                        description="Fine-tune a model package on a dataset (nnU-Net v2 raw layout); writes a new "
-                                   "model package to OUT/model and never modifies the source model.")
+                                   "model package to OUT/model and never modifies the source model. On 2 CPU cores "
+                                   "an epoch of the bundled brain model takes about 1.5 min (20 epochs: about "
+                                   "28 min); progress is a bar on a terminal, otherwise lines with the time left.")
     p.add_argument("--model", required=True, metavar="ID|PATH", help="model id, id@version or package folder")
     p.add_argument("--data", required=True, type=Path, metavar="DIR", help="dataset folder ('segmentai dataset add')")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder (checkpoints, curves, model/)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes of --iterations steps each")
     p.add_argument("--iterations", type=int, default=d.iterations_per_epoch, help="optimiser steps per epoch")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global patches per micro-step")
     p.add_argument("--accumulate", type=int, default=d.accumulate, help="gradient accumulation micro-steps")
@@ -35,14 +49,15 @@ def _finetune_parser(sub) -> None:
                    help="replace the run's files (metrics.csv, training_curve.png, checkpoint) in a non-empty OUT")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (decoder)")
     p.add_argument("--encoder-lr-scale", type=float, default=d.encoder_lr_scale, help="encoder rate / decoder rate")
-    p.add_argument("--freeze-encoder-epochs", type=int, default=d.freeze_encoder_epochs)
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d.optimizer)
-    p.add_argument("--schedule", choices=["cosine", "poly"], default=d.schedule)
+    p.add_argument("--freeze-encoder-epochs", type=int, default=d.freeze_encoder_epochs,
+                   help="epochs during which the encoder does not learn")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d.optimizer, help="optimiser")
+    p.add_argument("--schedule", choices=["cosine", "poly"], default=d.schedule, help="learning-rate decay")
     p.add_argument("--warmup", type=int, default=d.warmup_iterations, help="warm-up steps")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (patches, augmentation, split)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of cases held out (0: in-sample)")
     p.add_argument("--folds", type=int, default=d.folds, help="k-fold validation with k folds (use with --fold)")
-    p.add_argument("--fold", type=int, default=d.fold)
+    p.add_argument("--fold", type=int, default=d.fold, help="which fold validates (with --folds)")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
                    help="training patch in voxels (default: the model's inference patch)")
@@ -61,7 +76,8 @@ def _finetune_parser(sub) -> None:
                    help="publish as the next version even if validation Dice is lower than the parent's (by default "
                         "such a model is versioned below the parent, which stays the default)")
     p.add_argument("--json-progress", action="store_true", help="JSON progress lines on stdout")
-    p.add_argument("--no-progress-bar", action="store_true")
+    p.add_argument("--no-progress-bar", action="store_true",
+                   help="no bar on a terminal and no step lines elsewhere; a line per epoch stays")
     p.set_defaults(func=_run_finetune)
 
 

@@ -12,11 +12,13 @@ the kind of source model (SegmentAI's own networks or an imported nnU-Net model)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
 import math
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ __all__ = ["worse_warning", "FinetuneConfig", "FinetuneResult", "FinetuneTrainer
 
 CHECKPOINT = "checkpoint_latest.pt"
 PACKAGE_DIR = "model"
+PREPARE_MESSAGE_DELAY_S = 2.0  # the "reading the cases" line, when preparation takes longer than this
+STEP_LINE_INTERVAL_S = 30.0  # step lines when stderr is not a terminal (an epoch line comes at each epoch end)
 
 
 @dataclass
@@ -157,6 +161,11 @@ class FinetuneTrainer(Trainer):
         self.val_dice_before = float("nan")
         self._bar = None
         self._last_json = 0.0
+        self._text = bool(dist.is_main and not config.json_progress)  # human-readable lines on stderr
+        self._tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self._fit_t0 = time.monotonic()
+        self._fit_step0 = 0
+        self._last_line = 0.0
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -164,6 +173,20 @@ class FinetuneTrainer(Trainer):
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.ft.seed)
+        self._fit_t0, self._fit_step0 = time.monotonic(), self.step  # the ETA counts this run's steps only
+        self._last_line = self._fit_t0
+
+    def timing_text(self) -> str:
+        """``3 min 10 s elapsed, about 25 min left`` from this run's steps so far."""
+        from segmentai_core.cli.progress_bar import format_duration
+
+        elapsed = time.monotonic() - self._fit_t0
+        done = self.step - self._fit_step0
+        total = self.ft.epochs * self.ft.iterations_per_epoch - self._fit_step0
+        text = f"{format_duration(elapsed)} elapsed"
+        if 0 < done < total:
+            text += f", about {format_duration(elapsed * (total - done) / done)} left"
+        return text
 
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = epoch
@@ -172,7 +195,7 @@ class FinetuneTrainer(Trainer):
             for module in _batch_norms(self.network):
                 module.eval()  # keep the parent's statistics; affine weights still learn
         self.sampler.set_epoch(epoch)
-        if self.ft.progress_bar and self.dist.is_main:
+        if self.ft.progress_bar and self._text and self._tty:  # a bar on a terminal; step lines otherwise
             from tqdm import tqdm
 
             self._bar = tqdm(total=self.ft.iterations_per_epoch, desc=f"epoch {epoch + 1}/{self.ft.epochs}",
@@ -215,6 +238,11 @@ class FinetuneTrainer(Trainer):
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{loss:.4f}")
+        elif self.ft.progress_bar and self._text and time.monotonic() - self._last_line >= STEP_LINE_INTERVAL_S:
+            self._last_line = time.monotonic()
+            within = self.step - self.epoch * self.ft.iterations_per_epoch
+            print(f"epoch {self.epoch + 1}/{self.ft.epochs}, step {within}/{self.ft.iterations_per_epoch}: "
+                  f"loss {loss:.4f} | {self.timing_text()}", file=sys.stderr, flush=True)
         if self.ft.json_progress and self.dist.is_main and time.time() - self._last_json > 1.0:
             self._last_json = time.time()
             fraction = self.step / max(1, self.ft.epochs * self.ft.iterations_per_epoch)
@@ -250,9 +278,11 @@ class FinetuneTrainer(Trainer):
             self.save_checkpoint(self.out_dir / CHECKPOINT, epoch)
             if self.ft.json_progress:
                 print(json.dumps({"event": "epoch", "epochs": self.ft.epochs, **logs}), flush=True)
-            elif self.ft.progress_bar:
+            else:  # one line per epoch whatever the bar setting: progress is never invisible
                 dice = f", val Dice {score:.4f}" if score is not None else ""
-                print(f"epoch {epoch + 1}/{self.ft.epochs}: loss {logs['loss']:.4f}{dice}", file=sys.stderr, flush=True)
+                self._last_line = time.monotonic()
+                print(f"epoch {epoch + 1}/{self.ft.epochs}: loss {logs['loss']:.4f}{dice} | {self.timing_text()}",
+                      file=sys.stderr, flush=True)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -365,10 +395,15 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
+    say = _say if dist.is_main and not config.json_progress else (lambda text: None)
+    started = time.monotonic()
     try:
         source = _resolve_model(model)
         manifest = source.manifest
-        setup = prepare_finetune(source, Path(data), config, device)
+        # Said only if preparing takes a while: a quick refusal (labels, configuration) stays one line.
+        with _said_after(PREPARE_MESSAGE_DELAY_S, say, f"fine-tuning {manifest.full_id} on {data}: reading the cases "
+                         "and resampling them to the model's grid..."):
+            setup = prepare_finetune(source, Path(data), config, device)
         training, network, num_classes, keep_head = setup.training, setup.network, setup.num_classes, setup.keep_head
         if dist.enabled and device.type == "cuda" and config.bn_mode == "train":
             network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
@@ -392,6 +427,8 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
         groups = parameter_groups(network, setup.architecture, config.encoder_lr_scale)
         trainer = FinetuneTrainer(network, _loss(num_classes, config.class_weights), sampler, out, config, groups,
                                   validate, device, dist)
+        say(f"{len(train_cases)} training case(s), {len(val_cases)} validation case(s) ({validation}); "
+            f"measuring the parent's validation Dice...")
         if resume and checkpoint.exists():
             trainer.load_checkpoint(checkpoint)
         else:
@@ -399,6 +436,11 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
             if dist.enabled:
                 torch.distributed.broadcast_object_list(before, src=0)
             trainer.val_dice_before = before[0]
+        from segmentai_core.cli.progress_bar import format_duration
+
+        say(f"validation Dice before fine-tuning {trainer.val_dice_before:.4f}; training epochs "
+            f"{trainer.start_epoch + 1}..{config.epochs} x {config.iterations_per_epoch} steps (batch "
+            f"{config.batch_size}) on {device} (prepared in {format_duration(time.monotonic() - started)})")
         if dist.is_main and config.json_progress:
             print(json.dumps({"event": "start", "model": manifest.full_id, "cases": len(train_cases),
                               "val_cases": len(val_cases), "validation": validation, "head": "kept" if keep_head
@@ -444,6 +486,22 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
         return result
     finally:
         shutdown_distributed(dist)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _said_after(delay_s: float, say, text: str):
+    """Say ``text`` if the block is still running after ``delay_s`` seconds."""
+    timer = threading.Timer(delay_s, say, args=(text,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _unsync_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

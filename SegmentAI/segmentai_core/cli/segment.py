@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                         help="RAM the job may use (default: 3/4 of the available memory)")
     parser.add_argument("--timings", action="store_true", help="print per-stage timings as JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress (a bar on a terminal, otherwise a line per tenth with the time left)")
     parser.set_defaults(func=run)
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     volume = read_volume(args.input)
     package = resolve_model(args.model, trust_code=args.trust_code)
     segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
-    bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet and sys.stderr.isatty())
+    bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet)  # lines when not a terminal
     try:
         result = segmenter.segment(volume, Progress(bar), name=str(args.input))
     finally:
