@@ -234,3 +234,46 @@ def test_finetune_help_shows_defaults_and_runs_say_what_they_do(tmp_path, capsys
     assert "elapsed, about" in err[first_epoch] and "left" in err[first_epoch]
     assert any(line.startswith("epoch 2/2:") and "elapsed" in line for line in err)
 
+
+def test_segmenting_a_mask_with_the_t1_model_warns(tmp_path, capsys, tiny_package):
+    """A binary mask segmented as if it were a T1 gave 'Brain 1767.9 mL' without a word (issue 16, item 12)."""
+    from segmentai_core.io import write_labelmap, write_volume
+    from segmentai_core.phantoms import blob_phantom
+
+    image, mask = blob_phantom(shape=(40, 48, 44), seed=2)
+    write_labelmap(mask, tmp_path / "mask.nii.gz")
+    write_volume(image, tmp_path / "image.nii.gz")
+    code, _, err = run_cli(capsys, "segment", tmp_path / "mask.nii.gz", "-o", tmp_path / "out.nii.gz",
+                           "--model", tiny_package.folder, "--quiet")
+    assert code == 0 and (tmp_path / "out.nii.gz").exists()  # a warning, not a refusal
+    warnings = [line for line in err.splitlines() if line.startswith("segmentai: warning:")]
+    assert len(warnings) == 1 and "2 distinct values" in warnings[0] and "label map or mask" in warnings[0]
+    code, _, err = run_cli(capsys, "segment", tmp_path / "image.nii.gz", "-o", tmp_path / "out2.nii.gz",
+                           "--model", tiny_package.folder, "--quiet")
+    assert code == 0 and "warning" not in err
+
+
+def test_input_statistics_against_the_models_modality(default_package):
+    """The bundled T1 sample passes; its mask and a CT in HU are flagged for the T1 model, an MR image for a
+    CT model."""
+    import copy
+
+    from segmentai_core.inference.input_check import input_warnings
+    from segmentai_core.io import read_volume
+    from segmentai_core.resources import resources_dir
+
+    t1_manifest = default_package.manifest
+    sample = resources_dir() / "SampleData"
+    t1 = np.asarray(read_volume(sample / "sample_t1.nii.gz").array)
+    mask = np.asarray(read_volume(sample / "sample_brain_mask.nii.gz").array)
+    assert input_warnings(t1, t1_manifest) == []
+    assert "label map or mask" in input_warnings(mask, t1_manifest)[0] and "MR scan (T1)" in \
+        input_warnings(mask, t1_manifest)[0]
+    ct = np.full((48, 48, 48), -1000, np.int16)
+    ct[8:40, 8:40, 8:40] = np.random.default_rng(0).integers(-100, 300, (32, 32, 32))
+    assert "Hounsfield" in input_warnings(ct, t1_manifest)[0]
+    assert input_warnings(np.zeros((8, 8, 8)), t1_manifest) == []  # constant: the engine refuses it in one line
+    ct_manifest = copy.copy(t1_manifest)
+    ct_manifest.modality = "CT"
+    assert "not look like CT" in input_warnings(t1, ct_manifest)[0]
+    assert input_warnings(ct, ct_manifest) == []

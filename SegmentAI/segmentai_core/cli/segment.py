@@ -38,6 +38,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.engine import Segmenter
+    from ..inference.input_check import input_warnings
     from ..errors import Cancelled
     from ..io import read_volume, write_labelmap, write_segmentation
     from ..io.staging import commit, temporary_path
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     volume = read_volume(args.input)
     package = resolve_model(args.model, trust_code=args.trust_code)
     segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+    for warning in input_warnings(volume.array, package.manifest):  # a mask given as a T1, CT given to an MR model
+        print(f"segmentai: warning: {args.input.name}: {warning}", file=sys.stderr, flush=True)
     bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet)  # lines when not a terminal
     try:
         result = segmenter.segment(volume, Progress(bar), name=str(args.input))
