@@ -285,6 +285,39 @@ def _monai_bundle(network: Optional[dict] = None, yaml_text: Optional[str] = Non
     return setup
 
 
+def _package(change: Callable[[dict], object]):
+    """A copy of the tiny test package whose manifest ``change`` edits (or replaces, when it returns text)."""
+    def setup(work, p):
+        from conftest import make_tiny_package
+
+        _image(work, p)
+        package = make_tiny_package(work / "package")
+        manifest = json.loads((package.folder / "manifest.json").read_text())
+        text = change(manifest)
+        (package.folder / "manifest.json").write_text(text if isinstance(text, str) else json.dumps(manifest))
+        p["package"] = package.folder
+    return setup
+
+
+def _huge_patch(manifest):
+    manifest["inference"]["patch_size"] = [8000, 8000, 8000]
+
+
+def _huge_channels(manifest):
+    manifest["architecture"]["args"]["channels"] = [100000, 8, 16]
+
+
+def _deep(manifest):
+    return "[" * 100000 + "]" * 100000
+
+
+def _deep_dataset(work, p):
+    _case(work, p)
+    p["ds"] = work / "ds"
+    p["ds"].mkdir()
+    (p["ds"] / "dataset.json").write_text("{\"a\":" * 100000 + "1" + "}" * 100000)
+
+
 SEGMENT = ["segment", "{image}", "--model", "{tiny}", "--device", "cpu", "--quiet"]
 FINETUNE = ["finetune", "--model", "{tiny}", "--data", "{data}", "--out", "{out}", "--epochs", "1", "--iterations",
             "1", "--device", "cpu", "--no-progress-bar"]
@@ -321,6 +354,15 @@ PROBES = [
           ["models", "import", "{model}"], 2, r"holds a value SegmentAI cannot use \(invalid literal for int"),
     Probe("monai-yaml-python-tag", _monai_bundle(yaml_text="network_def: !!python/object/apply:os.system ['true']\n"),
           ["models", "import", "{model}"], 2, r"inference\.yaml: not plain YAML data \(tags such as !!python"),
+    Probe("segment-manifest-nested-deep", _package(_deep), ["segment", "{image}", "--model", "{package}"] + OUT, 2,
+          r"manifest\.json: nested too deeply to be a manifest"),
+    Probe("segment-manifest-patch-8000", _package(_huge_patch),
+          ["segment", "{image}", "--model", "{package}", "--device", "cpu", "--quiet"] + OUT, 2,
+          r"works in 8000×8000×8000-voxel windows, which need about .* GiB each, more than the memory budget"),
+    Probe("segment-manifest-100000-channels", _package(_huge_channels),
+          ["segment", "{image}", "--model", "{package}", "--device", "cpu", "--quiet", "--memory-budget", "1e9"] + OUT,
+          2, r"architecture UNet: its parameters alone need .* GiB, more than the"),
+    Probe("dataset-json-nested-deep", _deep_dataset, ADD, 2, r"dataset\.json: nested too deeply"),
     # item 12: NaN voxels of NIfTI files
     Probe("segment-all-nan-nifti", _nan_nifti(1.0), SEGMENT + OUT, 2, r"every voxel is NaN or infinite"),
     Probe("segment-some-nan-nifti", _nan_nifti(0.1), SEGMENT + OUT, 0,

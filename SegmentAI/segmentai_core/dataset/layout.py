@@ -116,6 +116,8 @@ def load_dataset(folder: PathLike) -> DatasetInfo:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to be a dataset description") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: must hold a JSON object")
     for key in ("channel_names", "labels", "file_ending"):

@@ -49,6 +49,8 @@ def _read_config(path: Path) -> Dict[str, Any]:
         raise ModelError(f"{path.name}: reading YAML bundle configs needs PyYAML") from error
     except (OSError, ValueError) as error:
         raise ModelError(f"{path.name}: cannot read it ({str(error).splitlines()[0]})") from error
+    except RecursionError:
+        raise ModelError(f"{path.name}: nested too deeply to be a bundle config") from None
     except Exception as error:  # yaml.YAMLError: a Python tag (!!python/object...) or broken YAML
         if type(error).__module__.split(".")[0] != "yaml":
             raise

@@ -42,6 +42,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelError(f"{path.name}: cannot read it as JSON ({error})") from error
+    except RecursionError:
+        raise ModelError(f"{path.name}: nested too deeply to be an nnU-Net file") from None
 
 
 def _sha256(data: bytes) -> str:

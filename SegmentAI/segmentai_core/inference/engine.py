@@ -149,6 +149,20 @@ class Segmenter:
             blend_mode=self.manifest.blend_mode, sigma_scale=self.manifest.sigma_scale,
         )
 
+    def _check_window_fits(self, name: str) -> None:
+        """One sliding window (input, activations, probabilities) must fit the budget: checked before allocating."""
+        if _whole_volume_ok(self.manifest):
+            return  # the whole volume is one window; estimate_peak_bytes covered it
+        voxels = float(np.prod(self.manifest.patch_size))
+        needed = voxels * (_estimate_bytes_per_voxel(self.manifest) + 4.0 * (1 + 2 * self.manifest.num_classes))
+        if needed > self.memory_budget_bytes:
+            patch = "×".join(str(int(s)) for s in self.manifest.patch_size)
+            raise ResourceError(
+                f"{name}: model '{self.manifest.full_id}' works in {patch}-voxel windows, which need about "
+                f"{needed / GIB:.1f} GiB each, more than the memory budget of {self.memory_budget_bytes / GIB:.1f} "
+                f"GiB (estimated from the patch and the network's first-level width); the manifest is implausible "
+                "or the budget too small")
+
     def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input") -> SegmentationResult:
         """Segment ``volume``; raises InputError/ResourceError/Cancelled, never returns a partial result."""
         progress = progress or Progress()
@@ -167,6 +181,7 @@ class Segmenter:
                 f"{name}: segmenting {volume.geometry.describe()} needs about {needed / GIB:.1f} GiB, more than "
                 f"the memory budget of {self.memory_budget_bytes / GIB:.1f} GiB; crop the volume or raise the budget"
             )
+        self._check_window_fits(name)
         progress.update(0.0, "Loading the model")
         network = self.network
         timings["load_model"] = time.perf_counter() - t

@@ -74,7 +74,7 @@ def trusted_entries(path: Optional[Path] = None) -> Dict[str, dict]:
     try:
         with open(path, encoding="utf-8") as stream:
             data = json.load(stream)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     entries = data.get("trusted") if isinstance(data, dict) else None
     if not isinstance(entries, dict):

@@ -462,6 +462,8 @@ def load_manifest(folder: Union[str, Path]) -> ModelManifest:
         raise ModelError(f"model folder '{folder.name}' {MANIFEST_NAME}: not UTF-8 text") from error
     except ValueError as error:
         raise ModelError(f"model folder '{folder.name}' {MANIFEST_NAME}: not valid JSON ({error})") from error
+    except RecursionError:
+        raise ModelError(f"model folder '{folder.name}' {MANIFEST_NAME}: nested too deeply to be a manifest") from None
     except OSError as error:
         raise ModelError(f"cannot read {path}: {error.strerror or error}") from error
     if isinstance(data, dict) and isinstance(data.get("id"), str) and re.match(r"^[a-z0-9][a-z0-9._-]*$", data["id"]):

@@ -141,8 +141,31 @@ def build_network(
             f"(it accepts {', '.join(sorted(accepted - set(_RESERVED_ARGS)))})"
         )
     try:
+        _check_size(name, lambda: cls(spatial_dims=spatial_dims, in_channels=in_channels,
+                                      out_channels=out_channels, **args))
         return cls(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **args)
     except (TypeError, ValueError, AssertionError) as error:
         text = str(error).strip()
         first = text.splitlines()[0] if text else type(error).__name__
         raise ModelError(f"architecture {name} cannot be built from its args: {first}") from error
+
+
+def _check_size(name: str, build) -> None:
+    """Refuse, before allocating, a network whose parameters alone would not fit in the available memory.
+
+    The network is first built on PyTorch's ``meta`` device, which records shapes and allocates nothing.
+    """
+    import torch
+
+    from ..inference.memory import GIB, available_ram_bytes
+
+    try:
+        with torch.device("meta"):
+            network = build()
+    except (RuntimeError, NotImplementedError):
+        return  # a network whose constructor computes with tensors (SwinUNETR): built for real below
+    size = sum(p.numel() * p.element_size() for p in network.parameters())
+    limit = available_ram_bytes() * 0.75
+    if size > limit:
+        raise ModelError(f"architecture {name}: its parameters alone need {size / GIB:.1f} GiB, more than the "
+                         f"{limit / GIB:.1f} GiB of memory available; the manifest's architecture.args are implausible")
