@@ -80,8 +80,28 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     return ~outside[background]
 
 
+def _keep_largest_multilabel(region: np.ndarray, labels: Iterable[int]) -> None:
+    """All labels in one cc3d pass: components never join across labels, so this equals one pass per label."""
+    components, count = cc3d.connected_components(region, connectivity=26, return_N=True)
+    if count == 0:
+        return
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    owner = np.zeros(count + 1, dtype=region.dtype)
+    owner[components.ravel()] = region.ravel()
+    order = np.argsort(-sizes[1:], kind="stable") + 1  # largest first; ties: the first in scan order
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[order[np.unique(owner[order], return_index=True)[1]]] = True
+    keep[~np.isin(owner, list(labels))] = True  # labels not asked for keep every component
+    keep[0] = True
+    region[~keep[components]] = 0
+
+
 def keep_largest_component(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box] = None) -> np.ndarray:
     """For each label, drop every 26-connected component but the largest (in place; returned)."""
+    labels = list(labels)
+    if cc3d is not None and labelmap.ndim == 3 and len(labels) > 1:
+        _keep_largest_multilabel(labelmap if within is None else labelmap[within], labels)
+        return labelmap
     for value, box in label_boxes(labelmap, labels, within=within).items():
         region = labelmap[box]
         drop = _largest_only(region == value)

@@ -12,13 +12,14 @@ so :func:`probabilities_to_labels` does only the work that can change the answer
 2. Input voxels whose nearest canonical voxel lies outside the box of non-background neighbourhoods
    are background without any work; the rest, the *foreground box*, gets one nearest-neighbour
    resample of the "uniform class or mixed" map.
-3. Only the *mixed* voxels (a thin shell along boundaries) are decided by interpolation. With two
-   classes one channel decides (``p1 > 0.5``). With more, each class is resampled only over the
-   input box its arg-max region can reach and compared only at mixed voxels: a class that is the
-   arg-max at none of a voxel's interpolation corners could win there only in near-ties, and even
-   those are caught while its region's box covers the voxel.
+3. Only the *mixed* voxels (a thin shell along boundaries) are interpolated, in chunks, at their
+   exact continuous canonical coordinates (separable index maps when the grids' axes are
+   parallel, an affine map otherwise). With two classes one channel decides (``p1 > 0.5``): the
+   result equals resampling every voxel. With more, the candidates are the classes that win at the
+   voxel's eight corners; a class that wins at none of them could win between them only in a
+   near-tie (tests: at most 0.5 % of foreground voxels on 12-class noise fields).
 
-Work memory is the uint8/uint16 output, its box and the shell's coordinates: no float copy per class
+Work memory is the uint8/uint16 output, its box and one chunk of the shell: no float copy per class
 at full resolution. :func:`probabilities_to_labels_reference` is the straightforward slab-by-slab
 resampling of every class (the former implementation), kept for the parity tests and the benchmark.
 """
@@ -28,7 +29,6 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import ndimage
 
 from ..geometry import Geometry
 from ..progress import Progress
@@ -101,29 +101,24 @@ class _AxisMap:
             index.append(np.where(inside, np.clip(np.floor(c).astype(np.int64) + 2, 1, n), 0))
         return moved[np.ix_(*index)]
 
-    def linear_at(self, array: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Trilinear interpolation of ``array`` at box voxels ``points`` (N, 3), edge values continued
-        outside the grid (as ITK does within half a voxel of it)."""
-        moved = np.ascontiguousarray(array.transpose(self.axes), dtype=np.float32).ravel()
-        shape = array.transpose(self.axes).shape
-        strides = (shape[1] * shape[2], shape[2], 1)
-        lows, highs, weights = [], [], []
-        for d, c in enumerate(self.coords):  # per axis first (short vectors), then per point
-            floor = np.floor(c)
-            low = np.clip(floor, 0, shape[d] - 1).astype(np.intp) * strides[d]
-            high = np.clip(floor + 1, 0, shape[d] - 1).astype(np.intp) * strides[d]
-            at = points[:, d]
-            lows.append(low[at])
-            highs.append(high[at])
-            weights.append((c - floor).astype(np.float32)[at])
-        (l0, l1, l2), (h0, h1, h2), (w0, w1, w2) = lows, highs, weights
-        result = np.zeros(len(points), dtype=np.float32)
-        for i0, f0 in ((l0, 1 - w0), (h0, w0)):
-            for i1, f1 in ((l1, 1 - w1), (h1, w1)):
-                base = i0 + i1
-                row = f0 * f1
-                result += row * ((1 - w2) * np.take(moved, base + l2) + w2 * np.take(moved, base + h2))
-        return result
+    def point_coords(self, points: np.ndarray) -> np.ndarray:
+        """(3, N) continuous canonical (k, j, i) coordinates of box voxels ``points`` (N, 3)."""
+        coords = np.empty((3, len(points)), dtype=np.float64)
+        for d, c in enumerate(self.coords):
+            coords[self.axes[d]] = c[points[:, d]]
+        return coords
+
+
+def _argmax_classes(probabilities: np.ndarray) -> np.ndarray:
+    """``argmax`` over the first axis (first class on ties), a running maximum: numpy's strided
+    ``argmax(axis=0)`` over 105 classes takes 10x longer."""
+    best = probabilities[0].copy()
+    classes = np.zeros(best.shape, dtype=np.uint8 if probabilities.shape[0] < 255 else np.uint16)
+    for c in range(1, probabilities.shape[0]):
+        better = probabilities[c] > best
+        np.copyto(best, probabilities[c], where=better)
+        classes[better] = c
+    return classes
 
 
 def _cell_classes(winner: np.ndarray) -> "tuple[np.ndarray, int]":
@@ -164,7 +159,7 @@ def restore_labels(
     if num_classes == 2:  # p0 = 1 - p1 before and after linear interpolation: one channel decides
         winner = (probabilities[1] > 0.5).astype(np.uint8)
     else:
-        winner = np.argmax(probabilities, axis=0).astype(np.uint8 if num_classes < 255 else np.uint16)
+        winner = _argmax_classes(probabilities)
     cells, mixed = _cell_classes(winner)
     occupied = np.argwhere(cells > 0)
     if not len(occupied):
@@ -193,60 +188,90 @@ def restore_labels(
         target = original.cropped([s.start for s in box], [s.stop for s in box])
         decided = sitk.GetArrayFromImage(_sitk_resample(Volume(cells, cell_grid).to_sitk(), target,
                                                         sitk.sitkNearestNeighbor, 0.0))
-    undecided = decided == mixed
+    points = np.argwhere(decided == mixed)  # the boundary shell, box-relative
     progress.update(0.3, "Resampling to the input grid")
-    if undecided.any():
-        _decide_boundary(probabilities, winner, canonical, original, box, aligned, decided, undecided,
-                         progress.span(0.3, 1.0))
+    for first in range(0, len(points), _CHUNK):
+        chunk = points[first:first + _CHUNK]
+        if aligned is not None:
+            coords = aligned.point_coords(chunk)
+        else:
+            coords = _affine_coords(chunk, box, canonical, original)
+        decided[tuple(chunk.T)] = _interpolated_winner(probabilities, winner, coords).astype(decided.dtype)
+        progress.update(0.3 + 0.7 * min(1.0, (first + _CHUNK) / len(points)), "Resampling to the input grid")
     out[box] = lookup[decided]
     progress.update(1.0, "Resampling to the input grid")
     return out, box
 
 
-def _decide_boundary(probabilities, winner, canonical, original, box, aligned, decided, undecided, progress) -> None:
-    """Fill the undecided voxels of ``decided`` (the foreground box) with the interpolated arg-max.
+_CHUNK = 1 << 20
+"""Boundary voxels interpolated at once (bounds the work memory to about 150 MB)."""
 
-    Each class is interpolated only at the undecided voxels of the input box its arg-max region can
-    reach (its canonical box grown by two voxels).
+
+def _affine_coords(points: np.ndarray, box: Box, canonical: Geometry, original: Geometry) -> np.ndarray:
+    """(3, N) continuous canonical (k, j, i) coordinates of box voxels ``points`` (N, 3), any orientation."""
+    matrix = np.linalg.inv(canonical.ijk_to_lps_matrix()) @ original.ijk_to_lps_matrix()  # ijk -> ijk
+    ijk = (points + [s.start for s in box])[:, ::-1].astype(np.float64)
+    return (ijk @ matrix[:3, :3].T + matrix[:3, 3])[:, ::-1].T
+
+
+def _interpolated_winner(probabilities: np.ndarray, winner: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Arg-max class of the trilinearly interpolated probabilities at ``coords`` (3, N).
+
+    Edge values continue within half a voxel of the grid; beyond, background (as ITK's resampler
+    with the background default). The candidates are the classes that win at the point's eight
+    corners: a class that wins at none of them can win between them only in a near-tie.
     """
-    num_classes = probabilities.shape[0]
-    classes = [1] if num_classes == 2 else [int(c) for c in np.unique(winner)]
-    regions = ndimage.find_objects(winner.astype(np.int32) + 1)
-    best = None if num_classes == 2 else np.full(decided.shape, -np.inf, dtype=np.float32)
-    offset = np.array([s.start for s in box])
-    for number, c in enumerate(classes):
-        progress.update(number / len(classes), "Resampling to the input grid")
-        region = regions[c] if c < len(regions) else None
-        # An undecided voxel's interpolation corners hold class c: it lies within one voxel of c's region.
-        sub = None if region is None else _canonical_to_input_box(
-            canonical, original, [r.start for r in region], [r.stop - 1 for r in region], margin=2, within=box)
-        if sub is None:
+    shape = winner.shape
+    count = coords.shape[1]
+    corners, weights = [], []
+    inside = np.ones(count, dtype=bool)
+    per_axis = []
+    for c, n in zip(coords, shape):
+        inside &= (c >= -0.5) & (c < n - 0.5)
+        floor = np.floor(c)
+        per_axis.append((np.clip(floor, 0, n - 1).astype(np.intp), np.clip(floor + 1, 0, n - 1).astype(np.intp),
+                         (c - floor).astype(np.float32)))
+    (l0, h0, w0), (l1, h1, w1), (l2, h2, w2) = per_axis
+    for i0, f0 in ((l0, 1 - w0), (h0, w0)):
+        for i1, f1 in ((l1, 1 - w1), (h1, w1)):
+            for i2, f2 in ((l2, 1 - w2), (h2, w2)):
+                corners.append((i0 * shape[1] + i1) * shape[2] + i2)
+                weights.append(f0 * f1 * f2)
+    flat = probabilities.reshape(probabilities.shape[0], -1)
+    if probabilities.shape[0] == 2:
+        p1 = flat[1]
+        value = sum(w * p1[i] for w, i in zip(weights, corners))
+        return (value > 0.5) & inside
+    volume_size = flat.shape[1]
+    everything = flat.reshape(-1)
+    winners = [winner.reshape(-1)[i] for i in corners]
+
+    def interpolated(classes: np.ndarray, where) -> np.ndarray:
+        base = classes.astype(np.intp) * volume_size
+        return sum(w[where] * everything[base + i[where]] for w, i in zip(weights, corners))
+
+    # Most boundary points see two classes: the first corner's and the first other one.
+    first = winners[0]
+    second = first.copy()
+    for candidate in winners[1:]:
+        unset = second == first
+        second[unset] = candidate[unset]
+    everyone = slice(None)
+    value_first, value_second = interpolated(first, everyone), interpolated(second, everyone)
+    take_second = (value_second > value_first) | ((value_second == value_first) & (second < first))
+    best_class = np.where(take_second, second, first)
+    best = np.maximum(value_first, value_second)
+    # Junctions of three or more classes: the remaining candidates, for those points only.
+    for candidate in winners[1:]:
+        where = np.flatnonzero((candidate != first) & (candidate != second))
+        if where.size == 0:
             continue
-        local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(sub, offset))
-        points = np.argwhere(undecided[local])
-        if not len(points):
-            continue
-        if aligned is not None:
-            values = aligned.sub(local).linear_at(probabilities[c], points)
-        else:
-            values = _sitk_linear(probabilities[c], canonical, original, sub, 1.0 if c == 0 else 0.0)[tuple(points.T)]
-        index = tuple((points + [s.start for s in local]).T)
-        if best is None:
-            decided[index] = values > 0.5
-        else:
-            better = values > best[index]
-            index = tuple(i[better] for i in index)
-            best[index] = values[better]
-            decided[index] = c
-
-
-def _sitk_linear(channel: np.ndarray, canonical: Geometry, original: Geometry, sub: Box, default: float) -> np.ndarray:
-    """``channel`` resampled linearly onto the input grid's box ``sub`` (any relative orientation)."""
-    import SimpleITK as sitk
-
-    target = original.cropped([s.start for s in sub], [s.stop for s in sub])
-    image = Volume(np.ascontiguousarray(channel), canonical).to_sitk()
-    return sitk.GetArrayFromImage(_sitk_resample(image, target, sitk.sitkLinear, default))
+        value = interpolated(candidate[where], where)
+        better = (value > best[where]) | ((value == best[where]) & (candidate[where] < best_class[where]))
+        best[where[better]] = value[better]
+        best_class[where[better]] = candidate[where[better]]
+    best_class[~inside] = 0
+    return best_class
 
 
 def probabilities_to_labels(
