@@ -51,7 +51,7 @@ def make_volume(size_ijk, path: Path):
     sitk.WriteImage(volume.to_sitk(), str(path))
 
 
-def run_segmentai(path: str, threads: int, device: str) -> dict:
+def run_segmentai(path: str, threads: int, device: str, suffix: str = ".segmentai.nii.gz") -> dict:
     import torch
 
     from segmentai_core.inference.engine import Segmenter
@@ -67,7 +67,7 @@ def run_segmentai(path: str, threads: int, device: str) -> dict:
     result = segmenter.segment(volume)
     total = time.perf_counter() - t
     t = time.perf_counter()
-    write_labelmap(result.labelmap, path + ".segmentai.nii.gz", overwrite=True)
+    write_labelmap(result.labelmap, path + suffix, overwrite=True)
     write_s = time.perf_counter() - t
     return {"read_s": read_s, "segment_s": total, "write_s": write_s, "stages_s": result.timings}
 
@@ -84,9 +84,7 @@ def run_reference(path: str, threads: int, device: str) -> dict:
     original_largest, original_fill = engine.keep_largest_component, engine.fill_holes
     engine.keep_largest_component = lambda labels, values, within=None: original_largest(labels, values)
     engine.fill_holes = lambda labels, values, within=None: original_fill(labels, values)
-    result = run_segmentai(path, threads, device)
-    Path(path + ".segmentai.nii.gz").rename(path + ".reference.nii.gz")
-    return result
+    return run_segmentai(path, threads, device, suffix=".reference.nii.gz")
 
 
 def run_monai(path: str, threads: int, device: str, sw_batch_size: int) -> dict:

@@ -58,7 +58,7 @@ def test_sample_segment_evaluate_end_to_end(tmp_path, capsys):
     output, overview = tmp_path / "brain.seg.nrrd", tmp_path / "overview.png"
     code, out, err = run_cli(capsys, "segment", image, "-o", output, "--overview", overview, "--timings")
     assert code == 0, err
-    assert set(json.loads(out)["timings_s"]) >= {"preprocess", "network", "restore", "postprocess"}
+    assert set(json.loads(out)["timings_s"]) >= {"read", "preprocess", "network", "restore", "postprocess", "write"}
     labelmap, labels = read_segmentation(output)
     assert [label.name for label in labels] == ["Brain"]
     assert labels[0].terminology is not None and labels[0].terminology.type.value == "12738006"

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -48,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.overview is not None:
         check_output_path_png(args.overview, args.overwrite)
     budget = memory_budget_bytes(args.memory_budget)
+    started = time.perf_counter()
     volume = read_volume(args.input)
+    read_s = time.perf_counter() - started
     package = resolve_model(args.model, trust_code=args.trust_code)
     segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
     for warning in input_warnings(volume.array, package.manifest):  # a mask given as a T1, CT given to an MR model
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     staged = [(temporary_path(output), output)]
     if args.overview is not None:
         staged.append((temporary_path(args.overview), args.overview))
+    started = time.perf_counter()
     try:
         if output.name.lower().endswith(".seg.nrrd"):
             write_segmentation(result.labelmap, result.labels, staged[0][0], extra_metadata=metadata)
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             write_overview(volume, result.labelmap, result.labels, staged[1][0],
                            title=f"{args.input.name} — {result.model_id}")
         interrupted = commit(staged)
+        write_s = time.perf_counter() - started
     finally:
         for temporary, _ in staged:
             if temporary.exists():
@@ -85,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"segmentai: note: {note}", file=sys.stderr)
     if args.timings:
-        print(json.dumps({"model": result.model_id, "device": result.device, "timings_s": result.timings}))
+        timings = {"read": read_s, **result.timings, "write": write_s}
+        print(json.dumps({"model": result.model_id, "device": result.device, "timings_s": timings}))
     counts = {label.name: int((result.labelmap.array == label.value).sum()) for label in result.labels}
     summary = ", ".join(f"{name} {n * volume.geometry.voxel_volume_mm3 / 1000:.1f} mL" for name, n in counts.items())
     print(f"Wrote {output} ({summary})", file=sys.stderr)
