@@ -1,4 +1,8 @@
-"""Builds the network a manifest names from MONAI's own classes (nothing is re-implemented here).
+"""Builds the network a manifest names from MONAI's own classes.
+
+One exception, for start-up time: MONAI's residual ``UNet`` (the bundled models) is built by
+:mod:`.fast_unet` in plain PyTorch with the same parameter names, numbers and initialisation, so
+that loading a model does not import MONAI (seconds); other configurations use MONAI's class.
 
 ``architecture`` is the manifest's ``{"name": ..., "args": {...}}``; ``args`` go to the MONAI
 constructor as keyword arguments. ``spatial_dims``, ``in_channels`` and ``out_channels`` come
@@ -129,10 +133,24 @@ def build_network(
     if spatial_dims not in (2, 3) or not in_channels or not out_channels:
         raise ModelError("build_network needs spatial_dims (2 or 3), in_channels and out_channels")
     name = architecture["name"]
-    cls = _monai_class(name)
     args = _merged_args(architecture)
     if name == "UNet" and int(args.get("num_res_units", 0)) < 1:
         raise ModelError("architecture UNet is MONAI's residual UNet: args.num_res_units must be >= 1")
+    if name == "UNet":
+        # The same network in plain PyTorch (same parameter names, numbers and initialisation): importing
+        # MONAI costs seconds per command. Arguments outside its subset fall through to MONAI's class.
+        from .fast_unet import build_fast_unet
+
+        try:
+            fast = build_fast_unet(spatial_dims, in_channels, out_channels, args)
+            if fast is not None:
+                _check_size(name, lambda: build_fast_unet(spatial_dims, in_channels, out_channels, args))
+                return fast
+        except (TypeError, ValueError) as error:
+            text = str(error).strip()
+            raise ModelError(f"architecture {name} cannot be built from its args: "
+                             f"{text.splitlines()[0] if text else type(error).__name__}") from error
+    cls = _monai_class(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(args) - accepted)
     if unknown:
@@ -168,4 +186,4 @@ def _check_size(name: str, build) -> None:
     limit = available_ram_bytes() * 0.75
     if size > limit:
         raise ModelError(f"architecture {name}: its parameters alone need {size / GIB:.1f} GiB, more than the "
-                         f"{limit / GIB:.1f} GiB of memory available; the manifest's architecture.args are implausible")
+                         f"{limit / GIB:.1f} GiB of memory available (implausible layer widths)")
