@@ -107,8 +107,10 @@ class HybridPredictor:
         shell = ndimage.binary_dilation(edge) & ~edge
         geodesic, leaked = None, 1.0
         if self.model is None or self.choose:
-            fg, bg = self._click_seeds(positive, negative, previous, outside, border, None, keep=False,
-                                       spacing_mm=inputs.spacing_mm)
+            # From the clicks alone (the previous mask is the clicks' own earlier answer), unless no
+            # positive prompt is in view: then the previous mask away from the prompts is the object.
+            fg, bg = self._click_seeds(positive, negative, previous, outside, border, None,
+                                       keep=not positive.any(), spacing_mm=inputs.spacing_mm)
             costs = edge_costs(image, spacing, self.contrast, self.length_per_mm)
             geodesic = competition(fg, bg, costs, self.passes)
             if self.model is None:

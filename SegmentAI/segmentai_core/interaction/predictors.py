@@ -145,9 +145,9 @@ class RandomWalkerPredictor:
     """Classical fallback: scikit-image's random walker from the seeds on the working grid.
 
     Seeds: the clicks and scribbles (object/background), the border of the working grid
-    (background: the box around the clicks), and the previous mask farther than
-    ``keep_distance_mm`` from every prompt (object inside it, background outside), so a click
-    changes the mask near the prompts only.
+    (background: the box around the clicks) or the outside of the session's region of interest,
+    and the previous mask farther than ``keep_distance_mm`` from every prompt (object inside it,
+    background outside), so a click changes the mask near the prompts only.
     """
 
     name = "random-walker"
@@ -173,8 +173,11 @@ class RandomWalkerPredictor:
         if not positive.any() and not previous.any():
             return np.zeros(inputs.image.shape, dtype=np.float32)
         seeds = np.zeros(inputs.image.shape, dtype=np.int32)
-        border = np.ones(seeds.shape, dtype=bool)
-        border[1:-1, 1:-1, 1:-1] = False
+        if inputs.outside is not None and inputs.outside.any():
+            border = inputs.outside  # the session's region of interest: outside it is background
+        else:
+            border = np.ones(seeds.shape, dtype=bool)
+            border[1:-1, 1:-1, 1:-1] = False
         seeds[border & ~previous] = 2
         if previous.any():
             # Away from the prompts the previous mask stands (seeds of both kinds); near them the
