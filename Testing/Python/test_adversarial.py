@@ -127,6 +127,7 @@ class Probe:
     must_change: Tuple[str, ...] = ()  # paths that must differ afterwards (written or removed)
     tool: str = "segmentai"
     lines: Optional[int] = 1  # lines on stderr for an error (None: not checked)
+    fault: Optional[Callable[[pytest.MonkeyPatch], None]] = None  # e.g. a full disk
 
 
 def _image(work, p):
@@ -158,6 +159,17 @@ def _dicom_without_series(work, p):
     p["image"] = work / "dicom"
     p["image"].mkdir()
     (p["image"] / "x.dcm").write_bytes(np.random.default_rng(1).bytes(2000))
+
+
+def _disk_full(monkeypatch):
+    """Every image write fails as on a full disk (after the dataset folder could be created)."""
+    import segmentai_core.io.volume_io as volume_io
+    from segmentai_core.errors import OutputError
+
+    def full(image, path, *args, **kwargs):
+        raise OutputError(f"{path} cannot be written (No space left on device)")
+
+    monkeypatch.setattr(volume_io, "write_image_atomic", full)
 
 
 def _stale_temporary(work, p):
@@ -239,6 +251,23 @@ def _zip(work, p):
 
 _PLANS = {"dataset_name": "Dataset001_Liver", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
           "configurations": {"3d_fullres": {"patch_size": [32, 32, 32], "spacing": [1, 1, 1]}}}
+
+
+def _plain_conv_unet_plans(first_width: int) -> dict:
+    """Plans of a 3-stage PlainConvUNet as nnU-Net v2 writes them, with ``first_width`` features at stage 0."""
+    arch = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+            "arch_kwargs": {"n_stages": 3, "features_per_stage": [first_width, 16, 32],
+                            "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * 3,
+                            "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [2, 2, 2],
+                            "n_conv_per_stage_decoder": [2, 2], "conv_bias": True,
+                            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
+                            "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+                            "nonlin_kwargs": {"inplace": True}},
+            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
+    return {**_PLANS, "image_reader_writer": "SimpleITKIO", "configurations": {"3d_fullres": {
+        "patch_size": [32, 32, 32], "spacing": [1.0, 1.0, 1.0], "architecture": arch,
+        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False]}}}
 
 
 def _nnunet(plans: dict, labels: Optional[dict] = None):
@@ -336,6 +365,8 @@ PROBES = [
           tool="segmentai-train"),
     Probe("dataset-add-into-a-file", _case_into_file, ADD, 2, r"dataset\.txt is a file, not a dataset folder"),
     Probe("dataset-add-unwritable", _case_into_unwritable, ADD, 2, r"cannot write the dataset there"),
+    Probe("dataset-add-disk-full-leaves-no-skeleton", lambda work, p: (_case(work, p), p.update(ds=work / "new")),
+          ADD, 2, r"No space left on device", fault=_disk_full),
     Probe("dataset-add-imagesTr-is-a-file", _case_images_file, ADD, 2,
           r"imagesTr is a file where the dataset's imagesTr folder belongs"),
     Probe("finetune-out-unwritable", _unwritable_run, FINETUNE, 2, r"cannot write the run there",
@@ -352,6 +383,8 @@ PROBES = [
                   "network_class_name": "x", "arch_kwargs": {"conv_op": "torch.nn.modules.conv.Conv3d"}}}}},
                   labels={"background": 0, "Liver": "one"}),
           ["models", "import", "{model}"], 2, r"holds a value SegmentAI cannot use \(invalid literal for int"),
+    Probe("nnunet-absurd-feature-counts", _nnunet(_plain_conv_unet_plans(100000)), ["models", "import", "{model}"], 2,
+          r"nnU-Net PlainConvUNet: its parameters alone need .* GiB, more than the .* GiB of memory available"),
     Probe("monai-yaml-python-tag", _monai_bundle(yaml_text="network_def: !!python/object/apply:os.system ['true']\n"),
           ["models", "import", "{model}"], 2, r"inference\.yaml: not plain YAML data \(tags such as !!python"),
     Probe("segment-manifest-nested-deep", _package(_deep), ["segment", "{image}", "--model", "{package}"] + OUT, 2,
@@ -361,7 +394,7 @@ PROBES = [
           r"works in 8000×8000×8000-voxel windows, which need about .* GiB each, more than the memory budget"),
     Probe("segment-manifest-100000-channels", _package(_huge_channels),
           ["segment", "{image}", "--model", "{package}", "--device", "cpu", "--quiet", "--memory-budget", "1e9"] + OUT,
-          2, r"architecture UNet: its parameters alone need .* GiB, more than the"),
+          2, r"architecture UNet: its parameters alone need .* GiB, more than the .* available \(implausible"),
     Probe("dataset-json-nested-deep", _deep_dataset, ADD, 2, r"dataset\.json: nested too deeply"),
     # item 12: NaN voxels of NIfTI files
     Probe("segment-all-nan-nifti", _nan_nifti(1.0), SEGMENT + OUT, 2, r"every voxel is NaN or infinite"),
@@ -442,7 +475,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
-def test_probe(probe: Probe, tmp_path, capfd, tiny_package):
+def test_probe(probe: Probe, tmp_path, capfd, tiny_package, monkeypatch):
     import torch
 
     torch.set_num_threads(1)
@@ -454,6 +487,8 @@ def test_probe(probe: Probe, tmp_path, capfd, tiny_package):
     outside = {name: snapshot(path) for name, path in (("tiny", tiny_package.folder),)}
     before = snapshot(work)
     capfd.readouterr()
+    if probe.fault is not None:
+        probe.fault(monkeypatch)
     code = run_cli(probe.tool, argv)
     out, err = capfd.readouterr()
     assert code == probe.code, (code, err)
