@@ -189,6 +189,7 @@ def main(argv=None) -> None:
         args.out.write_text(json.dumps(report, indent=1))
     if args.png:
         plot(results, args.png)
+        plot_cases(results, args.png.with_name(args.png.stem + "-cases.png"))
     worker.close()
 
 
@@ -256,8 +257,41 @@ def plot(results: Dict[str, Dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_cases(results: Dict[str, Dict], path: Path) -> None:
+    """Dice per click for every case (clicks from an empty mask), one small panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = results.get("clicks", {})
+    shown = ("segmentai", "growcut_roi", "growcut_clicks", "unet", "random_walker")
+    every = sorted({m for cases_ in results.values() for entry in cases_.values() for m in entry})
+    colors = {m: plt.get_cmap("tab10")(n % 10) for n, m in enumerate(every)}
+    columns = 6
+    rows = (len(cases) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False, sharey=True)
+    for ax, (name, entry) in zip(axes.ravel(), cases.items()):
+        for method in shown:
+            if method in entry:
+                curve = entry[method]["dice"]
+                ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=2, color=colors[method], label=method)
+        ax.set_title(name.split("/")[-1].replace("Left ", "L "), fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(cases):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--replot":  # figure of an earlier run: --replot JSON PNG
-        plot(json.loads(Path(sys.argv[2]).read_text())["results"], Path(sys.argv[3]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--replot":  # figures of an earlier run: --replot JSON PNG
+        replotted = json.loads(Path(sys.argv[2]).read_text())["results"]
+        plot(replotted, Path(sys.argv[3]))
+        plot_cases(replotted, Path(sys.argv[3]).with_name(Path(sys.argv[3]).stem + "-cases.png"))
     else:
         main()
