@@ -142,9 +142,10 @@ def build_network(
         from .fast_unet import build_fast_unet
 
         try:
+            # Sized on the meta device before anything is allocated.
+            _check_size(name, lambda: build_fast_unet(spatial_dims, in_channels, out_channels, args))
             fast = build_fast_unet(spatial_dims, in_channels, out_channels, args)
             if fast is not None:
-                _check_size(name, lambda: build_fast_unet(spatial_dims, in_channels, out_channels, args))
                 return fast
         except (TypeError, ValueError) as error:
             text = str(error).strip()
@@ -182,6 +183,8 @@ def _check_size(name: str, build) -> None:
             network = build()
     except (RuntimeError, NotImplementedError):
         return  # a network whose constructor computes with tensors (SwinUNETR): built for real below
+    if network is None:
+        return
     size = sum(p.numel() * p.element_size() for p in network.parameters())
     limit = available_ram_bytes() * 0.75
     if size > limit:
