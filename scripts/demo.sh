@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Segment the bundled sample with the bundled default model (sets up .venv first).
+# Segment the bundled sample with the bundled default model (sets up .venv first, with the runtime only:
+# scripts/test.sh adds the test extra). SEGMENTAI_DRY_RUN=1 prints what would be installed and stops.
 # Writes demo-output/: the sample, its segmentation (.seg.nrrd), a PNG overview and Dice scores.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

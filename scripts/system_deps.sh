@@ -14,6 +14,10 @@ done
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
+if [ "${SEGMENTAI_DRY_RUN:-0}" = "1" ]; then
+    echo "system_deps: would install with apt-get, for the browser tests: ${missing[*]} (and their dependencies)"
+    exit 0
+fi
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "system_deps: apt-get not available; missing: ${missing[*]}" >&2
     exit 0
@@ -28,7 +32,8 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     sudo=()
 fi
-echo "Installing ${missing[*]}"
+echo "Installing system-wide with apt-get, for the browser tests: ${missing[*]} and their dependencies" \
+     "(SEGMENTAI_SKIP_BROWSER=1 skips this)"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Run the whole test suite (sets up .venv first). Extra arguments go to pytest.
+# Run the whole test suite (sets up .venv first: the runtime plus the test extra). Extra arguments go
+# to pytest.
+#
+# The browser tests of the web app need Debian packages installed system-wide: EGL/Mesa for VTK's
+# offscreen rendering and chromium for Playwright. As root (or with password-less sudo) this script
+# installs the missing ones with apt-get (chromium brings about 20 more packages); otherwise it only
+# says what is missing and those tests skip. SEGMENTAI_SKIP_BROWSER=1 installs nothing system-wide.
+# SEGMENTAI_DRY_RUN=1 prints what would be installed and stops.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# Debian packages for the browser tests (EGL, chromium): installed when missing and root.
-bash "$root/scripts/system_deps.sh"
+if [ "${SEGMENTAI_SKIP_BROWSER:-0}" = "1" ]; then
+    echo "SEGMENTAI_SKIP_BROWSER=1: no system packages installed (the browser tests skip where chromium is missing)"
+else
+    bash "$root/scripts/system_deps.sh"
+fi
+export SEGMENTAI_EXTRAS="${SEGMENTAI_EXTRAS:-test}"
 source "$root/scripts/venv.sh"
 cd "$root"
 set +e
