@@ -56,6 +56,12 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None, metavar="ID|PATH",
                         help=f"interactive model id or folder; default: the installed interactive model, else the "
                              f"classical fallback ('{FALLBACK_NAME}', which can also be named)")
+    parser.add_argument("--roi", default=None, metavar="R1,A1,S1,R2,A2,S2",
+                        help="region of interest: two opposite corners of a box drawn around the object "
+                             "(outside is background, as Slicer's Grow-from-seeds ROI; the engine is much stronger "
+                             "with one)")
+    parser.add_argument("--network-only", action="store_true",
+                        help="the interactive network alone, without the geodesic competition on image edges")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     add_trust_code_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -134,8 +140,9 @@ class _Target:
             write_labelmap(labelmap, output, overwrite=overwrite)
 
 
-def _predictor(model: Optional[str], device: str, trust_code: bool = False):
+def _predictor(model: Optional[str], device: str, trust_code: bool = False, network_only: bool = False):
     from ..interaction.predictors import ModelPredictor, RandomWalkerPredictor, find_interactive_model
+    from ..interaction.session import default_predictor
     from ..models.registry import ModelRegistry
 
     if model == FALLBACK_NAME:
@@ -146,7 +153,11 @@ def _predictor(model: Optional[str], device: str, trust_code: bool = False):
             return RandomWalkerPredictor()
     else:
         package = ModelRegistry().get(model)
-    return ModelPredictor(package.allow_code() if trust_code else package, device=device)
+    if network_only:
+        return ModelPredictor(package.allow_code() if trust_code else package, device=device)
+    # The session's default engine, as in the Slicer panel and the web app: the network as the data
+    # term of a geodesic competition on the image's edges (interaction/hybrid.py).
+    return default_predictor(device, package=package.allow_code() if trust_code else package)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,7 +192,10 @@ def run(args: argparse.Namespace) -> int:
         if not geometry.same_grid(volume.geometry):
             raise InputError(f"{args.mask} is not on the grid of {args.input.name} "
                              f"({geometry.describe()} vs {volume.geometry.describe()})")
-    predictor = _predictor(args.model, args.device, args.trust_code)
+    roi: Optional[Sequence[float]] = None
+    if args.roi is not None:
+        roi = parse_numbers(args.roi, 6, "--roi", "R1,A1,S1,R2,A2,S2" if not args.ijk else "i1,j1,k1,i2,j2,k2")
+    predictor = _predictor(args.model, args.device, args.trust_code, args.network_only)
     # Start-up costs, paid once per process and timed apart from the interaction: importing PyTorch,
     # then loading the network (a running session pays neither again: about 0.1 s per click).
     t_load = time.perf_counter()
@@ -193,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with InteractionSession(predictor) as session:
         session.set_image(volume)
+        if roi is not None:
+            session.set_roi(roi[:3], roi[3:], space=space)
         if target is not None:
             session.set_target(target.mask, protected=target.others)
         if box is not None:
