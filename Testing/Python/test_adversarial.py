@@ -172,6 +172,36 @@ def _disk_full(monkeypatch):
     monkeypatch.setattr(volume_io, "write_image_atomic", full)
 
 
+def _disk_full_for_metrics(monkeypatch):
+    """The disk fills up while metrics.csv is written (the file had been opened: 0 bytes were left)."""
+    import errno
+
+    import segmentai_train.trainer as trainer
+
+    def full(self, rows):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainer.csv.DictWriter, "writerows", full)
+
+
+def _disk_full_for_copies(monkeypatch):
+    """The disk fills up while a package is copied into the registry."""
+    import errno
+
+    import segmentai_core.models.registry as registry
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(registry.shutil, "copy2", full)
+
+
+def _source_package(work, p):
+    from conftest import make_tiny_package
+
+    p["package"] = make_tiny_package(work / "package").folder
+
+
 def _stale_temporary(work, p):
     _image(work, p)
     stale = work / ".out.tmp-0badcafe.nii.gz"
@@ -369,6 +399,10 @@ PROBES = [
           ADD, 2, r"No space left on device", fault=_disk_full),
     Probe("dataset-add-imagesTr-is-a-file", _case_images_file, ADD, 2,
           r"imagesTr is a file where the dataset's imagesTr folder belongs"),
+    Probe("finetune-disk-full-no-empty-metrics", _finetune_inputs, FINETUNE, 2,
+          r"run/metrics\.csv cannot be written \(No space left on device\); what the run wrote before is kept",
+          may_change=("run", "run/checkpoint_latest.pt", "run/training_curve.png"), tool="segmentai-train",
+          fault=_disk_full_for_metrics, lines=None),  # progress lines come first
     Probe("finetune-out-unwritable", _unwritable_run, FINETUNE, 2, r"cannot write the run there",
           tool="segmentai-train"),
     Probe("nnunet-plans-missing-keys", _nnunet({"configurations": {"3d_fullres": {}}}),
@@ -422,6 +456,9 @@ PROBES = [
     Probe("segment-stale-temporary-removed", _stale_temporary, SEGMENT + OUT, 0, r"Wrote .*out\.nii\.gz",
           may_change=("out.nii.gz", ".out.tmp-0badcafe.nii.gz"),
           must_change=("out.nii.gz", ".out.tmp-0badcafe.nii.gz"), lines=None),
+    Probe("models-import-disk-full", _source_package, ["models", "import", "{package}"], 2,
+          r"cannot import tiny-test@0\.0\.1 into .*home.*\(No space left on device\); nothing was installed",
+          fault=_disk_full_for_copies),
     Probe("models-import-zip", _zip, ["models", "import", "{zip}"], 2,
           r"model\.zip is an archive, not a model folder: unpack it"),
     Probe("monai-unet-without-num-res-units",
@@ -471,7 +508,8 @@ def run_cli(tool: str, argv: Sequence[str]) -> int:
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "home"))
+    """SegmentAI's home (models/, trust decisions) inside the probe folder: a probe must not create it either."""
+    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "work" / "home"))
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
@@ -480,7 +518,7 @@ def test_probe(probe: Probe, tmp_path, capfd, tiny_package, monkeypatch):
 
     torch.set_num_threads(1)
     work = tmp_path / "work"
-    work.mkdir()
+    work.mkdir(exist_ok=True)
     paths: Dict[str, Path] = {"work": work, "tiny": tiny_package.folder, "unwritable": unwritable_folder(work)}
     probe.setup(work, paths)
     argv = [a.format(**paths) for a in probe.argv]
@@ -488,15 +526,17 @@ def test_probe(probe: Probe, tmp_path, capfd, tiny_package, monkeypatch):
     before = snapshot(work)
     capfd.readouterr()
     if probe.fault is not None:
+        sys.path.insert(0, str(ROOT / "training"))
         probe.fault(monkeypatch)
     code = run_cli(probe.tool, argv)
     out, err = capfd.readouterr()
     assert code == probe.code, (code, err)
     assert re.search(probe.pattern, err), err
     assert "Traceback" not in err and "WARNING: In" not in err and "ITK" not in err.replace("ITK:", ""), err
-    if probe.code != 0 and probe.lines is not None:
+    if probe.code != 0:
         lines = err.strip().splitlines()
-        assert len(lines) == probe.lines and lines[-1].startswith(f"{probe.tool}: error: "), err
+        assert lines[-1].startswith(f"{probe.tool}: error: "), err
+        assert probe.lines is None or len(lines) == probe.lines, err
     after = snapshot(work)
     diff = changed(before, after)
     unexpected = {k for k in diff if not any(fnmatch.fnmatch(k, g) for g in probe.may_change)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,8 @@ class Trainer:
         return self.history
 
     # -- persistence --------------------------------------------------------------------------
+    # Every file of a run is written whole under a hidden name and renamed: a full disk or a kill
+    # never leaves a 0-byte metrics.csv or a half checkpoint, and the error is one line.
 
     def checkpoint_state(self, epoch: int) -> Dict:
         """What a checkpoint holds; variants extend it (and :meth:`restore_state`)."""
@@ -153,19 +156,21 @@ class Trainer:
 
     def save_checkpoint(self, path: Path, epoch: int) -> None:
         """Written atomically: an interrupted save never leaves a broken checkpoint behind."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.checkpoint_state(epoch), tmp)
-        tmp.replace(path)
+        _write_whole(path, lambda tmp: torch.save(self.checkpoint_state(epoch), tmp))
 
     def load_checkpoint(self, path: Path) -> None:
         self.restore_state(torch.load(path, map_location="cpu", weights_only=True))
 
     def _write_metrics(self) -> None:
         keys = sorted({k for row in self.history for k in row}, key=lambda k: (k != "epoch", k))
-        with open(self.out_dir / "metrics.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.history)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self.history)
+
+        _write_whole(self.out_dir / "metrics.csv", write)
 
     def _plot_curve(self) -> None:
         import matplotlib
@@ -188,5 +193,25 @@ class Trainer:
             ax2.legend(loc="lower right", fontsize=8)
         ax.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
-        fig.savefig(self.out_dir / "training_curve.png", dpi=100)
-        plt.close(fig)
+        try:
+            _write_whole(self.out_dir / "training_curve.png", lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        finally:
+            plt.close(fig)
+
+
+def _write_whole(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a hidden temporary beside ``path``, then rename it; OSError (a full disk) → one OutputError."""
+    from segmentai_core.errors import OutputError
+    from segmentai_core.io.staging import temporary_path
+
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or ["write failed"])[0]
+        raise OutputError(f"{path} cannot be written ({reason}); what the run wrote before "
+                          "is kept (--resume continues from the last checkpoint)") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -83,6 +83,28 @@ def _copy_plain_tree(source: Path, destination: Path) -> None:
             shutil.copy2(path, target / name, follow_symlinks=False)
 
 
+def _first_missing(folder: Path) -> Optional[Path]:
+    """The highest folder of ``folder``'s path that does not exist yet (None when ``folder`` exists)."""
+    missing = None
+    while not folder.exists() and folder != folder.parent:
+        missing, folder = folder, folder.parent
+    return missing
+
+
+def _remove_empty_up_to(folder: Path, top: Optional[Path]) -> None:
+    """After a failed import: remove the empty folders it created, from ``folder`` up to ``top``."""
+    if top is None:
+        return
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
+        folder = folder.parent
+
+
 def _split_name(name: str) -> "tuple[str, Optional[str]]":
     if "@" in name:
         model_id, version = name.split("@", 1)
@@ -197,28 +219,42 @@ class ModelRegistry:
         destination = self.user_dir / f"{manifest.id}-{manifest.version}"
         if destination.exists():
             raise ModelError(f"{destination} exists already; remove it first ('segmentai models remove')")
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".import-{manifest.id}-", dir=self.user_dir))
+        created = _first_missing(self.user_dir)
+        staging = None
         try:
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".import-{manifest.id}-", dir=self.user_dir))
             copied = staging / "package"
             _copy_plain_tree(source.folder, copied)
             ModelPackage.open(copied).verify()  # the copy, not only the source, must be intact
             os.replace(copied, destination)
+        except OSError as error:  # a full disk, a read-only home
+            raise ModelError(f"cannot import {manifest.full_id} into {self.user_dir} "
+                             f"({error.strerror or error}); nothing was installed") from None
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if not destination.exists():
+                _remove_empty_up_to(self.user_dir, created)  # no empty models/ folder left behind
         return ModelPackage.open(destination)
 
     def _import_foreign(self, source_path: Path) -> ModelPackage:
         """An nnU-Net v2 folder or MONAI bundle: convert it to a package in a staging folder, then import."""
         from ..importers import convert_model
 
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.user_dir))
+        created = _first_missing(self.user_dir)
+        try:
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.user_dir))
+        except OSError as error:
+            raise ModelError(f"cannot import into {self.user_dir} ({error.strerror or error}); nothing was "
+                             "installed") from None
         try:
             package = convert_model(source_path, staging / "package")
             return self.import_package(package.folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            _remove_empty_up_to(self.user_dir, created)  # only when the import failed and left it empty
 
     def remove(self, id_or_version: str) -> ModelPackage:
         """Delete a user package named ``id`` (if only one version is installed) or ``id@version``.
