@@ -366,6 +366,12 @@ def _huge_channels(manifest):
     manifest["architecture"]["args"]["channels"] = [100000, 8, 16]
 
 
+def _sparse_weights(work, p):
+    _package(lambda manifest: None)(work, p)
+    with open(p["package"] / "model.safetensors", "r+b") as handle:
+        handle.truncate(50 << 30)  # sparse: takes no disk space
+
+
 def _deep(manifest):
     return "[" * 100000 + "]" * 100000
 
@@ -429,6 +435,11 @@ PROBES = [
     Probe("segment-manifest-100000-channels", _package(_huge_channels),
           ["segment", "{image}", "--model", "{package}", "--device", "cpu", "--quiet", "--memory-budget", "1e9"] + OUT,
           2, r"architecture UNet: its parameters alone need .* GiB, more than the .* available \(implausible"),
+    Probe("segment-sparse-50-gb-weights", _sparse_weights,
+          ["segment", "{image}", "--model", "{package}", "--device", "cpu", "--quiet"] + OUT, 2,
+          r"weights file model\.safetensors is 50\.0 GiB, more than the .* GiB of memory available"),
+    Probe("models-import-sparse-50-gb-weights", _sparse_weights, ["models", "import", "{package}"], 2,
+          r"weights file model\.safetensors is 50\.0 GiB, more than"),
     Probe("dataset-json-nested-deep", _deep_dataset, ADD, 2, r"dataset\.json: nested too deeply"),
     # item 12: NaN voxels of NIfTI files
     Probe("segment-all-nan-nifti", _nan_nifti(1.0), SEGMENT + OUT, 2, r"every voxel is NaN or infinite"),
@@ -488,6 +499,8 @@ def snapshot(folder: Path) -> Dict[str, str]:
                 state[rel] = "link:" + os.readlink(path)
             elif path.is_dir():
                 state[rel] = "dir"
+            elif path.stat().st_size > 64 << 20:  # a sparse 50 GB file: its size and time tell
+                state[rel] = f"big:{path.stat().st_size}:{path.stat().st_mtime_ns}"
             else:
                 state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return state

@@ -124,9 +124,13 @@ class ModelPackage:
         if self.folder.resolve() not in path.resolve().parents:
             raise ModelError(f"model '{manifest.id}': weights file {manifest.weights_file} lies outside its folder")
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
                 raise ModelError(f"model '{manifest.id}': weights file {path.name} is not a regular file")
+            _check_weights_size(manifest.id, path, info.st_size)
             data = path.read_bytes()
+        except MemoryError:
+            raise ModelError(f"model '{manifest.id}': weights file {path.name} does not fit in memory") from None
         except FileNotFoundError as error:
             raise ModelError(f"model '{manifest.id}': weights file {path} is missing") from error
         except OSError as error:
@@ -141,7 +145,10 @@ class ModelPackage:
         return data
 
     def verify(self) -> None:
-        """Check the weights file against the manifest's SHA-256 (ModelError on mismatch)."""
+        """Check the weights file against the manifest's SHA-256 (ModelError on mismatch).
+
+        A weights file larger than the memory available is refused before it is read.
+        """
         self._read_verified_weights()
 
     def check_loadable(self) -> None:
@@ -302,6 +309,16 @@ class ModelPackage:
         if m.notes:
             lines.append(f"  notes:         {m.notes}")
         return "\n".join(lines)
+
+
+def _check_weights_size(model_id: str, path: Path, size: int) -> None:
+    """A weights file (a sparse 50 GB one, say) larger than the memory available is refused unread."""
+    from ..inference.memory import GIB, available_ram_bytes
+
+    limit = available_ram_bytes() * 0.75
+    if size > limit:
+        raise ModelError(f"model '{model_id}': weights file {path.name} is {size / GIB:.1f} GiB, more than the "
+                         f"{limit / GIB:.1f} GiB of memory available")
 
 
 def _first_line(error: BaseException) -> str:
