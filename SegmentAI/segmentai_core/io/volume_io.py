@@ -257,7 +257,7 @@ def write_image_atomic(image, path: Path, overwrite: bool, allowed: tuple[str, .
     # Keep the real extension last so that SimpleITK picks the right writer.
     temporary = temporary_path(path)  # also removes stale temporaries of killed writes
     try:
-        sitk.WriteImage(image, str(temporary), useCompression=True)
+        _quiet(sitk.WriteImage, image, str(temporary), True)  # niftilib prints its own lines on a full disk
         # The NIfTI writer only prints an error when the disk fills up: verify the length.
         check_complete(temporary)
         os.replace(temporary, path)
