@@ -566,20 +566,24 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
 
 
-# Both adders wait for the same start time, and each holds the window between "no dataset.json
-# yet" and creating it open for 0.5 s: without a lock both see a new dataset.
+# Both adders start together (a barrier of files), and each holds the window between "no
+# dataset.json yet" and creating it open for 2 s: without a lock both see a new dataset.
 _ADDER = textwrap.dedent("""
-    import sys, time
+    import glob, os, sys, time
     import segmentai_core.dataset.cases as cases
+    import segmentai_core.io  # noqa: F401 - SimpleITK imported before the barrier
     from segmentai_core.cli.main import main
     real = cases.remap_labels
     def slow(*args, **kwargs):
         result = real(*args, **kwargs)
-        time.sleep(0.5)
+        time.sleep(2.0)
         return result
     cases.remap_labels = slow
-    start = float(sys.argv[1])
-    time.sleep(max(0.0, start - time.time()))
+    ready, count = sys.argv[1], 2  # a barrier: every adder has imported everything before any starts
+    open(f"{ready}.{os.getpid()}", "w").close()
+    deadline = time.time() + 120
+    while len(glob.glob(ready + ".*")) < count and time.time() < deadline:
+        time.sleep(0.01)
     sys.exit(main(sys.argv[2:]))
 """)
 
@@ -590,13 +594,13 @@ def test_concurrent_dataset_add(tmp_path, names, refused):
     from segmentai_core.dataset import list_cases, load_dataset, validate_dataset
 
     dataset = tmp_path / "ds"
-    start = time.time() + 4.0
+    start = str(tmp_path / "ready")
     processes = []
     for index, name in enumerate(names):  # two different scans (the same one twice is a duplicate)
         image = write_nrrd(tmp_path / f"image{index}.nrrd", _image_array(seed=index))
         mask = write_mask(tmp_path / f"mask{index}.nrrd", image)
         processes.append(subprocess.Popen(
-            [sys.executable, "-c", _ADDER, str(start), "dataset", "add", str(image), str(mask), "--dataset",
+            [sys.executable, "-c", _ADDER, start, "dataset", "add", str(image), str(mask), "--dataset",
              str(dataset), "--labels", f"1={name}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()))
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in processes]
