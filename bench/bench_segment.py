@@ -8,8 +8,8 @@ on 2 cores), probabilities resampled back to the input grid in full, arg-max, th
 ``KeepLargestConnectedComponent`` and ``FillHoles``. Each method runs in a fresh subprocess so
 that peak RSS is its own. ``reference`` is SegmentAI's former pipeline (every class resampled at
 full resolution, SciPy postprocessing), run to check that today's output is the same voxels.
-``--many-classes N`` also times restore + postprocess of an N-class output (random-weight U-Net
-with N + 1 outputs) on the first size.
+``--many-classes N`` also times restore + postprocess of an N-class output (a soft partition of the
+head into N structures, see ``bench_segment_classes.py``) on the last size.
 
     python bench/bench_segment.py --sizes 256x256x128 512x512x300 --many-classes 104 \
         --out docs/benchmarks/segment.json
@@ -77,7 +77,8 @@ def run_reference(path: str, threads: int, device: str) -> dict:
     from segmentai_core.inference import engine, postprocess, restore
 
     def former_restore(probabilities, canonical, original, values, progress):
-        return restore.probabilities_to_labels_reference(probabilities, canonical, original, values, progress), None
+        labels = restore.probabilities_to_labels_reference(probabilities, canonical, original, values, progress)
+        return labels, tuple(slice(0, n) for n in labels.shape)  # the whole grid: postprocess scans it all
 
     engine.restore_labels = former_restore
     postprocess.cc3d = None
@@ -177,7 +178,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sw-batch-size", type=int, default=4)
     parser.add_argument("--many-classes", type=int, default=0, metavar="N",
-                        help="also time restore + postprocess of an N-class output on the first size")
+                        help="also time restore + postprocess of an N-class output on the last size")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/segmentai-bench"))
     parser.add_argument("--out", type=Path, default=None)
@@ -234,7 +235,7 @@ def main() -> None:
         }
         report["cases"].append(case)
         print(json.dumps(case, indent=1), flush=True)
-        if args.many_classes and "many_classes" not in report:
+        if args.many_classes and size == args.sizes[-1]:
             report["many_classes"] = spawn("many_classes", path, args)
             report["many_classes"]["float32_input_mib"] = input_mib
             print(json.dumps(report["many_classes"], indent=1), flush=True)
