@@ -22,9 +22,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Set
@@ -88,17 +86,9 @@ def is_trusted(sha256: str, path: Optional[Path] = None) -> bool:
 
 
 def _write(entries: Dict[str, dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump({"trusted": entries}, stream, indent=2)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    from .manifest import write_json_atomic
+
+    write_json_atomic(path, {"trusted": entries})
 
 
 def trust(sha256: str, model: str, reason: str, path: Optional[Path] = None) -> None:
