@@ -99,7 +99,10 @@ class _AxisMap:
         for c, n in zip(self.coords, cells.transpose(self.axes).shape):
             inside = (c >= -0.5) & (c < n - 1.5)  # ITK: [-0.5, size - 0.5) is inside the grid
             index.append(np.where(inside, np.clip(np.floor(c).astype(np.int64) + 2, 1, n), 0))
-        return moved[np.ix_(*index)]
+        # One axis at a time: the first two takes work on small arrays, only the last one is box-sized.
+        moved = np.take(moved, index[0], axis=0)
+        moved = np.take(moved, index[1], axis=1)
+        return np.take(moved, index[2], axis=2)
 
     def point_coords(self, points: np.ndarray) -> np.ndarray:
         """(3, N) continuous canonical (k, j, i) coordinates of box voxels ``points`` (N, 3)."""
@@ -188,7 +191,8 @@ def restore_labels(
         target = original.cropped([s.start for s in box], [s.stop for s in box])
         decided = sitk.GetArrayFromImage(_sitk_resample(Volume(cells, cell_grid).to_sitk(), target,
                                                         sitk.sitkNearestNeighbor, 0.0))
-    points = np.argwhere(decided == mixed)  # the boundary shell, box-relative
+    flat = np.flatnonzero(decided == mixed)  # the boundary shell, box-relative
+    points = np.stack(np.unravel_index(flat, decided.shape), axis=1) if flat.size else np.empty((0, 3), np.intp)
     progress.update(0.3, "Resampling to the input grid")
     for first in range(0, len(points), _CHUNK):
         chunk = points[first:first + _CHUNK]
@@ -198,7 +202,8 @@ def restore_labels(
             coords = _affine_coords(chunk, box, canonical, original)
         decided[tuple(chunk.T)] = _interpolated_winner(probabilities, winner, coords).astype(decided.dtype)
         progress.update(0.3 + 0.7 * min(1.0, (first + _CHUNK) / len(points)), "Resampling to the input grid")
-    out[box] = lookup[decided]
+    identity = np.array_equal(lookup, np.arange(len(lookup))) and decided.dtype == out.dtype
+    out[box] = decided if identity else lookup[decided]
     progress.update(1.0, "Resampling to the input grid")
     return out, box
 
