@@ -81,10 +81,7 @@ def run_reference(path: str, threads: int, device: str) -> dict:
         return labels, tuple(slice(0, n) for n in labels.shape)  # the whole grid: postprocess scans it all
 
     engine.restore_labels = former_restore
-    postprocess.cc3d = None
-    original_largest, original_fill = engine.keep_largest_component, engine.fill_holes
-    engine.keep_largest_component = lambda labels, values, within=None: original_largest(labels, values)
-    engine.fill_holes = lambda labels, values, within=None: original_fill(labels, values)
+    postprocess.cc3d = None  # SciPy, over the whole grid that former_restore reports as its box
     return run_segmentai(path, threads, device, suffix=".reference.nii.gz")
 
 

@@ -3,15 +3,14 @@
 The label of an input voxel is the arg-max of the canonical probabilities interpolated linearly at
 its centre (labels are never resampled directly: that would erode thin structures). Computing that
 for every voxel and every class at full resolution is what made restore cost more than the network,
-so :func:`probabilities_to_labels` does only the work that can change the answer:
+so :func:`restore_labels` does only the work that can change the answer:
 
-1. The arg-max ``A`` is taken on the (small) canonical grid. Where a canonical voxel's 3×3×3
-   neighbourhood holds one class only, every input voxel whose nearest canonical voxel it is gets
-   that class exactly: its interpolation corners all lie in that neighbourhood, and a convex
-   combination of probability vectors that all favour one class favours it too.
-2. Input voxels whose nearest canonical voxel lies outside the box of non-background neighbourhoods
-   are background without any work; the rest, the *foreground box*, gets one nearest-neighbour
-   resample of the "uniform class or mixed" map.
+1. The arg-max is taken on the (small) canonical grid, and each interpolation cell (the eight
+   canonical voxels around a point) is marked with the class its corners share, or *mixed*. An
+   input voxel in a uniform cell takes that class exactly: a convex combination of probability
+   vectors that all favour one class favours it too.
+2. Input voxels outside the box the non-background cells reach are background without any work;
+   inside it, the *foreground box*, one lookup gives every voxel its cell.
 3. Only the *mixed* voxels (a thin shell along boundaries) are interpolated, in chunks, at their
    exact continuous canonical coordinates (separable index maps when the grids' axes are
    parallel, an affine map otherwise). With two classes one channel decides (``p1 > 0.5``): the
@@ -40,20 +39,21 @@ __all__ = ["probabilities_to_labels", "probabilities_to_labels_reference", "rest
 Box = Tuple[slice, slice, slice]
 
 
-def _canonical_to_input_box(canonical: Geometry, original: Geometry, lo_kji, hi_kji, margin: int = 1,
-                            within: Optional[Box] = None) -> Optional[Box]:
-    """Input-grid slices holding every voxel within ``margin`` canonical voxels of the canonical box
-    [lo, hi] (inclusive), intersected with ``within``; None when empty."""
-    lo = np.asarray(lo_kji) - margin
-    hi = np.asarray(hi_kji) + margin
+def _input_to_canonical_ijk(canonical: Geometry, original: Geometry) -> np.ndarray:
+    """4×4 matrix from the input grid's continuous (i, j, k) to the canonical grid's (both are affine)."""
+    return np.linalg.inv(canonical.ijk_to_lps_matrix()) @ original.ijk_to_lps_matrix()
+
+
+def _canonical_to_input_box(canonical: Geometry, original: Geometry, lo_kji, hi_kji) -> Optional[Box]:
+    """Input-grid slices holding every voxel within one canonical voxel of the canonical box [lo, hi]
+    (inclusive); None when empty."""
+    lo = np.asarray(lo_kji) - 1
+    hi = np.asarray(hi_kji) + 1
     corners_kji = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
                            dtype=float)
     inside = original.lps_to_ijk(canonical.ijk_to_lps(corners_kji[:, ::-1]))[:, ::-1]
     start = np.maximum(np.floor(inside.min(axis=0)).astype(int) - 1, 0)
     stop = np.minimum(np.ceil(inside.max(axis=0)).astype(int) + 2, original.shape)
-    if within is not None:
-        start = np.maximum(start, [s.start for s in within])
-        stop = np.minimum(stop, [s.stop for s in within])
     if np.any(stop <= start):
         return None
     return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
@@ -63,9 +63,9 @@ class _AxisMap:
     """Input box → canonical grid when the grids' axes are parallel (any flips, scales, shifts).
 
     ``axes[d]`` is the canonical array axis along input array axis ``d`` and ``coords[d]`` the
-    continuous canonical index of each box voxel along ``d``: nearest-neighbour and linear
-    resampling then separate into three 1-D steps, several times faster than SimpleITK's general
-    resampler and the same trilinear interpolation.
+    continuous canonical index of each box voxel along ``d``: the cell lookup then separates into
+    three 1-D takes (several times faster than SimpleITK's general resampler), and a point's
+    coordinates into three vector lookups.
     """
 
     def __init__(self, axes, coords) -> None:
@@ -74,7 +74,7 @@ class _AxisMap:
 
     @classmethod
     def between(cls, canonical: Geometry, original: Geometry, box: Box) -> Optional["_AxisMap"]:
-        matrix = np.linalg.inv(canonical.ijk_to_lps_matrix()) @ original.ijk_to_lps_matrix()  # ijk -> ijk
+        matrix = _input_to_canonical_ijk(canonical, original)
         linear = matrix[:3, :3]
         significant = np.abs(linear) > 1e-9 * np.abs(linear).max()
         if not ((significant.sum(axis=0) == 1).all() and (significant.sum(axis=1) == 1).all()):
@@ -87,9 +87,6 @@ class _AxisMap:
             axes.append(2 - a)
             coords.append(linear[a, b] * index + matrix[a, 3])
         return cls(tuple(axes), coords)
-
-    def sub(self, local: Box) -> "_AxisMap":
-        return _AxisMap(self.axes, [c[s] for c, s in zip(self.coords, local)])
 
     def cells(self, cells: np.ndarray) -> np.ndarray:
         """The interpolation cell of each box voxel: ``cells[floor(x) + 1]`` (see :func:`_cell_classes`),
@@ -214,7 +211,7 @@ _CHUNK = 1 << 20
 
 def _affine_coords(points: np.ndarray, box: Box, canonical: Geometry, original: Geometry) -> np.ndarray:
     """(3, N) continuous canonical (k, j, i) coordinates of box voxels ``points`` (N, 3), any orientation."""
-    matrix = np.linalg.inv(canonical.ijk_to_lps_matrix()) @ original.ijk_to_lps_matrix()  # ijk -> ijk
+    matrix = _input_to_canonical_ijk(canonical, original)
     ijk = (points + [s.start for s in box])[:, ::-1].astype(np.float64)
     return (ijk @ matrix[:3, :3].T + matrix[:3, 3])[:, ::-1].T
 

@@ -54,33 +54,38 @@ def default_builtin_dir() -> Optional[Path]:
         return None
 
 
+def _refuse_special(root: Path, path: Path) -> int:
+    """``path``'s mode, or ModelError when it is a link or a special file: a link could copy files
+    from elsewhere into the registry (``NOTES.txt -> /etc/shadow``), loop or point outside; a FIFO
+    would hang the copy."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        raise ModelError(f"{root.name}: {path.relative_to(root)} is a link; model packages may "
+                         "hold only regular files and folders")
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise ModelError(f"{root.name}: {path.relative_to(root)} is not a regular file")
+    return mode
+
+
 def _check_plain_tree(folder: Path) -> None:
-    """Refuse a package holding links or special files: a link could copy files from elsewhere into
-    the registry (``NOTES.txt -> /etc/shadow``), loop, or point outside; a FIFO would hang the copy."""
+    """Refuse a package holding links or special files, before anything is created."""
     for root, dirs, files in os.walk(folder, followlinks=False):
         for name in dirs + files:
-            path = Path(root) / name
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                raise ModelError(f"{folder.name}: {path.relative_to(folder)} is a link; model packages may "
-                                 "hold only regular files and folders")
-            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                raise ModelError(f"{folder.name}: {path.relative_to(folder)} is not a regular file")
+            _refuse_special(folder, Path(root) / name)
 
 
 def _copy_plain_tree(source: Path, destination: Path) -> None:
-    """Copy regular files and folders only (checked again while copying: the source may change)."""
-    _check_plain_tree(source)
+    """Copy regular files and folders only, each entry checked again as it is copied (the source may
+    have changed since :func:`_check_plain_tree`)."""
     destination.mkdir()
     for root, dirs, files in os.walk(source, followlinks=False):
         target = destination / Path(root).relative_to(source)
-        for name in dirs:
-            (target / name).mkdir()
-        for name in files:
+        for name in dirs + files:
             path = Path(root) / name
-            if not stat.S_ISREG(path.lstat().st_mode):
-                raise ModelError(f"{source.name}: {path.relative_to(source)} is not a regular file")
-            shutil.copy2(path, target / name, follow_symlinks=False)
+            if stat.S_ISDIR(_refuse_special(source, path)):
+                (target / name).mkdir()
+            else:
+                shutil.copy2(path, target / name, follow_symlinks=False)
 
 
 def _first_missing(folder: Path) -> Optional[Path]:
