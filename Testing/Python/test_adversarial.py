@@ -4,19 +4,17 @@ changes nothing but the output it was asked for.
 Each :class:`Probe` is data: how to build its input, the command, the exit code, a pattern the
 message must match, and the paths (globs, relative to the probe's folder) that may change; every
 other file and link in that folder must be left exactly as it was. Probes that need two processes
-(concurrent ``dataset add``) or a signal (Ctrl-C while the outputs are written) follow the table.
+(concurrent ``dataset add``) or a signal (Ctrl-C while the outputs are written) are in
+``test_adversarial_processes.py``; the inputs both build are in ``adversarial_inputs.py``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,87 +24,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from adversarial_inputs import (  # noqa: F401 - isolated_home: an autouse fixture
+    _image_array, changed, fake_nnunet_folder, isolated_home, make_dataset, nrrd_with_grid, snapshot,
+    unwritable_folder, write_mask, write_nifti_raw, write_nrrd)
 from conftest import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-# --- inputs -------------------------------------------------------------------------------------
-
-def _image_array(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    array = rng.normal(100, 10, (20, 22, 24)).astype(np.float32)
-    array[6:14, 6:14, 6:14] += 80
-    return array
-
-
-def write_nrrd(path: Path, array: Optional[np.ndarray] = None, spacing=(1.0, 1.0, 1.0)) -> Path:
-    image = sitk.GetImageFromArray(_image_array() if array is None else array)
-    image.SetSpacing(spacing)
-    sitk.WriteImage(image, str(path))
-    return path
-
-
-def write_nifti_raw(path: Path, array_kji: np.ndarray) -> Path:
-    """A NIfTI written by nibabel (NaN kept as NaN on disk; SimpleITK would read them as 0)."""
-    import nibabel
-
-    nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(array_kji.T), np.diag([-1.0, -1.0, 1.0, 1.0])), str(path))
-    return path
-
-
-def write_mask(path: Path, like: Path) -> Path:
-    reference = sitk.ReadImage(str(like))
-    array = (sitk.GetArrayFromImage(reference) > 150).astype(np.uint8)
-    array[8:12, 8:12, 8:12] = 1
-    mask = sitk.GetImageFromArray(array)
-    mask.CopyInformation(reference)
-    sitk.WriteImage(mask, str(path))
-    return path
-
-
-def nrrd_with_grid(path: Path, directions: str) -> Path:
-    """A raw NRRD whose header gives ``directions`` verbatim (zero-length or coinciding axes)."""
-    array = _image_array()
-    header = ("NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 24 22 20\n"
-              f"space directions: {directions}\nkinds: domain domain domain\nendian: little\nencoding: raw\n"
-              "space origin: (0,0,0)\n\n")
-    path.write_bytes(header.encode() + array.astype("<f4").tobytes())
-    return path
-
-
-def make_dataset(folder: Path, count: int = 2, name: str = "Object") -> Path:
-    from segmentai_core.dataset import add_case
-    from segmentai_core.phantoms import blob_phantom
-
-    for seed in range(count):
-        image, mask = blob_phantom(shape=(24, 28, 26), seed=seed)
-        add_case(folder, image, mask, {1: name}, {"draft_model": "tiny-test@0.0.1"})
-    return folder
-
-
-def fake_nnunet_folder(folder: Path, plans: dict, labels: Optional[dict] = None) -> Path:
-    """An nnU-Net v2 model folder whose checkpoint holds no weights: the importer reads the JSON first."""
-    import torch
-
-    (folder / "fold_0").mkdir(parents=True)
-    dataset = {"channel_names": {"0": "CT"}, "labels": labels or {"background": 0, "Liver": 1},
-               "numTraining": 1, "file_ending": ".nii.gz"}
-    (folder / "dataset.json").write_text(json.dumps(dataset))
-    (folder / "plans.json").write_text(json.dumps(plans))
-    torch.save({"network_weights": {}, "init_args": {"configuration": "3d_fullres"}, "trainer_name": "nnUNetTrainer"},
-               folder / "fold_0" / "checkpoint_final.pth")
-    return folder
-
-
-def unwritable_folder(work: Path) -> Path:
-    """A folder nothing can be created in: read-only for a normal user; /sys/kernel as root."""
-    if os.geteuid() != 0:
-        folder = work / "readonly"
-        folder.mkdir()
-        folder.chmod(0o555)
-        return folder
-    return Path("/sys/kernel")
 
 
 # --- probe table --------------------------------------------------------------------------------
@@ -486,29 +409,7 @@ PROBES = [
 ]
 
 
-# --- running and comparing ----------------------------------------------------------------------
-
-def snapshot(folder: Path) -> Dict[str, str]:
-    """Every file, link and folder under ``folder`` with its content hash (links: their target)."""
-    state: Dict[str, str] = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(root) / name
-            rel = path.relative_to(folder).as_posix()
-            if path.is_symlink():
-                state[rel] = "link:" + os.readlink(path)
-            elif path.is_dir():
-                state[rel] = "dir"
-            elif path.stat().st_size > 64 << 20:  # a sparse 50 GB file: its size and time tell
-                state[rel] = f"big:{path.stat().st_size}:{path.stat().st_mtime_ns}"
-            else:
-                state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return state
-
-
-def changed(before: Dict[str, str], after: Dict[str, str]) -> set:
-    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-
+# --- running ---
 
 def run_cli(tool: str, argv: Sequence[str]) -> int:
     if tool == "segmentai":
@@ -517,12 +418,6 @@ def run_cli(tool: str, argv: Sequence[str]) -> int:
         sys.path.insert(0, str(ROOT / "training"))
         from segmentai_train.cli import main
     return main(list(argv))
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """SegmentAI's home (models/, trust decisions) inside the probe folder: a probe must not create it either."""
-    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "work" / "home"))
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
@@ -557,153 +452,3 @@ def test_probe(probe: Probe, tmp_path, capfd, tiny_package, monkeypatch):
     missing = set(probe.must_change) - diff
     assert not missing, f"expected to change: {sorted(missing)}"
     assert outside == {"tiny": snapshot(tiny_package.folder)}
-
-
-# --- probes with a second process or a signal ---------------------------------------------------
-
-def _env() -> dict:
-    paths = [str(ROOT / "SegmentAI"), str(ROOT / "training"), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
-
-
-# Both adders start together (a barrier of files), and each holds the window between "no
-# dataset.json yet" and creating it open for 2 s: without a lock both see a new dataset.
-_ADDER = textwrap.dedent("""
-    import glob, os, sys, time
-    import segmentai_core.dataset.cases as cases
-    import segmentai_core.io  # noqa: F401 - SimpleITK imported before the barrier
-    from segmentai_core.cli.main import main
-    real = cases.remap_labels
-    def slow(*args, **kwargs):
-        result = real(*args, **kwargs)
-        time.sleep(2.0)
-        return result
-    cases.remap_labels = slow
-    ready, count = sys.argv[1], 2  # a barrier: every adder has imported everything before any starts
-    open(f"{ready}.{os.getpid()}", "w").close()
-    deadline = time.time() + 120
-    while len(glob.glob(ready + ".*")) < count and time.time() < deadline:
-        time.sleep(0.01)
-    sys.exit(main(sys.argv[2:]))
-""")
-
-
-@pytest.mark.parametrize("names, refused", [(("Brain", "Brain"), 0), (("Brain", "Tumor"), 1)],
-                         ids=["same-labels-both-land", "different-labels-one-refused"])
-def test_concurrent_dataset_add(tmp_path, names, refused):
-    from segmentai_core.dataset import list_cases, load_dataset, validate_dataset
-
-    dataset = tmp_path / "ds"
-    start = str(tmp_path / "ready")
-    processes = []
-    for index, name in enumerate(names):  # two different scans (the same one twice is a duplicate)
-        image = write_nrrd(tmp_path / f"image{index}.nrrd", _image_array(seed=index))
-        mask = write_mask(tmp_path / f"mask{index}.nrrd", image)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", _ADDER, start, "dataset", "add", str(image), str(mask), "--dataset",
-             str(dataset), "--labels", f"1={name}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()))
-    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in processes]
-    failed = [r for r in results if r[0] != 0]
-    assert len(failed) == refused, results
-    for code, _, err in failed:
-        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-        assert re.search(r"segment '(Brain|Tumor)' \(value 1\) is not a label of dataset ds", err), err
-    info = load_dataset(dataset)
-    cases = list_cases(dataset)
-    assert [c.case_id for c in cases] == [f"case_{i + 1:04d}" for i in range(len(names) - refused)]
-    for case in cases:  # every case's provenance agrees with dataset.json
-        assert case.provenance["labels"] == {n: v for n, v in info.labels.items() if v > 0}
-    assert validate_dataset(dataset) == []
-    assert sorted(p.name for p in dataset.iterdir()) == ["dataset.json", "imagesTr", "labelsTr", "provenance"]
-
-
-# Ctrl-C lands while the overview PNG is being written, after the label map was complete.
-_INTERRUPTED = textwrap.dedent("""
-    import os, signal, sys, time
-    import segmentai_core.overview as overview
-    from segmentai_core.cli.main import main
-    real = overview.write_overview
-    def interrupted(*args, **kwargs):
-        path = real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1)
-        return path
-    overview.write_overview = interrupted
-    sys.exit(main(sys.argv[1:]))
-""")
-
-
-@pytest.mark.parametrize("suffix", [".seg.nrrd", ".nii.gz"])
-def test_ctrl_c_while_the_overview_is_written(tmp_path, tiny_package, suffix):
-    image = write_nrrd(tmp_path / "image.nrrd")
-    work = tmp_path / "out"
-    work.mkdir()
-    before = snapshot(work)
-    command = [sys.executable, "-c", _INTERRUPTED, "segment", str(image), "-o", str(work / f"seg{suffix}"),
-               "--overview", str(work / "overview.png"), "--model", str(tiny_package.folder), "--device", "cpu",
-               "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=180)
-    assert result.returncode == 130, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == "segmentai: interrupted; nothing was written.", result.stderr
-    assert snapshot(work) == before  # neither output, and no temporary left
-
-
-def test_ctrl_c_after_the_outputs_says_what_was_written(tmp_path, monkeypatch, capfd, tiny_package):
-    """Ctrl-C during the final renames is held back; the message names both outputs, which exist."""
-    import signal
-
-    import segmentai_core.io.staging as staging
-    from segmentai_core.cli.main import main
-
-    real = os.replace
-
-    def replace_then_interrupt(src, dst):
-        real(src, dst)
-        if Path(dst) == tmp_path / "seg.nii.gz":  # the first of the final renames
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(staging.os, "replace", replace_then_interrupt)
-    image = write_nrrd(tmp_path / "image.nrrd")
-    code = main(["segment", str(image), "-o", str(tmp_path / "seg.nii.gz"), "--overview", str(tmp_path / "o.png"),
-                 "--model", str(tiny_package.folder), "--device", "cpu", "--quiet"])
-    err = capfd.readouterr().err
-    assert code == 130 and "Traceback" not in err, err
-    assert re.search(r"interrupted after the outputs were complete; written: .*seg\.nii\.gz, .*o\.png", err), err
-    assert (tmp_path / "seg.nii.gz").is_file() and (tmp_path / "o.png").is_file()
-
-
-def test_finetune_overwrite_and_resume_still_work(tmp_path, capfd, tiny_package):
-    """--overwrite lets a run replace its own files; --resume of an interrupted run needs no --overwrite."""
-    sys.path.insert(0, str(ROOT / "training"))
-    from segmentai_train.cli import main
-
-    data = make_dataset(tmp_path / "data")
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "metrics.csv").write_text("stale")
-    argv = ["finetune", "--model", str(tiny_package.folder), "--data", str(data), "--out", str(out), "--epochs", "1",
-            "--iterations", "1", "--warmup", "1", "--device", "cpu", "--no-progress-bar", "--threads", "1"]
-    assert main(argv) == 2
-    assert (out / "metrics.csv").read_text() == "stale"
-    assert main(argv + ["--overwrite"]) == 0
-    assert (out / "metrics.csv").read_text() != "stale" and (out / "model" / "manifest.json").is_file()
-    # An interrupted run (checkpoint, metrics, curve, no model yet) resumes without --overwrite.
-    import shutil
-
-    shutil.rmtree(out / "model")
-    capfd.readouterr()
-    assert main(argv + ["--resume", "--epochs", "2"]) == 0, capfd.readouterr().err
-    assert (out / "model" / "manifest.json").is_file()
-
-
-def test_nifti_nan_lands_on_the_right_voxels(tmp_path):
-    from segmentai_core.io import read_volume
-
-    array = _image_array()
-    array[3, 5, 7] = np.nan
-    array[0, :, 2] = np.nan
-    volume = read_volume(write_nifti_raw(tmp_path / "x.nii.gz", array))
-    assert np.array_equal(np.isnan(volume.array), np.isnan(array))
-    assert np.array_equal(volume.array[~np.isnan(array)], array[~np.isnan(array)])
