@@ -3,7 +3,8 @@
 A bundle's config is a small program: ``$`` strings are Python expressions and ``_target_``
 names any class. SegmentAI never evaluates it. The importer reads it as plain data and maps
 what has an exact equivalent in a SegmentAI manifest: the network (``network_def`` naming
-MONAI's UNet, AttentionUnet or SwinUNETR with literal arguments), the preprocessing
+a MONAI class that is an architecture of :mod:`..models.architectures`, such as UNet,
+AttentionUnet, SwinUNETR or SegResNet, with literal arguments), the preprocessing
 transforms (orientation, spacing, intensity scaling), the sliding-window inferer (window,
 overlap, constant or Gaussian blending, with MONAI's defaults where the config is silent) and a
 soft-max + arg-max postprocessing; labels come from the metadata's ``channel_def``. Anything
@@ -26,7 +27,6 @@ from .nnunet import _sha256, _slug
 
 __all__ = ["is_monai_bundle", "convert_monai_bundle"]
 
-_NETWORKS = {"UNet": "UNet", "AttentionUnet": "AttentionUnet", "SwinUNETR": "SwinUNETR"}
 _IGNORED_TRANSFORMS = {"LoadImaged", "LoadImage", "EnsureChannelFirstd", "EnsureChannelFirst", "EnsureTyped",
                        "EnsureType", "ToTensord", "ToTensor", "CastToTyped", "CastToType", "AddChanneld",
                        "CropForegroundd", "Identityd"}
@@ -174,19 +174,44 @@ def _check_postprocessing(config: Dict[str, Any]) -> None:
     raise ModelError("inference config: the postprocessing must be a soft-max/arg-max (Activationsd, AsDiscreted)")
 
 
+def _monai_networks() -> Dict[str, str]:
+    """MONAI class name (a bundle's ``network_def``) → SegmentAI architecture name, from the table."""
+    from ..models.architectures import ARCHITECTURES
+
+    return {row.monai_class: row.name for row in ARCHITECTURES.values() if row.monai_class}
+
+
 def _network(config: Dict[str, Any]) -> Tuple[str, Dict[str, Any], int, int]:
     network = _resolve(config, config.get("network_def"))
     name = _target(network)
-    if name not in _NETWORKS:
+    networks = _monai_networks()
+    if name not in networks:
         raise ModelError(f"inference config: network {name or network!r} is not imported "
-                         f"(known: {', '.join(_NETWORKS)})")
+                         f"(known: {', '.join(networks)})")
     args = {k: _literal(v, f"network_def.{k}") for k, v in network.items() if k not in _META_KEYS}
-    if _NETWORKS[name] == "UNet":
-        args.setdefault("num_res_units", 0)  # MONAI's default, not SegmentAI's
+    architecture = networks[name]
+    _fill_monai_defaults(name, architecture, args)
     dims = int(args.pop("spatial_dims", 3))
     if dims != 3:
         raise ModelError("inference config: only 3D bundles are imported")
-    return _NETWORKS[name], args, int(args.pop("in_channels")), int(args.pop("out_channels"))
+    return architecture, args, int(args.pop("in_channels")), int(args.pop("out_channels"))
+
+
+def _fill_monai_defaults(monai_class: str, architecture: str, args: Dict[str, Any]) -> None:
+    """Arguments the bundle leaves out are MONAI's defaults, not SegmentAI's: write those down where
+    SegmentAI's own default differs (UNet's ``num_res_units``: MONAI 0, SegmentAI 2)."""
+    import inspect
+
+    import monai.networks.nets
+
+    from ..models.architectures import get
+
+    parameters = inspect.signature(getattr(monai.networks.nets, monai_class).__init__).parameters
+    for key, ours in get(architecture).default_args.items():
+        theirs = parameters.get(key)
+        if key not in args and theirs is not None and theirs.default is not inspect.Parameter.empty \
+                and theirs.default != ours:
+            args[key] = list(theirs.default) if isinstance(theirs.default, tuple) else theirs.default
 
 
 def _labels(metadata: Dict[str, Any], classes: int) -> List[SegmentLabel]:

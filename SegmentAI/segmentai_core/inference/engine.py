@@ -9,16 +9,16 @@ written here, so a cancelled or failed run leaves no output behind.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ResourceError
-from ..labels import SegmentLabel
+from ..errors import ModelError, ResourceError
+from ..models.architectures import NNUNET
 from ..progress import Progress
 from ..volume import Volume
 from .device import select_device
+from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
 from .postprocess import fill_holes, keep_largest_component
 from .preprocess import prepare_input
@@ -28,62 +28,24 @@ from .windows import WindowPlan, predict_probabilities
 __all__ = ["Segmenter", "SegmentationResult", "check_input"]
 
 
-@dataclass
-class SegmentationResult:
-    """A label map on the input grid, its labels, and how the run went."""
-
-    labelmap: Volume
-    labels: List[SegmentLabel]
-    model_id: str
-    device: str
-    timings: Dict[str, float] = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
-
-
-def check_input(volume: Volume, name: str = "input") -> List[str]:
-    """Refuse volumes that cannot be segmented; returns notes about what was repaired.
-
-    Non-finite voxels (NaN/Inf, e.g. from a reconstruction) are replaced by the lowest finite
-    value, in place on a copy owned by the caller; a volume with no finite voxel, or a constant
-    one, is refused because there is nothing to segment.
-    """
-    notes: List[str] = []
-    array = volume.array
-    if array.ndim != 3:
-        raise InputError(f"{name}: a 3D volume is needed, got an array of shape {array.shape}")
-    if min(array.shape) < 1:
-        raise InputError(f"{name}: the volume is empty ({'×'.join(map(str, array.shape))})")
-    if np.issubdtype(array.dtype, np.floating):
-        finite = np.isfinite(array)
-        if not finite.all():
-            if not finite.any():
-                raise InputError(f"{name}: every voxel is NaN or infinite")
-            bad = int(array.size - np.count_nonzero(finite))
-            array[~finite] = array[finite].min()
-            notes.append(f"{bad} NaN/infinite voxels were set to the lowest finite value")
-    if array.size and array.min() == array.max():
-        raise InputError(f"{name}: the volume is constant (every voxel is {array.flat[0]}); nothing to segment")
-    return notes
-
-
 def _estimate_bytes_per_voxel(manifest) -> float:
-    """Activation memory of one forward pass per input voxel, from the first-level width.
-
-    Measured on MONAI's UNet (see bench/): about 60 float32 values per first-level channel per
-    voxel at peak in inference; the estimate keeps a margin over that.
-    """
-    args = manifest.architecture_args
-    width = (args.get("channels") or args.get("features") or [args.get("feature_size", 32)])[0]
-    return 4.0 * 80 * float(width)
+    """Activation memory of one forward pass per input voxel (the architecture's estimate, see bench/)."""
+    return manifest.architecture_row.bytes_per_voxel(manifest.architecture_args)
 
 
 def _whole_volume_ok(manifest) -> bool:
-    """Opted in by the manifest, and eval-mode extent-independent: U-Nets with batch norm or none."""
-    if manifest.strategy != "whole_volume" or manifest.architecture_name not in ("UNet", "AttentionUnet"):
-        return False
-    norm = manifest.architecture_args.get("norm", "instance" if manifest.architecture_name == "UNet" else "batch")
-    name = norm[0] if isinstance(norm, (list, tuple)) else norm
-    return str(name).lower() in ("batch", "none", "")
+    """Opted in by the manifest, and eval-mode extent-independent (e.g. U-Nets with batch norm or none)."""
+    return manifest.strategy == "whole_volume" and manifest.architecture_row.extent_independent(
+        manifest.architecture_args)
+
+
+def _pipeline(manifest) -> Pipeline:
+    """The pipeline the manifest's architecture runs in."""
+    if manifest.architecture_row.pipeline == NNUNET:  # imported nnU-Net: its own pre/postprocessing
+        from .nnunet_pipeline import NNUNET_PIPELINE
+
+        return NNUNET_PIPELINE
+    return GENERIC_PIPELINE
 
 
 class Segmenter:
@@ -133,7 +95,7 @@ class Segmenter:
         return volume.array.size * (4.0 + 1.0) + canonical_voxels * 4.0 * (2 + 2 * classes) + 64e6
 
     def plan(self, num_voxels: float) -> WindowPlan:
-        from ..models.networks import size_divisor
+        from ..models.architectures import size_divisor
 
         dims = self.manifest.dimensions
         # Manifest sizes and axes are (x, y[, z]); arrays are ([k,] j, i): reverse once, here.
@@ -164,54 +126,68 @@ class Segmenter:
                 "or the budget too small")
 
     def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input") -> SegmentationResult:
-        """Segment ``volume``; raises InputError/ResourceError/Cancelled, never returns a partial result."""
-        progress = progress or Progress()
-        if self.manifest.architecture_name == "nnUNet":  # imported nnU-Net: its own pre/postprocessing
-            from .nnunet_pipeline import segment_nnunet
+        """Segment ``volume``; raises InputError/ResourceError/Cancelled, never returns a partial result.
 
-            return segment_nnunet(self, volume, progress, name)
-        timings: Dict[str, float] = {}
+        One prelude for every architecture (own copy of the input, :func:`check_input`, the pipeline's
+        checks, the network loaded), then the pipeline of the architecture runs the job.
+        """
+        progress = progress or Progress()
+        pipeline = _pipeline(self.manifest)
         t = time.perf_counter()
         volume = Volume(volume.array.copy() if np.issubdtype(volume.array.dtype, np.floating) else volume.array,
                         volume.geometry)
         notes = check_input(volume, name)
-        needed = self.estimate_peak_bytes(volume)
-        if needed > self.memory_budget_bytes:
-            raise ResourceError(
-                f"{name}: segmenting {volume.geometry.describe()} needs about {needed / GIB:.1f} GiB, more than "
-                f"the memory budget of {self.memory_budget_bytes / GIB:.1f} GiB; crop the volume or raise the budget"
-            )
-        self._check_window_fits(name)
+        pipeline.check(self, volume, name)
         progress.update(0.0, "Loading the model")
         network = self.network
-        timings["load_model"] = time.perf_counter() - t
+        job = Job(volume, network, progress, name, notes, {"load_model": time.perf_counter() - t})
+        return pipeline.run(self, job)
 
-        t = time.perf_counter()
-        progress.update(0.02, "Resampling to the model's grid")
-        prepared = prepare_input(volume, self.manifest.preprocessing)
-        timings["preprocess"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        plan = self.plan(prepared.array.size)
-        probabilities = predict_probabilities(network, prepared.array, plan, self.device, progress.span(0.1, 0.8))
-        notes.extend(plan.notes)
-        timings["network"] = time.perf_counter() - t
-        del prepared.array
+def _check_generic(segmenter: Segmenter, volume: Volume, name: str) -> None:
+    """The job's peak memory and one sliding window must fit the budget: checked before allocating."""
+    needed = segmenter.estimate_peak_bytes(volume)
+    if needed > segmenter.memory_budget_bytes:
+        raise ResourceError(
+            f"{name}: segmenting {volume.geometry.describe()} needs about {needed / GIB:.1f} GiB, more than "
+            f"the memory budget of {segmenter.memory_budget_bytes / GIB:.1f} GiB; crop the volume or raise the budget"
+        )
+    segmenter._check_window_fits(name)
 
-        t = time.perf_counter()
-        # ``box``: the part of the input grid outside which every voxel is background.
-        labels, box = restore_labels(probabilities, prepared.canonical, volume.geometry,
-                                     self.manifest.label_values, progress.span(0.8, 0.95))
-        del probabilities
-        timings["restore"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        progress.update(0.96, "Postprocessing")
-        if box is not None and self.manifest.largest_component:
-            keep_largest_component(labels, self.manifest.label_values, within=box)
-        if box is not None and self.manifest.fill_holes:
-            fill_holes(labels, self.manifest.label_values, within=box)
-        timings["postprocess"] = time.perf_counter() - t
-        progress.update(1.0, "Done")
-        return SegmentationResult(Volume(labels, volume.geometry), list(self.manifest.labels), self.manifest.full_id,
-                                  str(self.device), timings, notes)
+def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
+    """SegmentAI's pipeline: canonical grid → windows → probabilities back on the input grid → labels."""
+    manifest, progress, volume, timings, notes = segmenter.manifest, job.progress, job.volume, job.timings, job.notes
+    t = time.perf_counter()
+    progress.update(0.02, "Resampling to the model's grid")
+    prepared = prepare_input(volume, manifest.preprocessing)
+    timings["preprocess"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    plan = segmenter.plan(prepared.array.size)
+    probabilities = predict_probabilities(job.network, prepared.array, plan, segmenter.device,
+                                          progress.span(0.1, 0.8))
+    notes.extend(plan.notes)
+    timings["network"] = time.perf_counter() - t
+    del prepared.array
+
+    t = time.perf_counter()
+    # ``box``: the part of the input grid outside which every voxel is background.
+    labels, box = restore_labels(probabilities, prepared.canonical, volume.geometry,
+                                 manifest.label_values, progress.span(0.8, 0.95))
+    del probabilities
+    timings["restore"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress.update(0.96, "Postprocessing")
+    if box is not None and manifest.largest_component:
+        keep_largest_component(labels, manifest.label_values, within=box)
+    if box is not None and manifest.fill_holes:
+        fill_holes(labels, manifest.label_values, within=box)
+    timings["postprocess"] = time.perf_counter() - t
+    progress.update(1.0, "Done")
+    return SegmentationResult(Volume(labels, volume.geometry), list(manifest.labels), manifest.full_id,
+                              str(segmenter.device), timings, notes)
+
+
+GENERIC_PIPELINE = Pipeline(check=_check_generic, run=_run_generic)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["available_ram_bytes", "default_budget_bytes", "cuda_free_bytes", "GIB"]
+__all__ = ["available_ram_bytes", "check_parameter_size", "default_budget_bytes", "cuda_free_bytes", "GIB"]
 
 GIB = 1024**3
 
@@ -38,3 +38,27 @@ def cuda_free_bytes(device) -> Optional[int]:
         return None
     free, _total = torch.cuda.mem_get_info(device)
     return int(free)
+
+
+def check_parameter_size(what: str, build) -> None:
+    """Refuse, before allocating, a network whose parameters alone would not fit in the available memory.
+
+    ``build()`` makes the network; it is first called on PyTorch's ``meta`` device, which records
+    shapes and allocates nothing. ``what`` names the network in the ModelError.
+    """
+    import torch
+
+    from ..errors import ModelError
+
+    try:
+        with torch.device("meta"):
+            network = build()
+    except (RuntimeError, NotImplementedError):
+        return  # a network whose constructor computes with tensors (SwinUNETR): built for real afterwards
+    if network is None:
+        return
+    size = sum(p.numel() * p.element_size() for p in network.parameters())
+    limit = available_ram_bytes() * 0.75
+    if size > limit:
+        raise ModelError(f"{what}: its parameters alone need {size / GIB:.1f} GiB, more than the "
+                         f"{limit / GIB:.1f} GiB of memory available (implausible layer widths)")

@@ -26,12 +26,14 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress
 from ..volume import Volume
+from .job import Job, Pipeline, SegmentationResult
 from .nnunet_postprocess import apply_nnunet_postprocessing
 from .nnunet_resample import new_shape_for, resample_nnunet
 from .nnunet_windows import predict_logits
+from .postprocess import fill_holes, keep_largest_component
 
-__all__ = ["NNUNET_EXTENSION", "NNUNetInput", "NNUNetPrediction", "preprocess_nnunet", "predict_nnunet",
-           "segment_nnunet"]
+__all__ = ["NNUNET_EXTENSION", "NNUNET_PIPELINE", "NNUNetInput", "NNUNetPrediction", "preprocess_nnunet",
+           "predict_nnunet"]
 
 NNUNET_EXTENSION = "x-nnunet"
 """Manifest extension block holding the nnU-Net pipeline's parameters."""
@@ -203,27 +205,27 @@ def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, prog
     return result
 
 
-def segment_nnunet(segmenter, volume: Volume, progress: Progress, name: str):
-    """:meth:`Segmenter.segment` for manifests whose architecture is ``nnUNet``."""
-    from .engine import SegmentationResult, check_input
-    from .postprocess import fill_holes, keep_largest_component
-
-    manifest = segmenter.manifest
+def _config(manifest) -> Dict[str, Any]:
     config = manifest.extensions.get(NNUNET_EXTENSION)
     if not isinstance(config, dict):
         raise InputError(f"model '{manifest.id}' is an nnU-Net model without its '{NNUNET_EXTENSION}' block")
+    return config
+
+
+def _check_nnunet(segmenter, volume: Volume, name: str) -> None:
+    manifest = segmenter.manifest
+    config = _config(manifest)
     if int(config.get("in_channels", 1)) != 1:
         raise InputError(f"{name}: model '{manifest.id}' needs {config['in_channels']} input channels; "
                          "SegmentAI passes one volume")
-    timings: Dict[str, float] = {}
-    t = time.perf_counter()
-    volume = Volume(volume.array.copy() if np.issubdtype(volume.array.dtype, np.floating) else volume.array,
-                    volume.geometry)
-    notes = check_input(volume, name)
-    progress.update(0.0, "Loading the model")
-    network = segmenter.network
-    timings["load_model"] = time.perf_counter() - t
-    prediction = predict_nnunet(network, volume, config, segmenter.device, progress.span(0.02, 0.95), timings)
+
+
+def _run_nnunet(segmenter, job: Job) -> SegmentationResult:
+    """:meth:`Segmenter.segment` after its prelude, for architectures whose pipeline is nnU-Net's."""
+    manifest, timings = segmenter.manifest, job.timings
+    config = _config(manifest)
+    prediction = predict_nnunet(job.network, job.volume, config, segmenter.device, job.progress.span(0.02, 0.95),
+                                timings)
     labels = prediction.labels
     del prediction
     t = time.perf_counter()
@@ -234,6 +236,10 @@ def segment_nnunet(segmenter, volume: Volume, progress: Progress, name: str):
     if manifest.fill_holes:
         fill_holes(labels, manifest.label_values)
     timings["postprocess"] = time.perf_counter() - t
-    progress.update(1.0, "Done")
-    return SegmentationResult(Volume(labels, volume.geometry), list(manifest.labels), manifest.full_id,
-                              str(segmenter.device), timings, notes)
+    job.progress.update(1.0, "Done")
+    return SegmentationResult(Volume(labels, job.volume.geometry), list(manifest.labels), manifest.full_id,
+                              str(segmenter.device), timings, job.notes)
+
+
+NNUNET_PIPELINE = Pipeline(check=_check_nnunet, run=_run_nnunet)
+"""nnU-Net's pipeline, run by :meth:`~.engine.Segmenter.segment` after its prelude."""

@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from ..errors import ModelError
 from ..labels import SegmentLabel, Terminology
 from ..resources import resources_dir
-from .networks import size_divisor
+from . import architectures
+from .architectures import size_divisor
 
 __all__ = [
     "MANIFEST_NAME",
@@ -215,6 +216,11 @@ class ModelManifest:
     @property
     def architecture_name(self) -> str:
         return str(self.architecture["name"])
+
+    @property
+    def architecture_row(self) -> "architectures.Architecture":
+        """This architecture's row of :data:`~.architectures.ARCHITECTURES` (builder, divisor, pipeline ...)."""
+        return architectures.get(self.architecture_name)
 
     @property
     def architecture_args(self) -> Dict[str, Any]:
@@ -427,10 +433,15 @@ def _check_consistency(manifest: ModelManifest, where: str) -> None:
     bad_axes = [a for a in manifest.mirror_axes if a >= dims]
     if bad_axes:
         raise ModelError(f"{where}: 'inference.mirror_axes' has axis {bad_axes[0]}, but the model is {dims}D")
-    is_script = manifest.architecture_name == "TorchScript"
-    if is_script != (manifest.weights_format == "torchscript"):
+    if manifest.architecture_name not in architectures.ARCHITECTURES:
+        known = ", ".join(_short(name) for name in architectures.ARCHITECTURES)
         raise ModelError(
-            f"{where}: architecture 'TorchScript' and weights format 'torchscript' go together "
+            f"{where}: 'architecture.name' must be one of {known} (got {_short(manifest.architecture_name)})")
+    is_script = manifest.architecture_row.carries_code
+    if is_script != (manifest.weights_format == "torchscript"):
+        script = ", ".join(f"'{a.name}'" for a in architectures.ARCHITECTURES.values() if a.carries_code)
+        raise ModelError(
+            f"{where}: architecture {script} and weights format 'torchscript' go together "
             f"(got architecture '{manifest.architecture_name}', format '{manifest.weights_format}')"
         )
     if is_script and manifest.architecture_args:

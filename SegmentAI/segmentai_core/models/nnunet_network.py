@@ -65,9 +65,9 @@ def _build_one(args: Dict[str, Any]) -> "torch.nn.Module":
         kwargs[key] = resolve_layer(key, kwargs.get(key))
     cls = _network_class(args["network_class"])
     try:
-        from .networks import _check_size
+        from ..inference.memory import check_parameter_size
 
-        _check_size(f"nnU-Net {args['network_class'].rsplit('.', 1)[-1]}", lambda: cls(
+        check_parameter_size(f"architecture nnU-Net {args['network_class'].rsplit('.', 1)[-1]}", lambda: cls(
             input_channels=int(args["in_channels"]), num_classes=int(args["out_channels"]), deep_supervision=False,
             **kwargs))  # absurd feature counts: refused before any allocation
         return cls(input_channels=int(args["in_channels"]), num_classes=int(args["out_channels"]),

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from ..errors import ModelError, OutputError
 from .manifest import MANIFEST_NAME, ModelManifest, load_manifest, write_json_atomic
-from .networks import build_network
+from .architectures import NNUNET, build_network
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -273,7 +273,7 @@ class ModelPackage:
             lines.append("  runs code:     yes (TorchScript program); " + (
                 "trusted on this machine" if self.code_trusted else
                 f"refused until you trust it ('segmentai models trust {m.id}')"))
-        if m.architecture_name == "nnUNet":  # nnU-Net's own preprocessing (x-nnunet), not the generic fields
+        if m.architecture_row.pipeline == NNUNET:  # nnU-Net's own preprocessing (x-nnunet), not the generic fields
             schemes = ", ".join(n["scheme"] for n in m.extensions.get("x-nnunet", {}).get("normalization", []))
             lines += [
                 f"  spacing:       {' x '.join(f'{s:g}' for s in m.target_spacing)} mm, stored axis order (nnU-Net)",
@@ -379,7 +379,7 @@ def write_model_package(
     )
     manifest_data["weights"] = weights
     manifest = ModelManifest.from_dict(manifest_data)
-    if manifest.architecture_name == "TorchScript":
+    if manifest.architecture_row.carries_code:
         raise ModelError("write_model_package writes state dicts; TorchScript packages are not written here")
     _check_fits(manifest, tensors)
 

@@ -1,0 +1,79 @@
+"""What every inference pipeline shares: the input check, the job the prelude hands over, the result.
+
+:meth:`~.engine.Segmenter.segment` runs one prelude (own copy of the input, :func:`check_input`,
+the pipeline's own checks, the network loaded) and hands a :class:`Job` to the pipeline of the
+model's architecture (:mod:`.engine` for SegmentAI's, :mod:`.nnunet_pipeline` for nnU-Net's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+
+from ..errors import InputError
+from ..labels import SegmentLabel
+from ..progress import Progress
+from ..volume import Volume
+
+__all__ = ["Job", "Pipeline", "SegmentationResult", "check_input"]
+
+
+@dataclass
+class SegmentationResult:
+    """A label map on the input grid, its labels, and how the run went."""
+
+    labelmap: Volume
+    labels: List[SegmentLabel]
+    model_id: str
+    device: str
+    timings: Dict[str, float] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    """One segmentation after the prelude: the checked input (the job's own copy) and the loaded network."""
+
+    volume: Volume
+    network: Any
+    progress: Progress
+    name: str
+    notes: List[str] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An inference pipeline: ``check(segmenter, volume, name)`` refuses before the network loads
+    (model-level and memory checks), ``run(segmenter, job)`` returns the :class:`SegmentationResult`."""
+
+    check: Callable[[Any, Volume, str], None]
+    run: Callable[[Any, Job], SegmentationResult]
+
+
+def check_input(volume: Volume, name: str = "input") -> List[str]:
+    """Refuse volumes that cannot be segmented; returns notes about what was repaired.
+
+    Non-finite voxels (NaN/Inf, e.g. from a reconstruction) are replaced by the lowest finite
+    value, in place on a copy owned by the caller; a volume with no finite voxel, or a constant
+    one, is refused because there is nothing to segment.
+    """
+    notes: List[str] = []
+    array = volume.array
+    if array.ndim != 3:
+        raise InputError(f"{name}: a 3D volume is needed, got an array of shape {array.shape}")
+    if min(array.shape) < 1:
+        raise InputError(f"{name}: the volume is empty ({'×'.join(map(str, array.shape))})")
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            if not finite.any():
+                raise InputError(f"{name}: every voxel is NaN or infinite")
+            bad = int(array.size - np.count_nonzero(finite))
+            array[~finite] = array[finite].min()
+            notes.append(f"{bad} NaN/infinite voxels were set to the lowest finite value")
+    if array.size and array.min() == array.max():
+        raise InputError(f"{name}: the volume is constant (every voxel is {array.flat[0]}); nothing to segment")
+    return notes
