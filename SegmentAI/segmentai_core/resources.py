@@ -1,13 +1,14 @@
-"""Where SegmentAI's shipped resources (schemas, built-in models) live on this machine."""
+"""Where SegmentAI's shipped resources (schemas, built-in models) and the user's data live on this machine."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["resources_dir", "RESOURCES_ENV"]
+__all__ = ["HOME_ENV", "RESOURCES_ENV", "default_user_dir", "resources_dir"]
 
 RESOURCES_ENV = "SEGMENTAI_RESOURCES"
 """Environment variable that overrides the Resources folder (tests, custom installs)."""
@@ -37,3 +38,23 @@ def resources_dir() -> Path:
         + ", ".join(str(c) for c in candidates)
         + f"); set {RESOURCES_ENV} to its path"
     )
+
+
+HOME_ENV = "SEGMENTAI_HOME"
+"""Environment variable of SegmentAI's user data folder (models live in its ``models``)."""
+
+
+def default_user_dir() -> Path:
+    """Where imported models go: ``$SEGMENTAI_HOME/models`` or the platform's user data folder."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser() / "models"
+    if sys.platform.startswith("win"):
+        appdata = os.environ.get("APPDATA")
+        base = Path(appdata) if appdata else Path.home() / "AppData" / "Roaming"
+        return base / "SegmentAI" / "models"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "SegmentAI" / "models"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "segmentai" / "models"

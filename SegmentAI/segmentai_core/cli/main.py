@@ -1,7 +1,9 @@
 """Entry point of the ``segmentai`` command.
 
 Each sub-command lives in its own module exposing ``register(subparsers)``, which adds a parser
-whose ``func`` default is ``run(args) -> int``. Errors a user can cause are
+whose ``func`` default is ``run(args) -> int``. Packages above the core add their commands the same
+way through :data:`COMMAND_PLUGINS` (``segmentai web`` is the web app's): the core names them but
+imports nothing of theirs unless they are installed. Errors a user can cause are
 :class:`~segmentai_core.errors.SegmentAIError`: they print one line on stderr and exit 2 (130 on
 cancel); ``--debug`` shows the traceback.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import traceback
 from typing import List, Optional
@@ -19,7 +22,11 @@ from ..errors import SegmentAIError
 
 __all__ = ["main", "build_parser", "dispatch"]
 
-COMMAND_MODULES = ["segment", "models", "sample", "evaluate", "dataset", "refine", "web"]
+COMMAND_MODULES = ["segment", "models", "sample", "evaluate", "dataset", "refine"]
+
+COMMAND_PLUGINS = ["segmentai_web.command"]
+"""Modules outside the core that add a command (each exposes ``register(subparsers)``); looked up
+by name when the parser is built and skipped when their package is not installed."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.register(subparsers)
+    for name in COMMAND_PLUGINS:
+        if _installed(name):
+            importlib.import_module(name).register(subparsers)
     return parser
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its package is missing
+        return False
 
 
 def _tolerant_streams() -> None:

@@ -178,7 +178,8 @@ def add_case(dataset_dir: PathLike, image: Volume, labelmap: Volume, labels: Lab
     An image whose voxels equal those of a case already in the dataset is refused unless
     ``allow_duplicate``: a scan in both the training and the validation split inflates validation.
     """
-    from ..io.volume_io import write_labelmap, write_volume
+    from ..io.segmentation_io import write_labelmap
+    from ..io.volume_io import write_volume
     from ..models.package import sha256_of_file
 
     folder = Path(dataset_dir)
@@ -231,7 +232,7 @@ def add_case(dataset_dir: PathLike, image: Volume, labelmap: Volume, labels: Lab
         "labels": used,
         **dict(provenance or {}),
     }
-    from ..models.manifest import write_json_atomic
+    from ..io.staging import write_json_atomic
 
     write_json_atomic(provenance_path(folder, case_id), record)
     info = load_dataset(folder)

@@ -137,7 +137,7 @@ def load_dataset(folder: PathLike) -> DatasetInfo:
 
 def save_dataset(info: DatasetInfo) -> Path:
     """Write ``dataset.json`` atomically."""
-    from ..models.manifest import write_json_atomic
+    from ..io.staging import write_json_atomic
 
     path = info.folder / DATASET_JSON
     write_json_atomic(path, info.to_dict())

@@ -82,7 +82,7 @@ class Segmenter:
             if self.manifest.dimensions == 3:
                 import torch
 
-                network = network.to(memory_format=torch.channels_last_3d)  # see windows._forward
+                network = network.to(memory_format=torch.channels_last_3d)  # see windows.forward
             self._network = network
         return self._network
 

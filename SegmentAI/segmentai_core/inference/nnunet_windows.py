@@ -18,7 +18,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from ..progress import Progress
-from .windows import _forward
+from .windows import forward
 
 __all__ = ["window_starts", "gaussian_weights", "window_slicers", "predict_logits"]
 
@@ -124,9 +124,9 @@ def predict_logits(
             for first in range(0, len(corners), batch_size):
                 windows = corners[first:first + batch_size]
                 batch = torch.stack([image[(slice(None),) + w] for w in windows]).to(device)
-                out = _forward(member, batch)
+                out = forward(member, batch)
                 for dims in mirrors:
-                    out = out + torch.flip(_forward(member, torch.flip(batch, dims)), dims)
+                    out = out + torch.flip(forward(member, torch.flip(batch, dims)), dims)
                 out = ((out / (len(mirrors) + 1)) * weights).float().cpu()
                 for index, window in enumerate(windows):
                     logits[(slice(None),) + window] += out[index]

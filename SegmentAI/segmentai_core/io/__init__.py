@@ -9,9 +9,10 @@ from .segmentation_io import (
     read_segmentation,
     segmentation_metadata,
     with_segment,
+    write_labelmap,
     write_segmentation,
 )
-from .volume_io import read_volume, write_labelmap, write_volume
+from .volume_io import read_volume, write_volume
 
 __all__ = [
     "read_labelmap",

@@ -19,10 +19,10 @@ from ..errors import InputError, OutputError
 from ..labels import Code, SegmentLabel, Terminology
 from ..volume import Volume
 from .file_checks import read_nrrd_header
-from .volume_io import as_labelmap, read_volume, write_image_atomic
+from .volume_io import WRITE_EXTENSIONS, as_labelmap, read_volume, write_image_atomic
 
 __all__ = ["read_labelmap", "read_segmentation", "segment_extents", "segmentation_metadata", "with_segment",
-           "write_segmentation"]
+           "write_labelmap", "write_segmentation"]
 
 PathLike = Union[str, Path]
 
@@ -232,6 +232,21 @@ def read_segmentation(path: PathLike) -> tuple[Volume, list[SegmentLabel]]:
     if not labels:
         labels = [SegmentLabel.default_for(v) for v in _present_values(labelmap.array) if v > 0]
     return labelmap, labels
+
+
+def write_labelmap(volume: Volume, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write a label map (uint8, or uint16/int32 when values need it) on the volume's exact grid.
+
+    ``.seg.nrrd`` targets get Slicer segment metadata with generic names and colours (see
+    :func:`write_segmentation` to name segments).
+
+    Raises:
+        OutputError: as for :func:`~segmentai_core.io.volume_io.write_volume`.
+    """
+    path = Path(path)
+    if path.name.lower().endswith(".seg.nrrd"):
+        return write_segmentation(volume, [], path, overwrite=overwrite)
+    return write_image_atomic(as_labelmap(volume).to_sitk(), path, overwrite, WRITE_EXTENSIONS)
 
 
 def read_labelmap(path: PathLike) -> Volume:

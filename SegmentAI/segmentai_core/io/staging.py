@@ -1,7 +1,10 @@
 """Outputs written whole or not at all: hidden temporaries beside the target, committed together.
 
-Every writer of SegmentAI first writes ``.<name>.tmp-<8 hex><ext>`` in the target's folder and
-renames it over the target once complete. :func:`commit` renames several staged files at the end
+The one place of SegmentAI's atomic writes. Every writer first writes ``.<name>.tmp-<8 hex><ext>``
+in the target's folder and renames it over the target once complete (:func:`temporary_path`;
+:func:`write_json_atomic` for JSON files such as manifests, ``dataset.json`` and provenance
+records). A folder (a model package, an export) is filled in a hidden staging folder beside it and
+renamed into place at the end (:func:`staged_folder`). :func:`commit` renames several staged files at the end
 of a job, with Ctrl-C held back for those few renames, so a job writes all of its outputs or
 none. A writer killed outright (``kill -9``, power loss) can still leave a temporary behind:
 :func:`remove_stale_temporaries` deletes ours once they are old, on the next write there.
@@ -9,20 +12,23 @@ none. A writer killed outright (``kill -9``, power loss) can still leave a tempo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Sequence, Tuple, Union
 
 from ..errors import OutputError
 
-__all__ = ["STALE_AFTER_S", "check_writable_folder", "commit", "remove_stale_temporaries", "temporary_path"]
+__all__ = ["STALE_AFTER_S", "check_writable_folder", "commit", "remove_stale_temporaries", "staged_folder",
+           "temporary_path", "write_json_atomic"]
 
 PathLike = Union[str, Path]
 STALE_AFTER_S = 6 * 3600.0
@@ -125,3 +131,46 @@ def commit(pairs: Sequence[Tuple[Path, Path]]) -> bool:
                 raise OutputError(f"{final} cannot be written ({error.strerror or error}){written}") from None
             done.append(Path(final))
     return bool(received)
+
+
+def write_json_atomic(path: PathLike, data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON to a temporary beside ``path``, then rename it over ``path``.
+
+    The temporary is created for the owner only (mode 0600, as :func:`tempfile.mkstemp` makes
+    them); the folder is created when missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temporary_path(path)
+    handle = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+@contextmanager
+def staged_folder(folder: PathLike, what: str = "output") -> Iterator[Path]:
+    """A hidden, empty staging folder beside ``folder``, renamed to ``folder`` when the block succeeds.
+
+    ``folder`` must not exist or be an empty folder (OutputError otherwise, naming ``what``). On
+    any error, Ctrl-C included, the staging folder is removed and ``folder`` does not appear.
+    """
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise OutputError(f"{folder} exists already; choose a new folder for the {what}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        yield staging
+        if folder.exists():
+            folder.rmdir()  # empty (checked above); os.replace cannot replace a folder on Windows
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

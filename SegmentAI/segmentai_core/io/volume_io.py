@@ -30,7 +30,6 @@ __all__ = [
     "labelmap_dtype",
     "read_volume",
     "split_extension",
-    "write_labelmap",
     "write_volume",
 ]
 
@@ -311,20 +310,3 @@ def as_labelmap(volume: Volume) -> Volume:
     dtype = labelmap_dtype(volume.array)
     array = volume.array if volume.array.dtype == dtype else volume.array.astype(dtype)
     return volume.with_array(array)
-
-
-def write_labelmap(volume: Volume, path: PathLike, *, overwrite: bool = False) -> Path:
-    """Write a label map (uint8, or uint16/int32 when values need it) on the volume's exact grid.
-
-    ``.seg.nrrd`` targets get Slicer segment metadata with generic names and colours (see
-    :func:`~segmentai_core.io.segmentation_io.write_segmentation` to name segments).
-
-    Raises:
-        OutputError: as for :func:`write_volume`.
-    """
-    path = Path(path)
-    if path.name.lower().endswith(".seg.nrrd"):
-        from .segmentation_io import write_segmentation  # imported here: it imports this module
-
-        return write_segmentation(volume, [], path, overwrite=overwrite)
-    return write_image_atomic(as_labelmap(volume).to_sitk(), path, overwrite, WRITE_EXTENSIONS)

@@ -61,7 +61,7 @@ _CLASSES = re.compile(r"__torch__\.torch\.classes\.|\btorch\.classes\.")
 
 def trust_file() -> Path:
     """``$SEGMENTAI_HOME/trusted-code.json`` (or beside the user's ``models`` folder)."""
-    from .registry import default_user_dir
+    from ..resources import default_user_dir
 
     return default_user_dir().parent / TRUST_FILE_NAME
 
@@ -86,7 +86,7 @@ def is_trusted(sha256: str, path: Optional[Path] = None) -> bool:
 
 
 def _write(entries: Dict[str, dict], path: Path) -> None:
-    from .manifest import write_json_atomic
+    from ..io.staging import write_json_atomic
 
     write_json_atomic(path, {"trusted": entries})
 

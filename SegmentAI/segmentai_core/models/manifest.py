@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ModelError
+from ..io.staging import write_json_atomic  # noqa: F401  (also importable from here, as before)
 from ..labels import SegmentLabel, Terminology
 from ..resources import resources_dir
 from . import architectures
@@ -389,21 +388,6 @@ class ModelManifest:
         ModelManifest.from_dict(data, where=f"model '{self.id}' {path.name}")  # never write an invalid one
         write_json_atomic(path, data)
         return path
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def _parse_labels(data: Dict[str, Any], where: str) -> List[SegmentLabel]:

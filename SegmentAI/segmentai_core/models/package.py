@@ -15,15 +15,14 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from ..errors import ModelError, OutputError
-from .manifest import MANIFEST_NAME, ModelManifest, load_manifest, write_json_atomic
+from ..io.staging import staged_folder, write_json_atomic
+from .manifest import MANIFEST_NAME, ModelManifest, load_manifest
 from .architectures import NNUNET, build_network
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -383,17 +382,9 @@ def write_model_package(
         raise ModelError("write_model_package writes state dicts; TorchScript packages are not written here")
     _check_fits(manifest, tensors)
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with staged_folder(folder, "model package") as staging:
         (staging / manifest.weights_file).write_bytes(data)
         write_json_atomic(staging / MANIFEST_NAME, manifest.to_dict())
-        if folder.exists():
-            folder.rmdir()  # empty (checked above); os.replace cannot replace a folder on Windows
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ModelPackage.open(folder)
 
 

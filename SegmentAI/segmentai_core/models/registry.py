@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import ModelError
-from ..resources import RESOURCES_ENV, resources_dir
+from ..resources import HOME_ENV, RESOURCES_ENV, default_user_dir, resources_dir
 from .manifest import MANIFEST_NAME, version_key
 from .package import ModelPackage
 
@@ -23,26 +22,6 @@ __all__ = ["DEFAULT_MODEL_ID", "HOME_ENV", "ModelRegistry", "default_user_dir", 
 
 DEFAULT_MODEL_ID = "brain-t1-extraction"
 """The built-in model used when the user names none."""
-
-HOME_ENV = "SEGMENTAI_HOME"
-"""Environment variable of SegmentAI's user data folder (models live in its ``models``)."""
-
-
-def default_user_dir() -> Path:
-    """Where imported models go: ``$SEGMENTAI_HOME/models`` or the platform's user data folder."""
-    home = os.environ.get(HOME_ENV)
-    if home:
-        return Path(home).expanduser() / "models"
-    if sys.platform.startswith("win"):
-        appdata = os.environ.get("APPDATA")
-        base = Path(appdata) if appdata else Path.home() / "AppData" / "Roaming"
-        return base / "SegmentAI" / "models"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "SegmentAI" / "models"
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "segmentai" / "models"
-
 
 def default_builtin_dir() -> Optional[Path]:
     """``Resources/Models``, or None when this installation ships no Resources folder."""
