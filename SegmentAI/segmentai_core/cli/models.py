@@ -1,4 +1,4 @@
-"""``segmentai models``: list, show, import and remove model packages."""
+"""``segmentai models``: list, show, import and remove model packages; list and install catalog models."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
         "import", help="verify a model folder (SegmentAI package, nnU-Net v2 folder or MONAI bundle) and add it")
     importing.add_argument("path", metavar="PATH", help="model package folder (holding manifest.json), trained nnU-Net "
                            "v2 folder (dataset.json, plans.json, fold_*) or MONAI bundle (configs/metadata.json)")
-    remove = commands.add_parser("remove", help="delete an imported model")
-    remove.add_argument("model", metavar="ID", help="model id or id@version")
+    remove = commands.add_parser("remove", help="delete an imported or installed model")
+    remove.add_argument("model", metavar="ID", help="model id or id@version (a catalog id removes all its parts)")
     trust = commands.add_parser(
         "trust", help="allow a TorchScript model (a program, not weights) to run on this machine",
         description="TorchScript files are programs: loading and running one runs its code with your "
@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
     trust.add_argument("model", metavar="ID", help="model id, id@version or folder")
     untrust = commands.add_parser("untrust", help="withdraw a model's trust (it is refused again)")
     untrust.add_argument("model", metavar="ID", help="model id, id@version or folder")
+    from .models_catalog import register_catalog_commands
+
+    register_catalog_commands(commands)  # available, install
     parser.set_defaults(func=run, models_parser=parser)
 
 
@@ -93,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if action is None:
         args.models_parser.print_help(sys.stderr)
         return 2
+    from .models_catalog import run_catalog_command
+
+    done = run_catalog_command(action, args)  # available, install, remove of a catalog model's parts
+    if done is not None:
+        return done
     registry = ModelRegistry()
     if action == "list":
         return _list(registry, args.json)
