@@ -421,3 +421,36 @@ def test_disk_full_while_importing_leaves_nothing(capsys, home, server, archives
     assert code == 2
     one_error_line(err, "No space left on device")
     assert files_under(home) == []
+
+
+def test_ctrl_c_during_the_second_part_removes_the_first(capsys, home, server, archives, use_catalog, monkeypatch):
+    from segmentai_core.models.registry import ModelRegistry
+
+    use_catalog(ca.catalog_entry("tiny_total", "nnunet", [
+        ca.part("organs", server.url("/ts/tiny_total.zip"), archives["nnunet"]),
+        ca.part("liver", server.url("/ts/part_b.zip"), archives["nnunet_b"])]))
+    original = ModelRegistry.import_package
+    calls = []
+
+    def interrupted_second(self, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, path)
+
+    monkeypatch.setattr(ModelRegistry, "import_package", interrupted_second)
+    code, out, err = run_cli(capsys, "models", "install", "tiny_total")
+    assert code == 130 and "interrupted" in err
+    assert files_under(home) == []  # the first part, already in place, was taken out again
+
+
+def test_a_silent_server_times_out_in_one_line(tmp_path):
+    from segmentai_core.catalog.download import DownloadError, download
+
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/model.zip"
+        with pytest.raises(DownloadError, match=r"^cannot download .*model\.zip: timed out$") as raised:
+            download(url, tmp_path / "model.zip", timeout_s=0.3)
+    assert raised.value.unreachable and files_under(tmp_path) == []
