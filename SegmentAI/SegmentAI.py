@@ -6,9 +6,7 @@ import pathlib
 import unittest
 from typing import Annotated, Callable, List, Optional, Tuple
 
-import qt
 import slicer
-import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -19,10 +17,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
-DEVICES = ["auto", "cuda", "mps", "cpu"]
-SAMPLE_NAME = "SegmentAIBrainT1"
+DEVICES, SAMPLE_NAME = ["auto", "cuda", "mps", "cpu"], "SegmentAIBrainT1"
 
 
 class SegmentAI(ScriptedLoadableModule):
@@ -70,236 +66,33 @@ class SegmentAIParameterNode:
     finetuneEpochs: int = 5
 
 
-class SegmentAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: binds the .ui to the parameter node and drives the Logic."""
+class SegmentAIWidget(ScriptedLoadableModuleWidget):
+    """The panel: loads the .ui; its handlers live in ``SegmentAILib.widget.Widget``, which talks to the Logic."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = self._parameterNode = self._parameterNodeGuiTag = None
-        self._job = self._finetune = self._timer = None  # segmentation and fine-tuning jobs, polled by the timer
+        self.logic = self.widget = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        from SegmentAILib.widget import Widget
+
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegmentAI.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SegmentAILogic()
-        self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.timeout.connect(self.onPoll)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditorButton)
-        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self._modes = {True: self.ui.positivePointButton, False: self.ui.negativePointButton, "box": self.ui.boxButton,
-                       "scribble+": self.ui.positiveScribbleButton, "scribble-": self.ui.negativeScribbleButton}
-        for mode, button in self._modes.items():
-            button.toggled.connect(lambda checked, mode=mode: self.onPlaceToggled(mode, checked))
-        self.ui.undoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=False))
-        self.ui.redoButton.connect("clicked(bool)", lambda: self.onUndoRedo(redo=True))
-        self.ui.saveCaseButton.connect("clicked(bool)", self.onSaveCase)
-        self.ui.finetuneButton.connect("clicked(bool)", self.onFinetune)
-        self.ui.finetuneCancelButton.connect("clicked(bool)", self.onFinetuneCancel)
-        self.initializeParameterNode()
-        self.refreshModels()
+        self.widget = Widget(self.ui, logic=self.logic, isEntered=lambda: self.parent.isEntered)
 
     def cleanup(self) -> None:
-        self.onCancelButton()
-        self.onFinetuneCancel()
-        self.logic.closeRefinement()
-        self.removeObservers()
-        self.setParameterNode(None)
+        if self.widget is not None:
+            self.widget.cleanup()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        self.widget.enter()
 
     def exit(self) -> None:
-        self.setParameterNode(None)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.onCancelButton()
-        for button in self._modes.values():
-            button.checked = False
-        self.logic.closeRefinement()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolume:
-                self._parameterNode.inputVolume = firstVolume
-        if str(self._parameterNode.datasetDir) in ("", "."):
-            from segmentai_mrml.workflow import default_dataset_dir
-
-            self._parameterNode.datasetDir = pathlib.Path(default_dataset_dir())
-
-    def setParameterNode(self, inputParameterNode: Optional[SegmentAIParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-            self.updateButtons()
-
-    def updateButtons(self, caller=None, event=None) -> None:
-        p, running = self._parameterNode, self._job is not None
-        ready = bool(p and p.inputVolume)
-        self.ui.segmentButton.enabled = ready and not running
-        self.ui.cancelButton.enabled = running
-        segmentation = p.outputSegmentation if p else None
-        self.ui.segmentEditorButton.enabled = bool(segmentation)
-        self.ui.segmentSelector.setCurrentNode(segmentation)
-        refinable = bool(ready and segmentation and not running)
-        for button in (*self._modes.values(), self.ui.saveCaseButton):
-            button.enabled = refinable
-        self.ui.undoButton.enabled = refinable and self.logic.canUndoRedo(redo=False)
-        self.ui.redoButton.enabled = refinable and self.logic.canUndoRedo(redo=True)
-        self.ui.finetuneButton.enabled = self._finetune is None and bool(p and p.model)
-        self.ui.finetuneCancelButton.enabled = self._finetune is not None
-
-    def refreshModels(self) -> None:
-        self.ui.modelComboBox.clear()
-        if self.logic.missingDependencies():
-            self.ui.statusLabel.text = _("Python packages are installed when you first press Segment.")
-            return
-        for modelId, title in self.logic.models():
-            self.ui.modelComboBox.addItem(title, modelId)
-        wanted = self._parameterNode.model if self._parameterNode else ""
-        index = self.ui.modelComboBox.findData(wanted) if wanted else 0
-        self.ui.modelComboBox.setCurrentIndex(max(index, 0))
-
-    def onModelChanged(self, index: int) -> None:
-        modelId = self.ui.modelComboBox.itemData(index) if index >= 0 else None
-        if self._parameterNode and modelId:
-            self._parameterNode.model = modelId
-        self.ui.modelCardText.setPlainText(self.logic.mrml.model(modelId).card() if modelId else "")
-
-    def ensureDependencies(self) -> bool:
-        missing = self.logic.missingDependencies()
-        if not missing:
-            return True
-        question = _("SegmentAI needs these Python packages: {names}. Download and install them now? This takes "
-                     "a few minutes (PyTorch comes from the PyTorch extension).").format(names=", ".join(missing))
-        if not slicer.util.confirmOkCancelDisplay(question):
-            return False
-        with slicer.util.tryWithErrorDisplay(_("Failed to install SegmentAI's Python packages."), waitCursor=True):
-            self.logic.installDependencies()
-        self.refreshModels()
-        return not self.logic.missingDependencies()
-
-    def onSegmentButton(self) -> None:
-        if not self.ensureDependencies():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start segmentation."), waitCursor=True):
-            p = self._parameterNode
-            self._job = self.logic.startSegmentation(p.inputVolume, p.model or None, p.device, p.outputSegmentation,
-                                                     self.onProgress)
-            self.ui.statusLabel.text = _("Segmenting with {model}...").format(model=self._job.model_id)
-            self._timer.start()
-        self.updateButtons()
-
-    def onProgress(self, fraction: float, message: str) -> None:
-        self.ui.progressBar.value = round(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def onPoll(self) -> None:
-        if self._finetune is not None:
-            self.pollFinetune()
-        if self._job is not None and self.logic.mrml.poll(self._job):
-            self.finishSegmentation()
-        if self._job is None and self._finetune is None:
-            self._timer.stop()
-
-    def finishSegmentation(self) -> None:
-        job, self._job = self._job, None
-        if job.state == "succeeded":
-            self._parameterNode.outputSegmentation = job.segmentation_node
-            self.ui.statusLabel.text = _("Done: {n} segment(s).").format(
-                n=job.segmentation_node.GetSegmentation().GetNumberOfSegments())
-        else:
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = job.error
-            if job.state == "failed":
-                slicer.util.errorDisplay(job.error, windowTitle=_("SegmentAI"))
-        self.updateButtons()
-
-    def onCancelButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.ui.statusLabel.text = _("Cancelling...")
-
-    def onSegmentEditorButton(self) -> None:
-        p = self._parameterNode
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-        editor.setSegmentationNode(p.outputSegmentation)
-        editor.setSourceVolumeNode(p.inputVolume)
-
-    def onPlaceToggled(self, mode, checked: bool) -> None:  # one mode at a time: points (True/False), box, scribbles
-        for other, button in self._modes.items():
-            button.checked = button.checked and (other == mode or not checked)
-        if checked or not any(button.checked for button in self._modes.values()):
-            workflow = self.logic.workflow  # each placed point, box or scribble refines the segment:
-            on_prompt = [lambda *prompt, refine=refine: self.refine(refine, *prompt)
-                         for refine in (workflow.refine, workflow.refine_box, workflow.refine_scribble)]
-            workflow.prompts(*on_prompt).place(mode if checked else None)
-
-    def refine(self, refine: Callable, *prompt) -> None:  # one undoable step per prompt, other segments locked
-        p = self._parameterNode
-        if self._job is not None or not p or not p.outputSegmentation:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Refinement failed."), waitCursor=True):
-            changed = refine(p.outputSegmentation, self.ui.segmentSelector.currentSegmentID(), p.inputVolume, *prompt)
-            self.ui.statusLabel.text = _("Refined: {n} voxel(s) changed.").format(n=changed)
-        self.updateButtons()
-
-    def onUndoRedo(self, redo: bool) -> None:
-        self.logic.workflow.undo_redo(redo)
-        self.updateButtons()
-
-    def onSaveCase(self) -> None:
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Failed to save the training case."), waitCursor=True):
-            caseId = self.logic.workflow.save_training_case(p.inputVolume, p.outputSegmentation, p.datasetDir)
-            self.ui.statusLabel.text = _("Saved {case} in {folder}.").format(case=caseId, folder=p.datasetDir)
-
-    def onFinetune(self) -> None:
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Failed to start fine-tuning."), waitCursor=True):
-            self._finetune = self.logic.workflow.start_finetune(p.model, p.datasetDir, p.finetuneEpochs, p.device)
-            self._timer.start()
-        self.updateButtons()
-
-    def pollFinetune(self) -> None:  # progress; at the end the curve, the new model, its before/after Dice
-        job = self._finetune
-        job.poll()
-        self.ui.finetuneProgressBar.value = round(100 * job.fraction)
-        self.ui.finetuneStatusLabel.text = job.summary()
-        if not job.done:
-            return
-        self._finetune = None
-        if job.curve_path.is_file():
-            self.ui.curveLabel.setPixmap(qt.QPixmap(str(job.curve_path)))
-        if job.state == "succeeded":
-            with slicer.util.tryWithErrorDisplay(_("Failed to add the fine-tuned model."), waitCursor=True):
-                self._parameterNode.model = self.logic.workflow.add_finetuned_model(job)
-                self.refreshModels()
-        self.updateButtons()
-
-    def onFinetuneCancel(self) -> None:
-        if self._finetune is not None:
-            self._finetune.cancel()  # the next poll reports it
+        self.widget.exit()
 
 
 class SegmentAILogic(ScriptedLoadableModuleLogic):
@@ -348,15 +141,63 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
 
     @property
     def workflow(self):
-        """Refine with undo, save training cases, fine-tune (``segmentai_mrml.workflow.PanelWorkflow``)."""
+        """The panel's steps (``segmentai_mrml.workflow.PanelWorkflow``), undoable through the segment-editor logic."""
         if self._workflow is None or self._workflow.scene is not slicer.mrmlScene:
             from segmentai_mrml.workflow import PanelWorkflow
 
-            self._workflow = PanelWorkflow(self.mrml, slicer.app.applicationLogic())
+            self._workflow = PanelWorkflow(self.mrml, app_logic=slicer.app.applicationLogic(),
+                                           tool="SegmentAI for Slicer")
         return self._workflow
+
+    # The panel's facade: everything the Widget asks for.
+
+    def modelCard(self, model: str) -> str:
+        return self.mrml.model(model).card()
+
+    def pollSegmentation(self, job) -> bool:
+        """Forward progress and apply a finished job's result (main thread); True once it is done."""
+        return self.mrml.poll(job)
+
+    @staticmethod
+    def defaultDatasetDir() -> str:
+        from segmentai_mrml.workflow import default_dataset_dir
+
+        return default_dataset_dir()
+
+    def placePrompts(self, mode, onPrompt: Callable) -> None:
+        """Place prompts of ``mode`` (a ``PromptMode``; None: back to view mode); ``onPrompt(mode, prompt)`` each."""
+        self.workflow.place(mode, onPrompt)
+
+    def refine(self, segmentationNode, segmentId: str, volumeNode, mode, prompt) -> Tuple[int, str]:
+        """Refine one segment with a prompt, one undoable step; returns the voxels changed and the status line."""
+        return self.workflow.refine(segmentationNode, segmentId, volumeNode, mode, prompt)
 
     def canUndoRedo(self, redo: bool = False) -> bool:  # without creating the workflow (cheap at panel start)
         return self._workflow is not None and self._workflow.can_undo_redo(redo)
+
+    def undoRedo(self, redo: bool = False) -> None:
+        self.workflow.undo_redo(redo)
+
+    def isSegmentLocked(self, segmentationNode, segmentId: str) -> bool:
+        from segmentai_mrml.segment_locks import SegmentLocks
+
+        return SegmentLocks.is_locked(segmentationNode, segmentId)
+
+    def setSegmentLocked(self, segmentationNode, segmentId: str, locked: bool, volumeNode) -> str:
+        return self.workflow.set_locked(segmentationNode, segmentId, locked, volumeNode)
+
+    def saveTrainingCase(self, volumeNode, segmentationNode, datasetDir) -> Tuple[str, str]:
+        return self.workflow.save_training_case(volumeNode, segmentationNode, datasetDir)
+
+    def startFinetune(self, model: str, datasetDir, epochs: int = 5, device: str = "auto"):
+        return self.workflow.start_finetune(model, datasetDir, epochs, device)
+
+    def finetuneText(self, job) -> str:
+        return self.workflow.finetune_text(job)
+
+    def finishFinetune(self, job) -> Tuple[Optional[str], str]:
+        """A finished run: the new model joins the list; returns its ``id@version`` (or None) and the status line."""
+        return self.workflow.finish_finetune(job)
 
     def closeRefinement(self) -> None:
         if self._workflow is not None:
@@ -371,15 +212,30 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
 
 
 class SegmentAITest(ScriptedLoadableModuleTest):
-    """Runs the shared MRML-layer cases (the same ones CI runs) and the panel's workflow."""
+    """Runs the shared MRML-layer cases (the same ones CI runs) and the panel's workflow.
+
+    In a Slicer without SegmentAI's Python packages it says which are missing (and is skipped) instead of
+    failing on an ImportError; it leaves torch's thread count as it found it."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        for test in (self.test_SharedCases, self.test_Workflow):
-            self.setUp()
-            test()
+        missing = SegmentAILogic.missingDependencies()
+        if missing:
+            message = _("SegmentAI's self-test needs these Python packages: {names}. Press Segment in the SegmentAI "
+                        "panel once to install them, then run the test again.").format(names=", ".join(missing))
+            self.delayDisplay(message)
+            self.skipTest(message)
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            for test in (self.test_SharedCases, self.test_Workflow):
+                self.setUp()
+                test()
+        finally:
+            torch.set_num_threads(threads)
 
     def test_SharedCases(self) -> None:
         from segmentai_mrml.testing import ALL_CASES

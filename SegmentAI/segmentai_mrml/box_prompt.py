@@ -30,13 +30,13 @@ import slicer
 from segmentai_core.errors import InputError
 
 from .markups import node_ras_to_world, start_placement, world_to_node_ras
+from .prompt_modes import PromptMode
 from .prompt_nodes import PromptNodeList, add_prompt_node
 from .volume_nodes import geometry_from_node, matrix_from_vtk, matrix_to_vtk
 
 __all__ = ["FLAT_THICKNESS_MM", "PromptBoxes", "roi_box_corners", "roi_box_ijk", "slice_view_axes"]
 
 FLAT_THICKNESS_MM = 0.01  # thin enough to be under a voxel, thick enough for the slice views to cut cleanly
-COLOR = (1.0, 0.8, 0.1)
 _ORIGIN_TOLERANCE_MM = 1e-4  # two clicks on one slice share that coordinate up to rounding
 
 
@@ -122,7 +122,8 @@ class PromptBoxes(PromptNodeList):
 
     def new_node(self):
         """A new, observed ROI node oriented like the slice views (for the next box)."""
-        node = add_prompt_node(self.scene, "vtkMRMLMarkupsROINode", "SegmentAI box", COLOR)
+        node = add_prompt_node(self.scene, "vtkMRMLMarkupsROINode", PromptMode.BOX.node_name,
+                               PromptMode.BOX.color)
         rotation = np.eye(4)
         rotation[:3, :3] = slice_view_axes(self.scene)
         node.GetObjectToNodeMatrix().DeepCopy(matrix_to_vtk(rotation))

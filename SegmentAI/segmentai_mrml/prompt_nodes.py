@@ -1,7 +1,8 @@
 """Markups nodes made for prompts (points, boxes, scribbles): how they look and how they are kept.
 
 Prompt nodes are not data: they are not saved with the scene, their labels are hidden, object
-prompts are green and background prompts red. :class:`PromptNodeList` keeps the nodes of one kind
+prompts are green and background prompts red
+(:mod:`.prompt_modes`). :class:`PromptNodeList` keeps the nodes of one kind
 of prompt with the observers added on them, and removes them cleanly.
 """
 
@@ -9,10 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-__all__ = ["PROMPT_COLORS", "add_prompt_node", "PromptNodeList"]
-
-PROMPT_COLORS = {True: (0.2, 0.9, 0.2), False: (1.0, 0.25, 0.25)}
-"""Colour of object (True) and background (False) prompts."""
+__all__ = ["add_prompt_node", "PromptNodeList"]
 
 
 def add_prompt_node(scene, class_name: str, name: str, color: Tuple[float, float, float]):

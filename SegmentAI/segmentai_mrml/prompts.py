@@ -5,8 +5,9 @@ observed for ``PointPositionDefinedEvent``: every point the user places calls
 ``on_point(position, positive)`` with the point's world RAS position. Boxes are markups ROI nodes
 (:class:`~.box_prompt.PromptBoxes`): ``on_box(roi_node)`` runs once per box. Scribbles are open curves
 (:class:`~.scribble_prompt.PromptScribbles`): ``on_scribble(points_world, positive)`` runs once per finished
-curve. One placement mode at a time, switched through the scene's selection and interaction singletons
-(MRML only, so the same code runs in Slicer and on slicer-core).
+curve. One placement mode at a time (a :class:`~.prompt_modes.PromptMode`), switched through the scene's
+selection and interaction singletons (MRML only, so the same code runs in Slicer, on slicer-core and
+behind the web app).
 """
 
 from __future__ import annotations
@@ -17,16 +18,11 @@ import slicer
 
 from .box_prompt import PromptBoxes
 from .markups import start_placement, stop_placement
-from .prompt_nodes import PROMPT_COLORS, add_prompt_node
+from .prompt_modes import PromptMode
+from .prompt_nodes import add_prompt_node
 from .scribble_prompt import PromptScribbles
 
-__all__ = ["BOX", "SCRIBBLE_POSITIVE", "SCRIBBLE_NEGATIVE", "PromptPoints"]
-
-BOX = "box"
-"""The placement mode of boxes (points are ``True``: positive, ``False``: negative)."""
-SCRIBBLE_POSITIVE, SCRIBBLE_NEGATIVE = "scribble+", "scribble-"
-"""The placement modes of object and background scribbles."""
-SCRIBBLES = {SCRIBBLE_POSITIVE: True, SCRIBBLE_NEGATIVE: False}
+__all__ = ["PromptMode", "PromptPoints"]
 
 
 class PromptPoints:
@@ -41,6 +37,7 @@ class PromptPoints:
         self.on_point = on_point
         self.on_box = on_box
         self.on_scribble = on_scribble
+        self.on_scribble_point: Optional[Callable[[int], None]] = None  # see PromptScribbles.on_point
         self._scribbles: Optional[PromptScribbles] = None
         self._nodes: Dict[bool, object] = {}
         self._observers: List[Tuple[object, int]] = []
@@ -51,8 +48,8 @@ class PromptPoints:
         node = self._nodes.get(positive)
         if node is not None and self.scene.GetNodeByID(node.GetID()) is node:
             return node
-        name = "SegmentAI positive points" if positive else "SegmentAI negative points"
-        node = add_prompt_node(self.scene, "vtkMRMLMarkupsFiducialNode", name, PROMPT_COLORS[positive])
+        mode = PromptMode.point(positive)
+        node = add_prompt_node(self.scene, "vtkMRMLMarkupsFiducialNode", mode.node_name, mode.color)
         node.SetHideFromEditors(False)
         tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                                lambda caller, event, p=positive: self._placed(caller, p))
@@ -75,7 +72,7 @@ class PromptPoints:
         if self._scribbles is None:
             if self.on_scribble is None:
                 raise ValueError("PromptPoints was made without on_scribble: scribbles are not handled")
-            self._scribbles = PromptScribbles(self.scene, self.on_scribble)
+            self._scribbles = PromptScribbles(self.scene, self.on_scribble, self.on_scribble_point)
         return self._scribbles
 
     def _placed(self, node, positive: bool) -> None:
@@ -86,21 +83,23 @@ class PromptPoints:
         node.GetNthControlPointPositionWorld(count - 1, position)
         self.on_point((position[0], position[1], position[2]), positive)
 
-    def place(self, mode: Union[bool, str, None]) -> None:
-        """Place mode: positive points (``True``), negative points (``False``), boxes (:data:`BOX`),
-        scribbles (:data:`SCRIBBLE_POSITIVE`, :data:`SCRIBBLE_NEGATIVE`), or back to view mode (``None``)."""
-        if mode != BOX and self._boxes is not None:
-            self._boxes.stop()  # drops a half-drawn box
-        if mode not in SCRIBBLES and self._scribbles is not None:
-            self._scribbles.stop()  # drops an unfinished scribble
+    def place(self, mode: Union[PromptMode, str, None]) -> None:
+        """Place prompts of ``mode`` (a :class:`PromptMode` or its value), or back to view mode (``None``,
+        ``"off"``). Leaving box or scribble mode drops a half-drawn box or an unfinished scribble."""
+        mode = PromptMode.parse(mode)
+        kind = mode.kind if mode is not None else None
+        if kind != "box" and self._boxes is not None:
+            self._boxes.stop()
+        if kind != "scribble" and self._scribbles is not None:
+            self._scribbles.stop()
         if mode is None:
             stop_placement(self.scene)
-        elif mode == BOX:
+        elif kind == "box":
             self.boxes.place()
-        elif mode in SCRIBBLES:
-            self.scribbles.place(SCRIBBLES[mode])
+        elif kind == "scribble":
+            self.scribbles.place(mode.positive)
         else:
-            start_placement(self.scene, self.node(bool(mode)))
+            start_placement(self.scene, self.node(mode.positive))
 
     def clear(self) -> None:
         """Remove the placed points, boxes and scribbles (the segment keeps its refinement)."""

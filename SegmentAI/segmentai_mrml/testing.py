@@ -18,6 +18,7 @@ import numpy as np
 from segmentai_core.errors import Cancelled, InputError, SegmentAIError
 from segmentai_core.geometry import Geometry
 
+from .prompt_modes import PromptMode
 from .testing_placement import PromptPlacementTest
 from .testing_scene import BRAIN, LABELS, _SceneCase, make_tiny_package, oblique_phantom, resample_nearest
 
@@ -192,6 +193,7 @@ class SegmentationLogicTest(_SceneCase):
     @classmethod
     def tearDownClass(cls) -> None:
         shutil.rmtree(cls.models, ignore_errors=True)
+        super().tearDownClass()
 
     def logic(self):
         from segmentai_core.models.registry import ModelRegistry
@@ -317,9 +319,42 @@ class RefineAndSaveTest(_SceneCase):
         models = self.tmp / "models"
         make_tiny_package(models / "tiny")
         logic = SegmentationLogic(self.scene, ModelRegistry(builtin_dir=models, user_dir=self.tmp / "user"))
-        workflow = PanelWorkflow(logic, self.context.app_logic)
+        workflow = PanelWorkflow(logic, app_logic=self.context.app_logic)
         try:
             check_panel_workflow(self, logic, workflow, self.add_volume(oblique_phantom()[0]))
+        finally:
+            workflow.close()
+
+    def test_locked_segment_refuses_prompts_and_a_new_edit_of_it_is_taken_back(self) -> None:
+        from segmentai_core.interaction import InteractionSession, RandomWalkerPredictor
+
+        from segmentai_mrml.logic import SegmentationLogic
+        from segmentai_mrml.segment_locks import LOCK_TAG
+        from segmentai_mrml.segmentation_nodes import segment_array
+        from segmentai_mrml.workflow import PanelWorkflow
+
+        image, blob, labels, node, segmentation, brain, lesion = self.refine_scene(lesion_inside_missed_part=True)
+        workflow = PanelWorkflow(SegmentationLogic(self.scene), app_logic=self.context.app_logic,
+                                 session_factory=lambda: InteractionSession(RandomWalkerPredictor()))
+        try:
+            self.assertEqual(workflow.toggle_lock(segmentation, lesion, node), "Segment Lesion locked")
+            self.assertEqual(workflow.locked_segments(segmentation), [lesion])
+            self.assertTrue(segmentation.GetSegmentation().GetSegment(lesion).HasTag(LOCK_TAG))  # saved with it
+            inside = np.argwhere(labels == 2)
+            k, j, i = inside[len(inside) // 2]
+            with self.assertRaisesRegex(InputError, "segment 'Lesion' is locked"):
+                workflow.refine(segmentation, lesion, node, PromptMode.NEGATIVE, image.geometry.ijk_to_ras([i, j, k]))
+            self.assertFalse(workflow.can_undo_redo())
+            # An edit of the locked segment through the history (as the editor's effects make) is undone.
+            workflow.undo(segmentation, lesion, np.zeros_like(labels), node)
+            self.assertEqual(workflow.keep_locks(segmentation, node),
+                             "Segment Lesion is locked: the edit was taken back")
+            np.testing.assert_array_equal(segment_array(segmentation, lesion, node), (labels == 2).astype(np.uint8))
+            self.assertEqual(workflow.keep_locks(segmentation, node), "")
+            self.assertEqual(workflow.toggle_lock(segmentation, lesion, node), "Segment Lesion unlocked")
+            workflow.undo(segmentation, lesion, np.zeros_like(labels), node)
+            self.assertEqual(workflow.keep_locks(segmentation, node), "")
+            self.assertEqual(int(segment_array(segmentation, lesion, node).sum()), 0)
         finally:
             workflow.close()
 
@@ -403,15 +438,18 @@ def check_panel_workflow(test: unittest.TestCase, logic, workflow, volume_node, 
     voxels = np.argwhere(before > 0) if before.any() else np.argwhere(np.ones_like(before))
     k, j, i = voxels[len(voxels) // 2]
     positive = not before[k, j, i]  # a negative point inside the segment, else a positive one
-    workflow.refine(segmentation, segment_id, volume_node, geometry_from_node(volume_node).ijk_to_ras([i, j, k]),
-                    positive)
+    mode = PromptMode.point(positive)
+    changed, message = workflow.refine(segmentation, segment_id, volume_node, mode,
+                                       geometry_from_node(volume_node).ijk_to_ras([i, j, k]))
+    test.assertEqual(message, mode.result_message(changed))
     test.assertEqual(int(segment_array(segmentation, segment_id, volume_node)[k, j, i]), int(positive))
     workflow.undo_redo(redo=False)
     np.testing.assert_array_equal(segment_array(segmentation, segment_id, volume_node), before)
     workflow.undo_redo(redo=True)
     dataset = Path(tempfile.mkdtemp()) / "dataset"
-    case_id = workflow.save_training_case(volume_node, segmentation, dataset)
+    case_id, message = workflow.save_training_case(volume_node, segmentation, dataset)
     test.assertEqual([case.case_id for case in list_cases(dataset)], [case_id])
+    test.assertEqual(message, f"Saved {case_id} in {dataset}")
 
 
 ALL_CASES = (MRMLLayerTest, SegmentationLogicTest, RefineAndSaveTest, PromptPlacementTest, DefaultModelTest)

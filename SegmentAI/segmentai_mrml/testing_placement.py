@@ -7,6 +7,7 @@ import numpy as np
 from segmentai_core.errors import InputError
 from segmentai_core.phantoms import rotation_matrix
 
+from .prompt_modes import PromptMode
 from .testing_scene import _SceneCase, oblique_phantom
 
 __all__ = ["PromptPlacementTest"]
@@ -26,7 +27,7 @@ class PromptPlacementTest(_SceneCase):
 
         # The placement plumbing is tested with the deterministic classical predictor; the model's
         # accuracy has its own tests and benchmark.
-        return PanelWorkflow(SegmentationLogic(self.scene), self.context.app_logic,
+        return PanelWorkflow(SegmentationLogic(self.scene), app_logic=self.context.app_logic,
                              session_factory=lambda: InteractionSession(RandomWalkerPredictor()))
 
     def placement(self):
@@ -43,13 +44,13 @@ class PromptPlacementTest(_SceneCase):
         workflow = self.workflow()
         placed, counts = [], []
 
-        def on_point(position, positive: bool) -> None:
-            placed.append((position, positive))
-            counts.append(workflow.refine(segmentation, brain, node, position, positive))
+        def on_prompt(mode, position) -> None:
+            placed.append((position, mode.positive))
+            counts.append(workflow.refine(segmentation, brain, node, mode, position)[0])
 
-        prompts = workflow.prompts(on_point)
+        prompts = workflow.prompts(on_prompt)
         try:
-            prompts.place(True)
+            prompts.place(PromptMode.POSITIVE)
             positive_node = prompts.node(True)
             self.assertEqual(self.placement(), (positive_node.GetID(), "vtkMRMLMarkupsFiducialNode", True))
             k, _, i = np.indices(blob.shape)
@@ -72,7 +73,7 @@ class PromptPlacementTest(_SceneCase):
             workflow.undo_redo()
             np.testing.assert_array_equal(segment_array(segmentation, brain, node), (labels == 1).astype(np.uint8))
 
-            prompts.place(False)
+            prompts.place(PromptMode.NEGATIVE)
             negative_node = prompts.node(False)
             self.assertEqual(self.placement()[0], negative_node.GetID())
             inside = np.argwhere(labels == 1)
@@ -110,7 +111,6 @@ class PromptPlacementTest(_SceneCase):
 
     def test_box_drawn_on_one_slice_is_a_2d_box(self) -> None:
         from segmentai_mrml.box_prompt import FLAT_THICKNESS_MM, roi_box_ijk
-        from segmentai_mrml.prompts import BOX
         from segmentai_mrml.segmentation_nodes import segment_array
 
         image, blob, labels, node, segmentation, brain, lesion = self.prompt_scene()
@@ -119,13 +119,14 @@ class PromptPlacementTest(_SceneCase):
         workflow = self.workflow()
         boxes, counts = [], []
 
-        def on_box(roi) -> None:
+        def on_prompt(mode, roi) -> None:
+            self.assertIs(mode, PromptMode.BOX)
             boxes.append(roi)
-            counts.append(workflow.refine_box(segmentation, brain, node, roi))
+            counts.append(workflow.refine(segmentation, brain, node, mode, roi)[0])
 
-        prompts = workflow.prompts(lambda position, positive: None, on_box)
+        prompts = workflow.prompts(on_prompt)
         try:
-            prompts.place(BOX)
+            prompts.place(PromptMode.BOX)
             roi = prompts.boxes.pending
             self.assertEqual(self.placement(), (roi.GetID(), "vtkMRMLMarkupsROINode", True))
             # Two opposite corners clicked on voxel slice k = 11, left of the locked Lesion.
@@ -223,7 +224,8 @@ class PromptPlacementTest(_SceneCase):
 
         workflow = self.workflow()
         try:
-            changed = workflow.refine_box(segmentation, brain, node, roi)
+            changed, message = workflow.refine(segmentation, brain, node, PromptMode.BOX, roi)
+            self.assertEqual(message, f"Box: {changed} voxels changed")
             after = segment_array(segmentation, brain, node)
             self.assertGreater(changed, 0)
             k, j, i = np.nonzero(after != (labels == 1))
@@ -236,32 +238,32 @@ class PromptPlacementTest(_SceneCase):
             # Bad boxes: one readable line, the segment untouched.
             roi.SetCenterWorld(500.0, 500.0, 500.0)
             with self.assertRaisesRegex(InputError, "lies outside volume"):
-                workflow.refine_box(segmentation, brain, node, roi)
+                workflow.refine(segmentation, brain, node, PromptMode.BOX, roi)
             roi.SetCenterWorld(*map(float, centre))
             roi.SetSize(9.0, 0.0, 0.0)
             with self.assertRaisesRegex(InputError, "flat along two axes"):
-                workflow.refine_box(segmentation, brain, node, roi)
+                workflow.refine(segmentation, brain, node, PromptMode.BOX, roi)
             np.testing.assert_array_equal(segment_array(segmentation, brain, node), (labels == 1).astype(np.uint8))
         finally:
             workflow.close()
 
     def test_scribble_drawn_as_a_curve_refines_along_it_and_undo_restores(self) -> None:
-        from segmentai_mrml.prompts import SCRIBBLE_NEGATIVE, SCRIBBLE_POSITIVE
         from segmentai_mrml.segmentation_nodes import segment_array
 
         image, blob, labels, node, segmentation, brain, lesion = self.prompt_scene()
         workflow = self.workflow()
         strokes, counts = [], []
 
-        def on_scribble(points, positive: bool) -> None:
-            strokes.append((np.array(points), positive))
-            counts.append(workflow.refine_scribble(segmentation, brain, node, points, positive))
+        def on_prompt(mode, points) -> None:
+            self.assertEqual(mode.kind, "scribble")
+            strokes.append((np.array(points), mode.positive))
+            counts.append(workflow.refine(segmentation, brain, node, mode, points)[0])
 
-        prompts = workflow.prompts(lambda position, positive: None, None, on_scribble)
+        prompts = workflow.prompts(on_prompt)
         interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         original = (labels == 1).astype(np.uint8)
         try:
-            prompts.place(SCRIBBLE_POSITIVE)
+            prompts.place(PromptMode.SCRIBBLE_POSITIVE)
             curve = prompts.scribbles.pending
             self.assertEqual(self.placement(), (curve.GetID(), "vtkMRMLMarkupsCurveNode", True))
             # A stroke of three clicks on slice k = 11 through the part of the blob that Brain misses.
@@ -285,7 +287,7 @@ class PromptPlacementTest(_SceneCase):
             workflow.undo_redo()
             np.testing.assert_array_equal(segment_array(segmentation, brain, node), original)
 
-            prompts.place(SCRIBBLE_NEGATIVE)
+            prompts.place(PromptMode.SCRIBBLE_NEGATIVE)
             curve = prompts.scribbles.pending
             inside = np.argwhere((labels == 1) & (k == 12))
             stroke = inside[[len(inside) // 3, 2 * len(inside) // 3]]
@@ -293,7 +295,7 @@ class PromptPlacementTest(_SceneCase):
             interaction.SwitchToViewTransformMode()  # one point is no stroke: nothing happens
             self.assertEqual(len(strokes), 1)
             self.assertIs(prompts.scribbles.pending, curve)
-            prompts.place(SCRIBBLE_NEGATIVE)
+            prompts.place(PromptMode.SCRIBBLE_NEGATIVE)
             curve.AddControlPoint(*map(float, image.geometry.ijk_to_ras(stroke[1][::-1])))
             interaction.SwitchToViewTransformMode()
             self.assertEqual((len(strokes), strokes[-1][1]), (2, False))

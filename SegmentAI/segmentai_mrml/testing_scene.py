@@ -66,12 +66,16 @@ class _SceneCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        try:
-            import torch
+        import torch
 
-            torch.set_num_threads(1)  # CI has 2 cores and other work running
-        except ImportError:  # pragma: no cover - the module installs torch before its self-test
-            pass
+        cls._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # CI has 2 cores and other work running
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        import torch
+
+        torch.set_num_threads(cls._torch_threads)  # as the caller had it (Slicer's self-test runs in the app)
 
     def setUp(self) -> None:
         from segmentai_mrml.scene_setup import create_context

@@ -1,10 +1,9 @@
 """The SegmentAI panel's handlers: they run on the server's main thread (its asyncio loop).
 
-Every action goes through the shared layers: volumes are read by :mod:`segmentai_mrml.storage`,
-segmentation runs in :class:`segmentai_mrml.logic.SegmentationLogic` (worker thread, polled here),
-clicks, boxes and scribbles in :class:`~segmentai_mrml.refinement.ClickRefiner` (the core's interaction
-session, driven from the views by :class:`~.prompt_logic.PromptActions`),
-training cases in :func:`segmentai_core.dataset.add_case`, fine-tuning in ``segmentai_train``.
+Trame wiring only: volumes are read by :mod:`segmentai_mrml.storage`, segmentation runs in
+:class:`segmentai_mrml.logic.SegmentationLogic` (worker thread, polled here), and prompts, segment
+locks, training cases and fine-tuning go through :class:`segmentai_mrml.workflow.PanelWorkflow`, the
+desktop panel's workflow, with trame-slicer's undo stack as its undo mechanism (:class:`TrameUndo`).
 A user-caused error shows one line in the panel and changes nothing.
 """
 
@@ -21,22 +20,22 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from segmentai_core.errors import InputError, SegmentAIError
-from segmentai_mrml.finetune_job import FinetuneJob, training_available
+from segmentai_mrml.finetune_job import FinetuneJob
 from segmentai_mrml.logic import SegmentationLogic
-from segmentai_mrml.refinement import ClickRefiner
+from segmentai_mrml.segment_locks import LOCK_TAG
 from segmentai_mrml.segmentation_nodes import segment_array
 from segmentai_mrml.storage import load_volume, save_node
+from segmentai_mrml.workflow import PanelWorkflow
 
 from .config import WebConfig
 from .prompt_logic import PromptActions, action
 from .state import DEFAULTS
 from .uploads import UploadBuffers, check_upload, list_data_images, resolve_data_path, write_upload
 
-__all__ = ["PanelLogic"]
+__all__ = ["PanelLogic", "TrameUndo"]
 
 log = logging.getLogger("segmentai.web")
 SAMPLE_NAME = "SegmentAI sample T1"
-LOCK_TAG = "SegmentAI.Locked"  # a segment tag, so the lock is saved with the .seg.nrrd
 POLL_S = 0.25
 
 
@@ -44,8 +43,44 @@ def _hex(color) -> str:
     return "#" + "".join(f"{int(round(max(0.0, min(1.0, c)) * 255)):02x}" for c in color[:3])
 
 
+class TrameUndo:
+    """The web app's undo mechanism for :class:`PanelWorkflow`: each prompt is one step of trame-slicer's
+    segmentation undo stack, shared with the brush and the other effects."""
+
+    def __init__(self, editor) -> None:
+        self._editor = editor  # a callable: trame-slicer's segmentation editor
+
+    @property
+    def stack(self):
+        return self._editor().undo_stack
+
+    def __call__(self, segmentation_node, segment_id, mask, volume_node) -> None:
+        from segmentai_mrml.segmentation_nodes import set_segment_from_array
+        from trame_slicer.segmentation.segmentation_undo_command import SegmentationLabelMapUndoCommand
+
+        with SegmentationLabelMapUndoCommand.push_state_change(self._editor().active_segmentation):
+            set_segment_from_array(segmentation_node, segment_id, mask, volume_node)
+
+    def can_undo(self) -> bool:
+        return bool(self.stack is not None and self.stack.can_undo())
+
+    def can_redo(self) -> bool:
+        return bool(self.stack is not None and self.stack.can_redo())
+
+    def undo(self) -> None:
+        if self.can_undo():
+            self.stack.undo()
+
+    def redo(self) -> None:
+        if self.can_redo():
+            self.stack.redo()
+
+    def close(self) -> None:
+        """The stack belongs to trame-slicer's editor: nothing to drop here."""
+
+
 class PanelLogic(PromptActions):
-    """Owns SegmentAI's part of the web app: the segmentation logic, click refiner and jobs."""
+    """Owns SegmentAI's part of the web app: the segmentation logic, the panel workflow and the jobs."""
 
     def __init__(self, server, slicer_app, config: WebConfig, layout_state, registry=None) -> None:
         self.server = server
@@ -55,11 +90,10 @@ class PanelLogic(PromptActions):
         self.layout_state = layout_state  # trame-slicer's viewer layout state (drawer, volume loaded)
         self.segment_editor_logic = None  # set by the app (trame-slicer's SegmentEditorLogic)
         self.logic = SegmentationLogic(slicer_app.scene, registry)
-        self.refiner = ClickRefiner(apply=self._apply_with_undo)
+        self.workflow = PanelWorkflow(self.logic, undo=TrameUndo(lambda: self.editor), tool="segmentai web")
         self.job = None
         self.finetune_job: Optional[FinetuneJob] = None
         self._model_ids: set = set()  # filled by refresh_models
-        self._locked_sha: Dict[str, str] = {}  # locked segment -> fingerprint of its voxels
         self._history_index = 0
         self._uploads = UploadBuffers(config.max_upload_bytes)
         self.current_client = lambda: None  # the server binds wslink's id of the calling client
@@ -68,7 +102,7 @@ class PanelLogic(PromptActions):
         self._reset_prompts()
         self.state.sai_max_upload_mb = config.max_upload_mb
         self.state.sai_dataset_dir = str(config.dataset_dir)
-        self.state.sai_training_available = training_available()
+        self.state.sai_training_available = self.workflow.training_available()
         self.state.sai_data_files = list_data_images(config.data_dir)
         self.state.change("sai_model")(self._on_model_changed)
         self.state.change("sai_click_mode")(self._on_click_mode_changed)
@@ -188,9 +222,7 @@ class PanelLogic(PromptActions):
             raise InputError("wait for the running segmentation (or cancel it) before opening another volume")
         read_volume(path)  # one-line error for unreadable, truncated or non-3D files, before the scene changes
         self.state.sai_click_mode = "off"
-        self.refiner.forget()
         self._reset_prompts()
-        self._locked_sha.clear()
         self._history_index = 0
         self.app.scene.Clear()
         node = load_volume(self.app.scene, path, name or Path(path).name.split(".")[0])
@@ -227,7 +259,7 @@ class PanelLogic(PromptActions):
             self.state.sai_busy = False
             if job.state == "succeeded":
                 self.editor.set_active_segmentation(job.segmentation_node, self.volume_node)
-                self.refiner.forget()
+                self.workflow.refiner.forget()
                 self.refresh_segments()
                 self.notify(f"Segmented with {job.model_id} in {time.time() - started:.1f} s", "success")
             else:
@@ -288,40 +320,13 @@ class PanelLogic(PromptActions):
         self.refresh_segments()
 
     def locked_segments(self) -> List[str]:
-        node = self.segmentation_node
-        if node is None:
-            return []
-        segmentation = node.GetSegmentation()
-        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
-        return [sid for sid in ids if segmentation.GetSegment(sid).HasTag(LOCK_TAG)]
-
-    def _fingerprint(self, segment_id: str) -> str:
-        import hashlib
-
-        array = np.ascontiguousarray(segment_array(self.segmentation_node, segment_id, self.volume_node), np.uint8)
-        return hashlib.sha256(array.tobytes()).hexdigest()
+        return self.workflow.locked_segments(self.segmentation_node)
 
     @action
     def toggle_lock(self, segment_id: str) -> None:
         """Lock or unlock a segment: a locked one is never changed by clicks, boxes or the editor's effects."""
-        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id) if self.segmentation_node else None
-        if segment is None:
-            raise InputError(f"no segment '{segment_id}'")
-        locked = not segment.HasTag(LOCK_TAG)
-        if locked:
-            segment.SetTag(LOCK_TAG, "1")
-        else:
-            segment.RemoveTag(LOCK_TAG)
-        if locked:
-            self._locked_sha[segment_id] = self._fingerprint(segment_id)
-        else:
-            self._locked_sha.pop(segment_id, None)
+        self.workflow.toggle_lock(self.segmentation_node, segment_id, self.volume_node)
         self.refresh_segments()
-
-    def _check_unlocked(self, segment_id: str) -> None:
-        if segment_id in self.locked_segments():
-            name = self.segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
-            raise InputError(f"segment '{name}' is locked: unlock it (or select another segment) to refine it")
 
     def on_history_changed(self) -> None:
         """Keep locked segments as they were: a new editor step (brush, scissors, islands, ...) or a redo
@@ -329,40 +334,20 @@ class PanelLogic(PromptActions):
         stack = self.editor.undo_stack
         index = stack.index() if stack is not None else 0
         went_forward, self._history_index = index > self._history_index, index
-        if self.segmentation_node is None or self.volume_node is None:
-            return
-        locked = self.locked_segments()
-        self._locked_sha = {sid: sha for sid, sha in self._locked_sha.items() if sid in locked}
-        changed = [sid for sid in locked if self._locked_sha.get(sid) not in (None, self._fingerprint(sid))]
-        if changed and went_forward and stack.can_undo():
-            stack.undo()  # re-enters here with the index going back, which re-reads the fingerprints
-            segmentation = self.segmentation_node.GetSegmentation()
-            names = ", ".join(segmentation.GetSegment(sid).GetName() for sid in changed)
-            self.notify(f"Segment {names} is locked: the edit was taken back", "warning")
-            return
-        for sid in locked:
-            self._locked_sha[sid] = self._fingerprint(sid)
+        message = self.workflow.keep_locks(self.segmentation_node, self.volume_node, went_forward)
+        if message:
+            self.notify(message, "warning")
 
     # --- undo (the prompts themselves: prompt_logic.PromptActions) ------------------------------
 
-    def _apply_with_undo(self, segmentation_node, segment_id, mask, volume_node) -> None:
-        """Write a prompt's result as one step of the editor's undo stack (shared with the brush and other effects)."""
-        from segmentai_mrml.segmentation_nodes import set_segment_from_array
-        from trame_slicer.segmentation.segmentation_undo_command import SegmentationLabelMapUndoCommand
-
-        with SegmentationLabelMapUndoCommand.push_state_change(self.editor.active_segmentation):
-            set_segment_from_array(segmentation_node, segment_id, mask, volume_node)
-
     @action
     def undo(self) -> None:
-        if self.editor.undo_stack is not None and self.editor.undo_stack.can_undo():
-            self.editor.undo_stack.undo()
+        self.workflow.undo_redo(redo=False)
         self.refresh_segments()
 
     @action
     def redo(self) -> None:
-        if self.editor.undo_stack is not None and self.editor.undo_stack.can_redo():
-            self.editor.undo_stack.redo()
+        self.workflow.undo_redo(redo=True)
         self.refresh_segments()
 
     # --- training --------------------------------------------------------------------------------
@@ -378,25 +363,21 @@ class PanelLogic(PromptActions):
     @action
     def save_case(self) -> str:
         """Add the volume and its corrected segmentation to the training dataset; returns the case id."""
-        volume, node = self.volume_node, self.segmentation_node
-        if volume is None or node is None:
-            raise InputError("open a volume and segment it first")
-        case_id = self.logic.save_training_case(volume, node, self.config.dataset_dir, tool="segmentai web")
+        case_id, message = self.workflow.save_training_case(self.volume_node, self.segmentation_node,
+                                                            self.config.dataset_dir)
         self._count_cases()
-        self.notify(f"Saved {case_id} in {self.config.dataset_dir}", "success")
+        self.notify(message, "success")
         return case_id
 
     @action
     def finetune(self) -> None:
-        if not training_available():
-            raise InputError("fine-tuning needs the training package: pip install -e training")
         if self.finetune_job is not None and not self.finetune_job.done:
             return
         epochs = max(1, int(float(self.state.sai_ft_epochs or 1)))
-        self.finetune_job = FinetuneJob.start(self.listed_model(), self.config.dataset_dir, self.config.runs_dir,
-                                              epochs=epochs, device=self.config.device)
+        self.finetune_job = self.workflow.start_finetune(self.listed_model(), self.config.dataset_dir, epochs,
+                                                         self.config.device, runs_dir=self.config.runs_dir)
         self.state.sai_ft_running, self.state.sai_ft_progress = True, 0.0
-        self.state.sai_ft_text, self.state.sai_ft_curve = "Starting fine-tuning...", ""
+        self.state.sai_ft_text, self.state.sai_ft_curve = self.workflow.finetune_text(self.finetune_job), ""
         asyncio.get_event_loop().create_task(self._watch_finetune(self.finetune_job))
 
     async def _watch_finetune(self, job: FinetuneJob) -> None:
@@ -405,10 +386,8 @@ class PanelLogic(PromptActions):
             job.poll()
             with self.state:
                 self.state.sai_ft_progress = round(100 * job.fraction, 1)
-                if job.history:
-                    last = job.history[-1]
-                    dice = f", validation Dice {last['val_dice']:.3f}" if "val_dice" in last else ""
-                    self.state.sai_ft_text = f"Epoch {len(job.history)}: loss {last.get('loss', 0):.4f}{dice}"
+                if not job.done:
+                    self.state.sai_ft_text = self.workflow.finetune_text(job)
                 if len(job.history) != epochs_seen:
                     epochs_seen = len(job.history)
                     png = job.curve_png()
@@ -419,12 +398,16 @@ class PanelLogic(PromptActions):
             await asyncio.sleep(0.5)
         with self.state:
             self.state.sai_ft_running = False
-            if job.state == "succeeded":
-                package = self.logic.registry.import_package(job.package_dir)
-                self.refresh_models(select=package.full_id)
-                self.notify(f"Fine-tuned model {package.full_id} added and selected", "success")
+            try:
+                model_id, message = self.workflow.finish_finetune(job)
+            except SegmentAIError as error:
+                model_id, message = None, str(error)
+            self.state.sai_ft_text = message
+            if model_id:
+                self.refresh_models(select=model_id)
+                self.notify(message, "success")
             else:
-                self.notify(job.error, "warning" if job.state == "cancelled" else "error")
+                self.notify(message, "warning" if job.state == "cancelled" else "error")
 
     def finetune_cancel(self) -> None:
         if self.finetune_job is not None:
@@ -501,5 +484,5 @@ class PanelLogic(PromptActions):
             self.job.cancel()
         if self.finetune_job is not None:
             self.finetune_job.cancel()
-        self.refiner.close()
+        self.workflow.close()
         self._tmp.cleanup()

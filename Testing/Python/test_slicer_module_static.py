@@ -3,9 +3,10 @@
 * every ``.py`` and resource under ``SegmentAI/`` (and every shared file of ``Resources/``) is listed
   in ``SegmentAI/CMakeLists.txt``, and everything listed exists;
 * ``SegmentAI.json`` follows the ExtensionsIndex catalog schema and matches the top-level CMake;
-* every ``self.ui.<name>`` used in ``SegmentAI.py`` exists in the ``.ui`` with a compatible class,
-  and every parameter-bound widget can represent its parameter's type;
-* ``SegmentAI.py`` parses, stays under 400 lines and imports nothing heavy at module level.
+* every ``self.ui.<name>`` used by the panel (``SegmentAI.py`` and ``SegmentAILib/widget.py``) exists in
+  the ``.ui`` with a compatible class, and every parameter-bound widget can represent its parameter's type;
+* ``SegmentAI.py`` parses, stays short and imports nothing heavy at module level; the Widget's file
+  imports no Qt at module level (its tests run on slicer-core) and talks to the Logic only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "SegmentAI"
 MODULE_FILE = MODULE_DIR / "SegmentAI.py"
+WIDGET_FILE = MODULE_DIR / "SegmentAILib" / "widget.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "SegmentAI.ui"
 IGNORED_PARTS = {"__pycache__", "segmentai.egg-info"}
 
@@ -139,6 +141,7 @@ COMPATIBLE = {
     "setMRMLScene": {"qMRMLNodeComboBox", "qMRMLSegmentsTableView", "qMRMLSegmentSelectorWidget"},
     "currentNode": {"qMRMLNodeComboBox"}, "setCurrentNode": {"qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget"},
     "currentSegmentID": {"qMRMLSegmentSelectorWidget"}, "setPixmap": {"QLabel"},
+    "currentSegmentChanged(QString)": {"qMRMLSegmentSelectorWidget"}, "blockSignals": None,
     "enabled": None, "visible": None, "toolTip": None, "setEnabled": None, "setVisible": None,
 }
 
@@ -152,6 +155,11 @@ def ui_widgets() -> dict[str, ET.Element]:
 @pytest.fixture(scope="module")
 def module_tree() -> ast.Module:
     return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
+
+
+@pytest.fixture(scope="module")
+def widget_tree() -> ast.Module:
+    return ast.parse(WIDGET_FILE.read_text(encoding="utf-8"), filename=str(WIDGET_FILE))
 
 
 def _is_self_ui(node: ast.AST) -> bool:
@@ -176,8 +184,10 @@ def ui_uses(tree: ast.Module) -> dict[str, set[str]]:
     return uses
 
 
-def test_every_ui_name_exists_with_a_compatible_class(module_tree, ui_widgets):
+def test_every_ui_name_exists_with_a_compatible_class(module_tree, widget_tree, ui_widgets):
     uses = ui_uses(module_tree)
+    for name, attributes in ui_uses(widget_tree).items():
+        uses.setdefault(name, set()).update(attributes)
     assert uses, "the module uses no self.ui widget?"
     for name, attributes in uses.items():
         assert name in ui_widgets, f"self.ui.{name} is not in {UI_FILE.name}"
@@ -188,17 +198,16 @@ def test_every_ui_name_exists_with_a_compatible_class(module_tree, ui_widgets):
             assert classes is None or cls in classes, f"self.ui.{name}.{attribute}: {cls} has no such member"
 
 
-def test_placement_buttons_are_checkable_and_match_the_prompt_modes(module_tree, ui_widgets):
-    """The widget maps placement modes to buttons (``self._modes``): the keys are segmentai_mrml.prompts' modes
-    (``True``/``False`` points, ``BOX``, the two scribble modes), the values checkable buttons of the .ui."""
-    found = [node.value for node in ast.walk(module_tree) if isinstance(node, ast.Assign)
+def test_placement_buttons_are_checkable_and_match_the_prompt_modes(widget_tree, ui_widgets):
+    """The widget maps placement modes to buttons (``self._modes``): one key per member of
+    segmentai_mrml.prompt_modes.PromptMode (``PromptMode.<NAME>``), the values checkable buttons of the .ui."""
+    from segmentai_mrml.prompt_modes import PromptMode
+
+    found = [node.value for node in ast.walk(widget_tree) if isinstance(node, ast.Assign)
              and any(isinstance(t, ast.Attribute) and t.attr == "_modes" for t in node.targets)]
     assert len(found) == 1 and isinstance(found[0], ast.Dict), "self._modes = {mode: self.ui.<button>, ...}"
-    prompts = (MODULE_DIR / "segmentai_mrml" / "prompts.py").read_text(encoding="utf-8")
-    box = re.search(r'^BOX = "(\w+)"', prompts, re.MULTILINE)
-    scribbles = re.search(r'^SCRIBBLE_POSITIVE, SCRIBBLE_NEGATIVE = "([\w+-]+)", "([\w+-]+)"', prompts, re.MULTILINE)
-    assert box and scribbles, "segmentai_mrml/prompts.py defines BOX, SCRIBBLE_POSITIVE and SCRIBBLE_NEGATIVE"
-    assert [ast.literal_eval(key) for key in found[0].keys] == [True, False, box.group(1), *scribbles.groups()]
+    keys = [ast.unparse(key) for key in found[0].keys]
+    assert keys == [f"PromptMode.{mode.name}" for mode in PromptMode], keys
     for value in found[0].values:
         assert isinstance(value, ast.Attribute) and _is_self_ui(value.value)
         widget = ui_widgets[value.attr]
@@ -234,7 +243,7 @@ def test_parameter_bound_widgets_match_the_parameter_node(module_tree, ui_widget
 
 def test_module_file_is_thin_and_cheap_to_import(module_tree):
     lines = MODULE_FILE.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= 400, f"SegmentAI.py has {len(lines)} lines"
+    assert len(lines) <= 300, f"SegmentAI.py has {len(lines)} lines: the panel's handlers go in SegmentAILib/"
     assert max(len(line) for line in lines) <= 120
     allowed = {"importlib", "importlib.util", "logging", "os", "pathlib", "unittest", "typing", "qt", "ctk", "vtk",
                "slicer"}
@@ -272,3 +281,17 @@ def test_mrml_layer_imports_no_gui():
             if isinstance(node, ast.Attribute) and node.attr in ("app", "modules") \
                     and isinstance(node.value, ast.Name) and node.value.id == "slicer":
                 raise AssertionError(f"{path.name} uses slicer.{node.attr}")
+
+
+def test_widget_file_imports_no_qt_and_talks_to_the_logic_only(widget_tree):
+    """The Widget's handlers run on slicer-core in tests (no Qt there): Qt is imported inside the functions that
+    need it; and the Widget asks the Logic's facade, never the MRML layer behind it (``self.logic.mrml``...)."""
+    for node in widget_tree.body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        for name in names:
+            assert name.split(".")[0] not in ("qt", "ctk", "SegmentAI"), f"module-level import of {name} in widget.py"
+    for node in ast.walk(widget_tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "logic":
+            assert node.attr not in ("mrml", "workflow", "_mrml", "_workflow"), f"self.logic.{node.attr} reach-through"
+
