@@ -88,7 +88,9 @@ def ct_volume(tmp_path) -> Path:
     import SimpleITK as sitk
 
     rng = np.random.default_rng(0)
-    array = (rng.normal(40, 30, (22, 24, 20)) + 250 * (rng.random((22, 24, 20)) > 0.9)).astype(np.int16)
+    array = rng.normal(40, 30, (22, 24, 20)) + 250 * (rng.random((22, 24, 20)) > 0.9)
+    array[:, :3] = -1000  # air, so that it looks like CT in Hounsfield units
+    array = array.astype(np.int16)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((2.0, 2.0, 2.5))
     path = tmp_path / "ct.nii.gz"
@@ -454,3 +456,48 @@ def test_a_silent_server_times_out_in_one_line(tmp_path):
         with pytest.raises(DownloadError, match=r"^cannot download .*model\.zip: timed out$") as raised:
             download(url, tmp_path / "model.zip", timeout_s=0.3)
     assert raised.value.unreachable and files_under(tmp_path) == []
+
+
+def test_multi_part_model_segments_as_one_merged_label_map(capsys, home, server, archives, use_catalog, ct_volume,
+                                                           tmp_path):
+    from segmentai_core.inference.engine import Segmenter
+    from segmentai_core.io import read_segmentation, read_volume
+    from segmentai_core.models import ModelRegistry
+
+    entry = ca.catalog_entry("tiny_total", "nnunet", [
+        ca.part("organs", server.url("/ts/tiny_total.zip"), archives["nnunet"],
+                classes={"1": "spleen", "2": "kidney_right"}),
+        ca.part("liver", server.url("/ts/part_b.zip"), archives["nnunet_b"], classes={"1": "liver"})], classes=3)
+    entry["classes"]["names"] = {"1": "spleen", "2": "kidney_right", "3": "liver"}
+    use_catalog(entry)
+    assert run_cli(capsys, "models", "install", "tiny_total")[0] == 0
+    output = tmp_path / "merged.seg.nrrd"
+    code, out, err = run_cli(capsys, "segment", ct_volume, "-o", output, "--model", "tiny_total", "--quiet")
+    assert code == 0, err
+    labelmap, labels = read_segmentation(output)[:2]
+    assert [(label.value, label.name) for label in labels] == [(1, "spleen"), (2, "kidney_right"), (3, "liver")]
+
+    # The same as running the parts one by one and letting the later part's foreground win.
+    volume = read_volume(ct_volume)
+    first = Segmenter(ModelRegistry().get("tiny_total.organs"), device="cpu").segment(volume).labelmap.array
+    second = Segmenter(ModelRegistry().get("tiny_total.liver"), device="cpu").segment(volume).labelmap.array
+    expected = first.astype(np.uint8).copy()
+    expected[second == 1] = 3
+    assert np.array_equal(labelmap.array, expected)
+    assert (expected == 3).any() and ((expected == 1) | (expected == 2)).any()  # both parts contributed
+
+
+def test_multi_part_model_with_a_missing_part_says_how_to_repair(capsys, home, server, archives, use_catalog,
+                                                                  ct_volume, tmp_path):
+    entry = ca.catalog_entry("tiny_total", "nnunet", [
+        ca.part("organs", server.url("/ts/tiny_total.zip"), archives["nnunet"]),
+        ca.part("liver", server.url("/ts/part_b.zip"), archives["nnunet_b"])], classes=3)
+    entry["classes"]["names"] = {"1": "spleen", "2": "kidney_right", "3": "liver"}
+    use_catalog(entry)
+    code, out, err = run_cli(capsys, "segment", ct_volume, "-o", tmp_path / "x.seg.nrrd", "--model", "tiny_total")
+    one_error_line(err, "'tiny_total' is not installed: run 'segmentai models install tiny_total'")
+    assert run_cli(capsys, "models", "install", "tiny_total")[0] == 0
+    assert run_cli(capsys, "models", "remove", "tiny_total.liver")[0] == 0
+    code, out, err = run_cli(capsys, "segment", ct_volume, "-o", tmp_path / "x.seg.nrrd", "--model", "tiny_total")
+    one_error_line(err, "is missing the part(s) tiny_total.liver")
+    assert not (tmp_path / "x.seg.nrrd").exists()

@@ -85,7 +85,7 @@ def _install(args: argparse.Namespace) -> int:
         print(f"installed {package.full_id} into {package.folder}")
     if entry.multi_part:
         print(f"'{entry.id}' is {len(entry.parts)} networks, installed as {', '.join(entry.package_ids)}; "
-              "segment with each (--model ID) until they run as one model")
+              f"'segmentai segment INPUT -o OUTPUT --model {entry.id}' runs them all and merges their classes")
     return 0
 
 

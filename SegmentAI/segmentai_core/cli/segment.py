@@ -52,9 +52,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     volume = read_volume(args.input)
     read_s = time.perf_counter() - started
-    package = resolve_model(args.model, trust_code=args.trust_code)
-    segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
-    for warning in input_warnings(volume.array, package.manifest):  # a mask given as a T1, CT given to an MR model
+    from ..catalog.multipart import multipart_segmenter
+
+    # A catalog model of several networks (TotalSegmentator's total) runs its parts and merges them.
+    segmenter = multipart_segmenter(args.model, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+    if segmenter is None:
+        package = resolve_model(args.model, trust_code=args.trust_code)
+        segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+    for warning in input_warnings(volume.array, segmenter.manifest):  # a mask given as a T1, CT given to an MR model
         print(f"segmentai: warning: {args.input.name}: {warning}", file=sys.stderr, flush=True)
     bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet)  # lines when not a terminal
     try:
