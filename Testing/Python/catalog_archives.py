@@ -162,12 +162,13 @@ class ArchiveServer:
 
     ``drop_after``: URL path → byte count; the first GET of that path sends only that many bytes of
     the body (with the full Content-Length) and closes the connection, as a dropped link would.
-    ``requests`` records (path, Range header) of every GET.
+    ``requests`` records (path, Range header) of every GET; ``ignore_range`` answers ranges with 200.
     """
 
     def __init__(self, files: Optional[Dict[str, bytes]] = None) -> None:
         self.files: Dict[str, bytes] = dict(files or {})
         self.drop_after: Dict[str, int] = {}
+        self.ignore_range = False  # answer a Range request with the whole file (200), as some servers do
         self.requests: List[tuple] = []
         server = self
 
@@ -185,7 +186,7 @@ class ArchiveServer:
                     self.send_error(404, "Not Found")
                     return
                 start = 0
-                match = re.match(r"^bytes=(\d+)-$", self.headers.get("Range") or "")
+                match = None if server.ignore_range else re.match(r"^bytes=(\d+)-$", self.headers.get("Range") or "")
                 if match:
                     start = int(match.group(1))
                     if start >= len(data):

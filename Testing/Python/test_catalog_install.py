@@ -211,6 +211,12 @@ def test_download_api_resumes_and_verifies(tmp_path, server, archives):
     (tmp_path / "bundle.zip.part").write_bytes(data + b"extra")
     again = download(server.url("/zoo/tiny_bundle.zip"), target, Expected(sha256=ca.sha256_of(data)))
     assert again.read_bytes() == data
+    # A server that ignores the range sends the whole file again: the .part restarts, same bytes.
+    target.unlink()
+    (tmp_path / "bundle.zip.part").write_bytes(b"stale" * 100)
+    server.ignore_range = True
+    assert download(server.url("/zoo/tiny_bundle.zip"), target, expected).read_bytes() == data
+    assert server.requests[-1] == ("/zoo/tiny_bundle.zip", "bytes=500-")
 
 
 def test_wrong_hash_is_refused_and_nothing_is_left(capsys, home, server, archives, use_catalog):
