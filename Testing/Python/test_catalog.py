@@ -43,6 +43,9 @@ def test_totalsegmentator_entries_hold_its_class_map_and_parts():
         assert entry.importer == "nnunet" and entry.license["weights"] == "Apache-2.0"
         assert all(p.url.startswith("https://github.com/wasserth/TotalSegmentator/releases/download/")
                    for p in entry.parts)
+    spleen = total.style_of("spleen")  # SNOMED CT codes and colours from TotalSegmentator's own mapping
+    assert spleen["terminology"]["type"] == {"scheme": "SCT", "value": "78961009", "meaning": "Spleen"}
+    assert len(total.segments) == 117 and len(mr.segments) >= 46
     assert total.package_ids == ["total.organs", "total.vertebrae", "total.cardiac", "total.muscles", "total.ribs"]
 
 

@@ -475,13 +475,20 @@ def test_multi_part_model_segments_as_one_merged_label_map(capsys, home, server,
                 classes={"1": "spleen", "2": "kidney_right"}),
         ca.part("liver", server.url("/ts/part_b.zip"), archives["nnunet_b"], classes={"1": "liver"})], classes=3)
     entry["classes"]["names"] = {"1": "spleen", "2": "kidney_right", "3": "liver"}
+    spleen = {"category": {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"},
+              "type": {"scheme": "SCT", "value": "78961009", "meaning": "Spleen"}}
+    entry["classes"]["segments"] = {"1": {"color": [1.0, 0.0, 0.0], "terminology": spleen}}
     use_catalog(entry)
     assert run_cli(capsys, "models", "install", "tiny_total")[0] == 0
+    installed = ModelRegistry().get("tiny_total.organs").manifest.labels[0]  # the catalog's style, on install
+    assert installed.name == "spleen" and tuple(installed.color) == (1.0, 0.0, 0.0)
+    assert installed.terminology.type.value == "78961009"
     output = tmp_path / "merged.seg.nrrd"
     code, out, err = run_cli(capsys, "segment", ct_volume, "-o", output, "--model", "tiny_total", "--quiet")
     assert code == 0, err
     labelmap, labels = read_segmentation(output)[:2]
     assert [(label.value, label.name) for label in labels] == [(1, "spleen"), (2, "kidney_right"), (3, "liver")]
+    assert labels[0].terminology is not None and labels[0].terminology.type.meaning == "Spleen"
 
     # The same as running the parts one by one and letting the later part's foreground win.
     volume = read_volume(ct_volume)

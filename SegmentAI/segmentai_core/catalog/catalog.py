@@ -101,6 +101,14 @@ class CatalogEntry:
     spacing_mm: Optional[Tuple[float, float, float]] = None
     input_channels: Tuple[str, ...] = ()
     multi_label: bool = False
+    segments: Optional[Dict[int, Dict[str, Any]]] = None
+
+    def style_of(self, class_name: str) -> Optional[Dict[str, Any]]:
+        """The provider's colour and terminology of the class named ``class_name`` (None if not given)."""
+        if not self.segments or not self.class_names:
+            return None
+        value = next((v for v, n in self.class_names.items() if n == class_name), None)
+        return self.segments.get(value) if value is not None else None
 
     @property
     def multi_part(self) -> bool:
@@ -155,7 +163,9 @@ def _entry(data: Dict[str, Any]) -> CatalogEntry:
         parts=parts, license=dict(data["license"]), citation=data["citation"], homepage=data["homepage"],
         notes=data.get("notes", ""), spacing_mm=tuple(spacing) if spacing else None,
         input_channels=tuple(data.get("input_channels", ())),
-        multi_label=bool(data["classes"].get("multi_label", False)))
+        multi_label=bool(data["classes"].get("multi_label", False)),
+        segments={int(k): dict(v) for k, v in data["classes"]["segments"].items()}
+        if data["classes"].get("segments") else None)
 
 
 def _check(data: Any, where: str) -> None:

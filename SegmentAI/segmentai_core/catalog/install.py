@@ -13,6 +13,7 @@ removes the staging folder and every part this install had already added. Only a
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -218,7 +219,7 @@ def install_model(model: Union[str, CatalogEntry], registry: Any = None, catalog
             raw = unpack_archive(archive, staging / f"{index}-raw", step.span(0.7, 0.8))
             folder = find_model_folder(raw, entry, part)
             step.update(0.8, f"Importing {package_id}")
-            package = _convert(entry, folder, staging / f"{index}-package", package_id)
+            package = _with_catalog_styles(entry, _convert(entry, folder, staging / f"{index}-package", package_id))
             shutil.rmtree(raw, ignore_errors=True)  # the disk it held is needed by the next part
             converted.append(package)
             step.update(0.9, f"Converted {package_id}")
@@ -257,6 +258,33 @@ def _convert(entry: CatalogEntry, folder: Path, destination: Path, package_id: s
     from ..importers.monai_bundle import convert_monai_bundle
 
     return convert_monai_bundle(folder, destination, model_id=package_id, version=entry.version)
+
+
+def _with_catalog_styles(entry: CatalogEntry, package: Any) -> Any:
+    """The converted package with the catalog's colours and terminology (SNOMED CT codes) on the labels of
+    the same name; the weights and their hash are untouched."""
+    from ..io.staging import write_json_atomic
+    from ..models.manifest import MANIFEST_NAME
+    from ..models.package import ModelPackage
+
+    if not entry.segments:
+        return package
+    path = Path(package.folder) / MANIFEST_NAME
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    changed = False
+    for label in manifest.get("labels", {}).values():
+        style = entry.style_of(label.get("name", ""))
+        if style is None:
+            continue
+        if "color" in style:
+            label["color"] = list(style["color"])
+        if "terminology" in style:
+            label["terminology"] = style["terminology"]
+        changed = True
+    if not changed:
+        return package
+    write_json_atomic(path, manifest)
+    return ModelPackage.open(package.folder)  # validated again
 
 
 def remove_model(model_id: str, registry: Any = None, catalog: Optional[Catalog] = None) -> List[Any]:

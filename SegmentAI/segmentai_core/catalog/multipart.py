@@ -54,8 +54,8 @@ class MultiPartSegmenter:
         return f"{self.entry.id}@{self.entry.version}"
 
     def labels(self) -> List[Any]:
-        """Every class of the merged map, with the parts' colours and terminology where they have them."""
-        from ..labels import SegmentLabel
+        """Every class of the merged map, with the catalog's colours and terminology (else the parts')."""
+        from ..labels import SegmentLabel, Terminology
 
         known = {}
         for package, mapping in zip(self.packages, self.value_maps):
@@ -64,8 +64,13 @@ class MultiPartSegmenter:
         labels = []
         for value, name in sorted(self.entry.class_names.items()):
             source = known.get(value)
+            style = (self.entry.segments or {}).get(value) or {}
             color = source.color if source is not None else SegmentLabel.default_for(value).color
             terminology = source.terminology if source is not None else None
+            if "color" in style:
+                color = tuple(style["color"])
+            if "terminology" in style:
+                terminology = Terminology.from_dict(style["terminology"])
             labels.append(SegmentLabel(value, name, color, terminology))
         return labels
 
