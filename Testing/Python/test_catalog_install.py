@@ -514,3 +514,34 @@ def test_multi_part_model_with_a_missing_part_says_how_to_repair(capsys, home, s
     code, out, err = run_cli(capsys, "segment", ct_volume, "-o", tmp_path / "x.seg.nrrd", "--model", "tiny_total")
     one_error_line(err, "is missing the part(s) tiny_total.liver")
     assert not (tmp_path / "x.seg.nrrd").exists()
+
+
+def test_roi_runs_only_the_parts_it_needs(capsys, home, server, archives, use_catalog, ct_volume, tmp_path):
+    from segmentai_core.io import read_segmentation
+
+    entry = ca.catalog_entry("tiny_total", "nnunet", [
+        ca.part("organs", server.url("/ts/tiny_total.zip"), archives["nnunet"]),
+        ca.part("liver", server.url("/ts/part_b.zip"), archives["nnunet_b"])], classes=3)
+    entry["classes"]["names"] = {"1": "spleen", "2": "kidney_right", "3": "liver"}
+    use_catalog(entry)
+    assert run_cli(capsys, "models", "install", "tiny_total")[0] == 0
+    full = tmp_path / "full.seg.nrrd"
+    assert run_cli(capsys, "segment", ct_volume, "-o", full, "--model", "tiny_total", "--quiet")[0] == 0
+    only = tmp_path / "liver.seg.nrrd"
+    code, out, err = run_cli(capsys, "segment", ct_volume, "-o", only, "--model", "tiny_total", "--roi", "Liver",
+                             "--quiet")
+    assert code == 0, err
+    assert "ran 1 of 2 parts (not needed: organs)" in err
+    labelmap, labels = read_segmentation(only)[:2]
+    assert [(label.value, label.name) for label in labels] == [(3, "liver")]
+    assert set(np.unique(labelmap.array)) <= {0, 3} and (labelmap.array == 3).any()
+    # A class of a model of one network: that network runs, the other classes are dropped.
+    one = tmp_path / "spleen.seg.nrrd"
+    code, out, err = run_cli(capsys, "segment", ct_volume, "-o", one, "--model", "tiny_total.organs", "--roi",
+                             "spleen", "--quiet")
+    assert code == 0, err
+    labelmap, labels = read_segmentation(one)[:2]
+    assert [label.name for label in labels] == ["spleen"] and set(np.unique(labelmap.array)) <= {0, 1}
+    code, out, err = run_cli(capsys, "segment", ct_volume, "-o", tmp_path / "x.seg.nrrd", "--model", "tiny_total",
+                             "--roi", "pancreas")
+    one_error_line(err, "--roi: model 'tiny_total' has no class 'pancreas'")

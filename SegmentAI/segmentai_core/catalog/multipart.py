@@ -6,13 +6,14 @@ merges their label maps into one, numbered and named as the catalog's class map:
 label values are mapped through the catalog's class map of that part (or, where the catalog has
 none, the package's label names), and a later part's foreground wins where two overlap, in the
 catalog's order of parts, as TotalSegmentator merges its parts. The result is on the input's grid,
-like every part's.
+like every part's. ``roi`` (``segment --roi liver,spleen``) keeps only those classes and runs only the
+parts that segment one of them, as TotalSegmentator's ``--roi_subset``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
@@ -20,13 +21,14 @@ from ..errors import ModelError
 from ..progress import Progress
 from .catalog import CatalogEntry, load_catalog
 
-__all__ = ["MultiPartSegmenter", "multipart_segmenter"]
+__all__ = ["MultiPartSegmenter", "class_values", "keep_classes", "multipart_segmenter"]
 
 
 class MultiPartSegmenter:
     """The ``Segmenter`` of a multi-part catalog model: ``segment(volume, progress, name)``."""
 
-    def __init__(self, entry: CatalogEntry, packages: List[Any], **segmenter_options: Any) -> None:
+    def __init__(self, entry: CatalogEntry, packages: List[Any], roi: Optional[Sequence[str]] = None,
+                 **segmenter_options: Any) -> None:
         if not entry.class_names:
             raise ModelError(f"catalog model '{entry.id}' names no classes; its parts cannot be merged")
         self.entry = entry
@@ -43,6 +45,15 @@ class MultiPartSegmenter:
                                      f"'{entry.id}''s classes in the catalog")
                 mapping[label.value] = by_name[name]
             self.value_maps.append(mapping)
+        self.roi: Optional[Set[int]] = None
+        if roi:  # only these classes: only the parts that segment one of them run
+            self.roi = set(class_values(entry.class_names, roi, entry.id))
+
+    def _selected(self) -> List[int]:
+        """Indices of the parts to run: all, or those segmenting a class of the ROI."""
+        if self.roi is None:
+            return list(range(len(self.packages)))
+        return [i for i, mapping in enumerate(self.value_maps) if self.roi & set(mapping.values())]
 
     @property
     def manifest(self):
@@ -63,6 +74,8 @@ class MultiPartSegmenter:
                 known[mapping[label.value]] = label
         labels = []
         for value, name in sorted(self.entry.class_names.items()):
+            if self.roi is not None and value not in self.roi:
+                continue
             source = known.get(value)
             style = (self.entry.segments or {}).get(value) or {}
             color = source.color if source is not None else SegmentLabel.default_for(value).color
@@ -80,13 +93,17 @@ class MultiPartSegmenter:
         from ..volume import Volume
 
         progress = progress or Progress()
-        count = len(self.packages)
+        selected = self._selected()
+        count = len(selected)
         top = max(self.entry.class_names)
         merged = None
         timings: Dict[str, float] = {}
         notes: List[str] = []
         first = None
-        for index, (part, package, mapping) in enumerate(zip(self.entry.parts, self.packages, self.value_maps)):
+        for index, chosen in enumerate(selected):
+            part, package, mapping = self.entry.parts[chosen], self.packages[chosen], self.value_maps[chosen]
+            if self.roi is not None:  # other classes stay background
+                mapping = {value: target for value, target in mapping.items() if target in self.roi}
             progress.check()  # Cancel between parts
             step = progress.span(index / count, (index + 1) / count)
             step.update(0.0, f"Part {index + 1}/{count}: {part.name}")
@@ -104,13 +121,45 @@ class MultiPartSegmenter:
             timings[f"part_{part.name}"] = time.perf_counter() - started
             notes.extend(f"{part.name}: {note}" for note in result.notes)
             del result, part_labels, mapped
-        progress.update(1.0, f"Merged {count} parts")
+        progress.update(1.0, f"Merged {count} part(s)")
+        if self.roi is not None and count < len(self.packages):
+            skipped = [self.entry.parts[i].name for i in range(len(self.packages)) if i not in selected]
+            notes.append(f"--roi: ran {count} of {len(self.packages)} parts (not needed: {', '.join(skipped)})")
         labelmap = Volume(merged, first.labelmap.geometry)
         return type(first)(labelmap=labelmap, labels=self.labels(), model_id=self.model_id, device=first.device,
                            timings=timings, notes=notes)
 
 
-def multipart_segmenter(name: Optional[str], registry: Any = None, **segmenter_options: Any) -> Optional[
+def class_values(class_names: Dict[int, str], wanted: Sequence[str], model: str) -> List[int]:
+    """The label values of the classes named in ``wanted`` (``--roi``); InputError naming an unknown one."""
+    from ..errors import InputError
+
+    by_name = {name.lower(): value for value, name in class_names.items()}
+    values = []
+    for name in wanted:
+        value = by_name.get(name.strip().lower())
+        if value is None:
+            close = [n for n in class_names.values() if name.strip().lower()[:4] in n.lower()][:5]
+            hint = f" (similar: {', '.join(close)})" if close else ""
+            raise InputError(f"--roi: model '{model}' has no class '{name.strip()}'{hint}")
+        values.append(value)
+    return values
+
+
+def keep_classes(result: Any, wanted: Sequence[str], model: str) -> Any:
+    """``result`` with only the classes named in ``wanted`` (``--roi`` for a model of one network)."""
+    from ..volume import Volume
+
+    keep = set(class_values({label.value: label.name for label in result.labels}, wanted, model))
+    array = result.labelmap.array
+    array = np.where(np.isin(array, sorted(keep)), array, 0).astype(array.dtype)
+    return type(result)(labelmap=Volume(array, result.labelmap.geometry),
+                        labels=[label for label in result.labels if label.value in keep], model_id=result.model_id,
+                        device=result.device, timings=result.timings, notes=result.notes)
+
+
+def multipart_segmenter(name: Optional[str], registry: Any = None, roi: Optional[Sequence[str]] = None,
+                        **segmenter_options: Any) -> Optional[
         MultiPartSegmenter]:
     """The merged segmenter when ``name`` is a catalog model of several parts; None for anything else
     (a package id, a folder, ``id@version``, a model of one part)."""
@@ -137,4 +186,4 @@ def multipart_segmenter(name: Optional[str], registry: Any = None, **segmenter_o
             raise ModelError(f"'{name}' is not installed: run 'segmentai models install {name}'")
         raise ModelError(f"'{name}' is missing the part(s) {', '.join(missing)}: run 'segmentai models remove "
                          f"{name}' and 'segmentai models install {name}'")
-    return MultiPartSegmenter(entry, [registry.get(pid) for pid in entry.package_ids], **segmenter_options)
+    return MultiPartSegmenter(entry, [registry.get(pid) for pid in entry.package_ids], roi=roi, **segmenter_options)

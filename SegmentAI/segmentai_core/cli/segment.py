@@ -25,6 +25,9 @@ def register(subparsers) -> None:
                         help="output: .seg.nrrd (segments with names, colours, terminology) or .nii.gz/.nrrd/.mha")
     add_model_argument(parser)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--roi", default=None, metavar="NAME[,NAME...]",
+                        help="keep only these classes; a catalog model of several networks (e.g. total) then runs "
+                             "only the networks that segment them")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="mirror test-time augmentation (slower, slightly smoother)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -52,13 +55,18 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     volume = read_volume(args.input)
     read_s = time.perf_counter() - started
-    from ..catalog.multipart import multipart_segmenter
+    from ..catalog.multipart import MultiPartSegmenter, class_values, keep_classes, multipart_segmenter
 
+    roi = [name for name in (args.roi or "").split(",") if name.strip()]
     # A catalog model of several networks (TotalSegmentator's total) runs its parts and merges them.
-    segmenter = multipart_segmenter(args.model, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+    segmenter = multipart_segmenter(args.model, roi=roi, device=args.device, tta=args.tta,
+                                    memory_budget_bytes=budget)
     if segmenter is None:
         package = resolve_model(args.model, trust_code=args.trust_code)
         segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+    whole = roi and not isinstance(segmenter, MultiPartSegmenter)  # one network: runs whole, other classes dropped
+    if whole:
+        class_values({label.value: label.name for label in segmenter.manifest.labels}, roi, str(args.model))
     for warning in input_warnings(volume.array, segmenter.manifest):  # a mask given as a T1, CT given to an MR model
         print(f"segmentai: warning: {args.input.name}: {warning}", file=sys.stderr, flush=True)
     bar = TerminalProgress(f"Segmenting {args.input.name}", enabled=not args.quiet)  # lines when not a terminal
@@ -66,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         result = segmenter.segment(volume, Progress(bar), name=str(args.input))
     finally:
         bar.close()
+    if whole:
+        result = keep_classes(result, roi, result.model_id)
     metadata = {"SegmentAI_Model": result.model_id, "SegmentAI_Source": args.input.name}
     # Every output is staged under a hidden name and all are renamed together at the end:
     # Ctrl-C or a failure while one is written leaves none of them (see io/staging.py).
