@@ -8,6 +8,10 @@ Conventions used everywhere in SegmentAI:
   Slicer's RAS is converted at the boundary with :func:`ras_to_lps` / :func:`lps_to_ras`.
 * ``lps = origin + direction @ (spacing * ijk)``; the columns of ``direction`` are the unit
   vectors of the i, j and k axes in LPS.
+* Per-axis values written ``(x, y, z)`` (a manifest's patch size, spacing and mirror axes, ITK's
+  sizes and spacings) are in ``(i, j, k)`` order; :func:`ijk_to_kji`, :func:`kji_to_ijk` and
+  :func:`ijk_axes_to_kji` turn them into array order and back (the manifest's ``*_kji`` accessors
+  use them).
 
 No other module flips or transposes axes: it asks this one.
 """
@@ -21,6 +25,9 @@ import numpy as np
 
 __all__ = [
     "Geometry",
+    "ijk_axes_to_kji",
+    "ijk_to_kji",
+    "kji_to_ijk",
     "lps_to_ras",
     "ras_to_lps",
     "LPS_TO_RAS",
@@ -31,6 +38,21 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 """Flips L/P to R/A; it is its own inverse."""
 
 _AXIS_LETTERS_LPS = (("L", "R"), ("P", "A"), ("S", "I"))
+
+
+def ijk_to_kji(values: Sequence) -> tuple:
+    """Per-axis values in (i, j[, k]) = (x, y[, z]) order → array order ([k,] j, i)."""
+    return tuple(reversed(tuple(values)))
+
+
+def kji_to_ijk(values: Sequence) -> tuple:
+    """Per-axis values in array order ([k,] j, i) → (i, j[, k]) = (x, y[, z]) order."""
+    return tuple(reversed(tuple(values)))
+
+
+def ijk_axes_to_kji(axes: Sequence[int], dims: int) -> Tuple[int, ...]:
+    """Axis numbers counted in (x, y[, z]) order (x = 0) → the same axes of a ``dims``-D array."""
+    return tuple(dims - 1 - int(a) for a in axes)
 
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:
@@ -119,6 +141,11 @@ class Geometry:
     @property
     def size_ijk(self) -> Tuple[int, int, int]:
         return (self.shape[2], self.shape[1], self.shape[0])
+
+    @property
+    def spacing_kji(self) -> Tuple[float, float, float]:
+        """Voxel size along the array axes ``(k, j, i)`` in mm."""
+        return (self.spacing[2], self.spacing[1], self.spacing[0])
 
     @property
     def direction_matrix(self) -> np.ndarray:

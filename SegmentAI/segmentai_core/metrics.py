@@ -218,8 +218,7 @@ def evaluate_labelmaps(
         values = list(dict.fromkeys(int(v) for v in labels))  # keep order, drop repeats
         if 0 in values:
             raise InputError("label 0 is the background and cannot be evaluated")
-    # Array axes are (k, j, i) and geometry.spacing is (i, j, k): reverse it for the EDT.
-    sampling_kji = tuple(reversed(pred.geometry.spacing))
+    sampling_kji = pred.geometry.spacing_kji  # the EDT's sampling, in array order
     pred_boxes, ref_boxes = _bounding_boxes(pred_array, values), _bounding_boxes(ref_array, values)
 
     results: Dict[Union[int, str], Dict[str, Union[float, int]]] = {}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ModelError
+from ..geometry import kji_to_ijk
 from ..labels import SegmentLabel
 from .checkpoint import load_checkpoint
 from .nnunet_postprocessing import find_postprocessing_file, read_postprocessing
@@ -160,8 +161,8 @@ def _manifest_geometry(plans: Dict[str, Any], config: Dict[str, Any],
     if len(patch) == 2:
         median = plans.get("original_median_spacing_after_transp") or [spacing[0]]
         spacing, patch = [float(median[0])] + spacing, [0] + patch
-    spacing_xyz = list(reversed([spacing[a] for a in backward]))
-    patch_xyz = list(reversed([patch[a] for a in backward]))
+    spacing_xyz = list(kji_to_ijk([spacing[a] for a in backward]))
+    patch_xyz = list(kji_to_ijk([patch[a] for a in backward]))
     return spacing_xyz, [p for p in patch_xyz if p > 0]
 
 

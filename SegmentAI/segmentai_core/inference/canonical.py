@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..geometry import Geometry, ijk_to_kji
 from ..volume import Volume
 
 __all__ = ["orientation_direction", "canonical_geometry", "resample_to", "resample_channels_to"]
@@ -47,7 +47,7 @@ def canonical_geometry(source: Geometry, orientation: str, spacing: Sequence[flo
     covered = (size_ijk - 1) * spacing_a
     start = low + ((high - low) - covered) / 2.0
     origin = direction @ start
-    return Geometry.create(tuple(int(s) for s in size_ijk[::-1]), spacing_a, origin, direction)
+    return Geometry.create(ijk_to_kji(int(s) for s in size_ijk), spacing_a, origin, direction)
 
 
 def _sitk_resample(image, target: Geometry, interpolator, default_value: float):

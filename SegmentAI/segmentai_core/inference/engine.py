@@ -95,17 +95,13 @@ class Segmenter:
         return volume.array.size * (4.0 + 1.0) + canonical_voxels * 4.0 * (2 + 2 * classes) + 64e6
 
     def plan(self, num_voxels: float) -> WindowPlan:
-        from ..models.architectures import size_divisor
-
         dims = self.manifest.dimensions
-        # Manifest sizes and axes are (x, y[, z]); arrays are ([k,] j, i): reverse once, here.
-        patch_kji = tuple(reversed(self.manifest.patch_size))
-        divisor = tuple(reversed(size_divisor(self.manifest.architecture, dims)))
-        mirror = tuple(dims - 1 - a for a in self.manifest.mirror_axes) if self.tta else ()
         budget = cuda_free_bytes(self.device) or self.memory_budget_bytes
         return WindowPlan(
-            num_classes=self.manifest.num_classes, patch_kji=patch_kji, overlap=self.manifest.overlap,
-            divisor_kji=divisor, mirror_axes_kji=mirror, whole_volume_ok=_whole_volume_ok(self.manifest),
+            num_classes=self.manifest.num_classes, patch_kji=self.manifest.patch_size_kji,
+            overlap=self.manifest.overlap, divisor_kji=self.manifest.size_divisor_kji,
+            mirror_axes_kji=self.manifest.mirror_axes_kji if self.tta else (),
+            whole_volume_ok=_whole_volume_ok(self.manifest),
             bytes_per_voxel=_estimate_bytes_per_voxel(self.manifest), budget_bytes=int(budget * 0.8),
             crop_foreground=self.manifest.crop_foreground, spatial_dims=dims,
             blend_mode=self.manifest.blend_mode, sigma_scale=self.manifest.sigma_scale,

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import InputError
+from ..models.extensions import NNUNET_EXTENSION, NNUNetSettings
 from ..progress import Progress
 from ..volume import Volume
 from .job import Job, Pipeline, SegmentationResult
@@ -35,8 +36,6 @@ from .postprocess import fill_holes, keep_largest_component
 __all__ = ["NNUNET_EXTENSION", "NNUNET_PIPELINE", "NNUNetInput", "NNUNetPrediction", "preprocess_nnunet",
            "predict_nnunet"]
 
-NNUNET_EXTENSION = "x-nnunet"
-"""Manifest extension block holding the nnU-Net pipeline's parameters."""
 
 
 @dataclass
@@ -125,17 +124,18 @@ def _default_batch(patch: Sequence[int]) -> int:
     return int(max(1, min(32, 2**22 // int(np.prod(patch)))))
 
 
-def preprocess_nnunet(volume: Volume, config: Dict[str, Any]) -> NNUNetInput:
-    """nnU-Net's preprocessing of ``volume`` (``config`` = the manifest's ``x-nnunet`` block).
+def preprocess_nnunet(volume: Volume, config: Union[NNUNetSettings, Dict[str, Any]]) -> NNUNetInput:
+    """nnU-Net's preprocessing of ``volume`` (``config``: the manifest's ``x-nnunet`` block or its settings).
 
     Transpose to the model's axis order, crop to the non-zero box, normalise, resample to the
     plans' spacing. Shared by inference and by fine-tuning, so both see the same data.
     """
-    forward = [int(a) for a in config["transpose_forward"]]
-    # SimpleITK's array order is (k, j, i) and nnU-Net's spacing follows it: reverse (x, y, z).
-    spacing_array = list(reversed(volume.geometry.spacing))
+    config = NNUNetSettings.of(config)
+    forward = config.transpose_forward
+    # SimpleITK's array order is (k, j, i) and nnU-Net's spacing follows it.
+    spacing_array = volume.geometry.spacing_kji
     spacing = [float(spacing_array[a]) for a in forward]
-    target: Sequence[float] = list(config["spacing"])
+    target: Sequence[float] = list(config.spacing)
     if len(target) == 2:  # 2d: nnU-Net resamples in-plane only and keeps the slice spacing
         target = [spacing[0]] + list(target)
     data = np.transpose(volume.array, forward)[None].astype(np.float32)
@@ -143,28 +143,30 @@ def preprocess_nnunet(volume: Volume, config: Dict[str, Any]) -> NNUNetInput:
     data = np.ascontiguousarray(data[(slice(None),) + box])
     cropped_shape = tuple(data.shape[1:])
     inside = None
-    if any(spec.get("use_mask") for spec in config["normalization"]):
+    if any(spec.get("use_mask") for spec in config.normalization):
         from scipy.ndimage import binary_fill_holes
 
         inside = binary_fill_holes(np.any(data != 0, axis=0))
-    for c, spec in enumerate(config["normalization"]):
+    for c, spec in enumerate(config.normalization):
         data[c] = _normalize(data[c], spec, inside)
-    resampling = config["resampling_data"]
+    resampling = config.resampling_data
     data = resample_nnunet(data, new_shape_for(cropped_shape, spacing, target), spacing, target,
                            int(resampling["order"]), int(resampling["order_z"]), resampling.get("force_separate_z"))
     return NNUNetInput(data, box, cropped_shape, spacing, [float(t) for t in target])
 
 
-def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, progress: Optional[Progress] = None,
-                   timings: Optional[Dict[str, float]] = None, with_probabilities: bool = False) -> NNUNetPrediction:
-    """Run an imported nnU-Net model (``config`` = the manifest's ``x-nnunet`` block) on ``volume``.
+def predict_nnunet(network, volume: Volume, config: Union[NNUNetSettings, Dict[str, Any]], device,
+                   progress: Optional[Progress] = None, timings: Optional[Dict[str, float]] = None,
+                   with_probabilities: bool = False) -> NNUNetPrediction:
+    """Run an imported nnU-Net model (``config``: the manifest's ``x-nnunet`` block or its settings) on ``volume``.
 
     ``probabilities`` is filled only when ``with_probabilities`` (it holds every head at full size).
     """
+    config = NNUNetSettings.of(config)
     progress = progress or Progress()
     timings = {} if timings is None else timings
-    forward = [int(a) for a in config["transpose_forward"]]
-    backward = [int(a) for a in config["transpose_backward"]]
+    forward = config.transpose_forward
+    backward = config.transpose_backward
 
     t = time.perf_counter()
     progress.update(0.0, "nnU-Net preprocessing")
@@ -175,19 +177,18 @@ def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, prog
     timings["preprocess"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    batch_size = int(config.get("batch_size") or _default_batch(config["patch_size"]))
-    logits = predict_logits(network, data, config["patch_size"], int(config["num_heads"]),
-                            config.get("mirror_axes") or [], device, progress.span(0.05, 0.85),
-                            step=float(config.get("step_size", 0.5)), batch_size=batch_size)
+    batch_size = config.batch_size or _default_batch(config.patch_size)
+    logits = predict_logits(network, data, config.patch_size, config.num_heads, config.mirror_axes, device,
+                            progress.span(0.05, 0.85), step=config.step_size, batch_size=batch_size)
     del data
     timings["network"] = time.perf_counter() - t
 
     t = time.perf_counter()
     progress.update(0.86, "nnU-Net export")
-    resampling = config["resampling_probabilities"]
+    resampling = config.resampling_probabilities
     logits = resample_nnunet(logits, cropped_shape, target, spacing, int(resampling["order"]),
                              int(resampling["order_z"]), resampling.get("force_separate_z"))
-    regions = config.get("regions_class_order")
+    regions = config.regions_class_order
     labels_cropped, probabilities_cropped = _to_labels(logits, regions, with_probabilities)
     del logits
     full_shape = tuple(np.transpose(volume.array, forward).shape)
@@ -205,9 +206,9 @@ def predict_nnunet(network, volume: Volume, config: Dict[str, Any], device, prog
     return result
 
 
-def _config(manifest) -> Dict[str, Any]:
-    config = manifest.extensions.get(NNUNET_EXTENSION)
-    if not isinstance(config, dict):
+def _config(manifest) -> NNUNetSettings:
+    config = manifest.nnunet_settings
+    if config is None:
         raise InputError(f"model '{manifest.id}' is an nnU-Net model without its '{NNUNET_EXTENSION}' block")
     return config
 
@@ -215,8 +216,8 @@ def _config(manifest) -> Dict[str, Any]:
 def _check_nnunet(segmenter, volume: Volume, name: str) -> None:
     manifest = segmenter.manifest
     config = _config(manifest)
-    if int(config.get("in_channels", 1)) != 1:
-        raise InputError(f"{name}: model '{manifest.id}' needs {config['in_channels']} input channels; "
+    if config.in_channels != 1:
+        raise InputError(f"{name}: model '{manifest.id}' needs {config.in_channels} input channels; "
                          "SegmentAI passes one volume")
 
 
@@ -230,7 +231,7 @@ def _run_nnunet(segmenter, job: Job) -> SegmentationResult:
     del prediction
     t = time.perf_counter()
     # nnU-Net applies it to the exported label map; connectivity does not depend on the axis order.
-    apply_nnunet_postprocessing(labels, config.get("postprocessing") or [])
+    apply_nnunet_postprocessing(labels, config.postprocessing)
     if manifest.largest_component:
         keep_largest_component(labels, manifest.label_values)
     if manifest.fill_holes:

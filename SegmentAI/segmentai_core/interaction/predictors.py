@@ -70,7 +70,7 @@ def find_interactive_model(registry=None):
 
     registry = registry or ModelRegistry()
     found = [p for p in registry.list() if p.ok and is_interactive(p.manifest)
-             and not p.manifest.extensions.get("x-interactive", {}).get("experimental", False)]
+             and not p.manifest.interactive_settings.experimental]
     if not found:
         return None
     return max(found, key=lambda p: (not p.builtin, version_key(p.version)))
@@ -95,9 +95,7 @@ class ModelPredictor:
             raise ModelError(
                 f"model '{manifest.id}' is not an interactive model (its inputs are "
                 f"{', '.join(manifest.input_channels)}; an interactive model takes {', '.join(INTERACTIVE_CHANNELS)})")
-        from ..models.networks import size_divisor
-
-        extra = manifest.extensions.get("x-interactive", {})
+        extra = manifest.interactive_settings
         spacing = manifest.target_spacing
         if max(spacing) - min(spacing) > 1e-6:
             raise ModelError(f"model '{manifest.id}': an interactive model needs an isotropic target_spacing")
@@ -105,15 +103,14 @@ class ModelPredictor:
         self.name = manifest.full_id
         self.device_request = device
         self.normalization = dict(manifest.normalization)
-        self.sigma = float(extra.get("guidance_sigma_voxels", 1.5))
-        self.flips = int(extra.get("test_time_flips", 0) if flips is None else flips)
+        self.sigma = extra.guidance_sigma_voxels
+        self.flips = int(extra.test_time_flips if flips is None else flips)
         if not 0 <= self.flips <= len(FLIP_AXES):
             raise ModelError(f"test-time flips must be 0 to {len(FLIP_AXES)}, not {self.flips}")
         self.settings = RegionSettings(
-            spacing_mm=float(spacing[0]), max_size=int(extra.get("max_size", 96)),
-            size_multiple=int(max(size_divisor(manifest.architecture, 3))),
-            margin_mm=float(extra.get("margin_mm", 12.0)), min_extent_mm=float(extra.get("min_extent_mm", 48.0)),
-            max_zoom=float(extra.get("max_zoom", 2.0)), orientation=manifest.orientation)
+            spacing_mm=float(spacing[0]), max_size=extra.max_size, size_multiple=int(max(manifest.size_divisor)),
+            margin_mm=extra.margin_mm, min_extent_mm=extra.min_extent_mm, max_zoom=extra.max_zoom,
+            orientation=manifest.orientation)
         self._network = None
         self.device: Optional[str] = None
 

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..geometry import Geometry, ijk_to_kji, kji_to_ijk
 from ..inference.canonical import orientation_direction
 
 __all__ = ["RegionSettings", "LocalRegion", "plan_region", "zoom_out_points", "touches_open_border"]
@@ -102,7 +102,7 @@ def _working_grid(centre_lps: np.ndarray, half_mm: np.ndarray, spacing: float, s
     multiple = settings.size_multiple
     size = np.maximum(multiple, np.ceil((2 * half_axes / spacing) / multiple).astype(int) * multiple)
     origin = np.asarray(centre_lps) - direction @ ((size - 1) * spacing / 2.0)
-    return Geometry.create(tuple(int(n) for n in size[::-1]), (spacing,) * 3, origin, direction)
+    return Geometry.create(ijk_to_kji(int(n) for n in size), (spacing,) * 3, origin, direction)
 
 
 def zoom_out_points(region: LocalRegion, geometry: Geometry, factor: float = 1.5) -> np.ndarray:
@@ -127,7 +127,7 @@ def touches_open_border(probability: np.ndarray, working: Geometry, geometry: Ge
                 continue
             centre_kji = centre.copy()
             centre_kji[axis] = 0 if side == 0 else shape[axis] - 1
-            ijk = geometry.lps_to_ijk(working.ijk_to_lps(centre_kji[::-1][None]))[0]
+            ijk = geometry.lps_to_ijk(working.ijk_to_lps(np.array(kji_to_ijk(centre_kji))[None]))[0]
             if np.all((ijk >= -0.5) & (ijk <= np.array(geometry.size_ijk) - 0.5)):
                 return True
     return False

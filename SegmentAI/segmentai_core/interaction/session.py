@@ -424,7 +424,7 @@ class InteractionSession:
             crop_image = normalize(image.array[crop], predictor.normalization)  # type: ignore[union-attr]
             positive, negative = self._prompt_voxels(prompts, crop)
             soft = self.worker.call(refine, crop_image, soft, positive, negative,
-                                    tuple(crop_geometry.spacing[::-1]), float(working.spacing[0]))
+                                    crop_geometry.spacing_kji, float(working.spacing[0]))
             new = soft > 0.5
             seen = mask[crop].astype(bool)
         else:

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ModelError
+from ..geometry import ijk_axes_to_kji, ijk_to_kji
 from ..io.staging import write_json_atomic  # noqa: F401  (also importable from here, as before)
 from ..labels import SegmentLabel, Terminology
 from ..resources import resources_dir
 from . import architectures
+from .extensions import INTERACTIVE_EXTENSION, NNUNET_EXTENSION, InteractiveSettings, NNUNetSettings
 from .architectures import size_divisor
 
 __all__ = [
@@ -251,6 +253,31 @@ class ModelManifest:
         return tuple(int(v) for v in self.inference["patch_size"])
 
     @property
+    def patch_size_kji(self) -> Tuple[int, ...]:
+        """:attr:`patch_size` in array order ``([k,] j, i)``."""
+        return ijk_to_kji(self.patch_size)
+
+    @property
+    def target_spacing_kji(self) -> Tuple[float, float, float]:
+        """:attr:`target_spacing` in array order ``(k, j, i)``."""
+        return ijk_to_kji(self.target_spacing)
+
+    @property
+    def mirror_axes_kji(self) -> Tuple[int, ...]:
+        """:attr:`mirror_axes` as array axes (``dimensions``-D array, k = 0)."""
+        return ijk_axes_to_kji(self.mirror_axes, self.dimensions)
+
+    @property
+    def size_divisor(self) -> Tuple[int, ...]:
+        """What every input size (x, y[, z]) must be a multiple of, from the architecture's rule."""
+        return size_divisor(self.architecture, self.dimensions)
+
+    @property
+    def size_divisor_kji(self) -> Tuple[int, ...]:
+        """:attr:`size_divisor` in array order ``([k,] j, i)``."""
+        return ijk_to_kji(self.size_divisor)
+
+    @property
     def overlap(self) -> float:
         return float(self.inference["overlap"])
 
@@ -297,6 +324,17 @@ class ModelManifest:
     @property
     def weights_sha256(self) -> str:
         return str(self.weights["sha256"])
+
+    @property
+    def interactive_settings(self) -> InteractiveSettings:
+        """The ``x-interactive`` block with its defaults (all defaults when the block is absent)."""
+        return InteractiveSettings.from_block(self.extensions.get(INTERACTIVE_EXTENSION))
+
+    @property
+    def nnunet_settings(self) -> Optional[NNUNetSettings]:
+        """The ``x-nnunet`` block of an imported nnU-Net model; None when there is none."""
+        block = self.extensions.get(NNUNET_EXTENSION)
+        return NNUNetSettings.of(block) if isinstance(block, dict) else None
 
     def label(self, value: int) -> SegmentLabel:
         """The label with this value (KeyError if the model has none)."""
@@ -435,7 +473,7 @@ def _check_consistency(manifest: ModelManifest, where: str) -> None:
         raise ModelError(f"{where}: 'preprocessing.normalization.window' must be [low, high] with low < high")
     if norm["type"] == "percentile" and not norm["lower"] < norm["upper"]:
         raise ModelError(f"{where}: 'preprocessing.normalization' needs lower < upper")
-    divisor = size_divisor(manifest.architecture, dims)
+    divisor = manifest.size_divisor
     if any(size % d for size, d in zip(manifest.patch_size, divisor)):
         raise ModelError(
             f"{where}: 'inference.patch_size' {list(manifest.patch_size)} must be a multiple of "

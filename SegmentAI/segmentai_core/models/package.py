@@ -273,7 +273,8 @@ class ModelPackage:
                 "trusted on this machine" if self.code_trusted else
                 f"refused until you trust it ('segmentai models trust {m.id}')"))
         if m.architecture_row.pipeline == NNUNET:  # nnU-Net's own preprocessing (x-nnunet), not the generic fields
-            schemes = ", ".join(n["scheme"] for n in m.extensions.get("x-nnunet", {}).get("normalization", []))
+            settings = m.nnunet_settings
+            schemes = ", ".join(n["scheme"] for n in (settings.normalization if settings else []))
             lines += [
                 f"  spacing:       {' x '.join(f'{s:g}' for s in m.target_spacing)} mm, stored axis order (nnU-Net)",
                 f"  normalization: nnU-Net {schemes}",
