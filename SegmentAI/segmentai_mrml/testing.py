@@ -210,7 +210,7 @@ class SegmentationLogicTest(_SceneCase):
         image, _ = oblique_phantom()
         node = self.add_volume(image)
         reports = []
-        segmentation = self.logic().segment(node, "tiny-mrml-test", "cpu",
+        segmentation = self.logic().segment(node, "tiny-test", "cpu",
                                             progress_callback=lambda f, m: reports.append(f))
         expected = Segmenter(self.package, device="cpu").segment(image).labelmap.array
         self.assertGreater(int(expected.sum()), 0)
@@ -229,7 +229,7 @@ class SegmentationLogicTest(_SceneCase):
             threads.add(threading.current_thread())
             fractions.append(fraction)
 
-        job = logic.start(node, "tiny-mrml-test", "cpu", on_progress)
+        job = logic.start(node, "tiny-test", "cpu", on_progress)
         while not logic.poll(job):
             job.thread.join(0.02)
         self.assertEqual(job.state, "succeeded", job.error)
@@ -241,9 +241,9 @@ class SegmentationLogicTest(_SceneCase):
         image, _ = oblique_phantom()
         node = self.add_volume(image)
         logic = self.logic()
-        logic.segmenter("tiny-mrml-test", "cpu")
+        logic.segmenter("tiny-test", "cpu")
         count, modified = self.scene.GetNumberOfNodes(), node.GetMTime()
-        job = logic.start(node, "tiny-mrml-test", "cpu")
+        job = logic.start(node, "tiny-test", "cpu")
         job.cancel()
         with self.assertRaises(Cancelled):
             logic.finish(job, timeout=60)
@@ -256,7 +256,7 @@ class SegmentationLogicTest(_SceneCase):
         node = self.add_volume(image.with_array(np.full(image.array.shape, 7.0, np.float32)))
         logic = self.logic()
         count = self.scene.GetNumberOfNodes()
-        job = logic.start(node, "tiny-mrml-test", "cpu")
+        job = logic.start(node, "tiny-test", "cpu")
         with self.assertRaises(SegmentAIError) as raised:
             logic.finish(job, timeout=60)
         self.assertIn("constant", str(raised.exception))

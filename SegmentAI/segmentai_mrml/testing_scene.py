@@ -1,5 +1,6 @@
-"""The scene fixture shared by the MRML layer's test cases: labels, phantoms, a tiny model
-package, and :class:`_SceneCase` (a fresh slicer-core scene per test)."""
+"""The scene fixture shared by the MRML layer's test cases: labels, phantoms, the tiny model package
+(:mod:`segmentai_core.testing`, the one pytest's conftest builds too), and :class:`_SceneCase` (a fresh
+slicer-core scene per test)."""
 
 from __future__ import annotations
 
@@ -12,39 +13,13 @@ import numpy as np
 from segmentai_core.geometry import Geometry
 from segmentai_core.labels import Code, SegmentLabel, Terminology
 from segmentai_core.phantoms import blob_phantom, rotation_matrix
+from segmentai_core.testing import make_tiny_package
 
 __all__ = ["BRAIN", "LABELS", "make_tiny_package", "oblique_phantom", "resample_nearest", "_SceneCase"]
 
 BRAIN = Terminology(Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "12738006", "Brain"))
 LABELS = [SegmentLabel(1, "Brain", (0.9, 0.7, 0.6), BRAIN), SegmentLabel(2, "Lesion", (0.2, 0.4, 1.0)),
           SegmentLabel(3, "Never present", (0.1, 0.9, 0.1))]
-
-
-def make_tiny_package(folder: Path, seed: int = 0):
-    """A valid model package with a random-weight 3-level UNet (fast on CPU; its output depends on the image)."""
-    import torch
-    from segmentai_core.models.networks import build_network
-    from segmentai_core.models.package import write_model_package
-
-    manifest = {
-        "schema_version": 1, "id": "tiny-mrml-test", "version": "0.0.1", "name": "Tiny MRML test network",
-        "task": "tests only: random weights", "modality": "any", "dimensions": 3,
-        "architecture": {"name": "UNet", "args": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1,
-                                                  "norm": "batch"}},
-        "input_channels": ["image"],
-        "labels": {"1": {"name": "Object", "color": [1.0, 0.2, 0.2],
-                         "terminology": BRAIN.to_dict()}},
-        "preprocessing": {"orientation": "RAS", "target_spacing": [2.0, 2.0, 2.0],
-                          "normalization": {"type": "zscore"}},
-        "inference": {"patch_size": [32, 32, 32], "overlap": 0.25, "mirror_axes": [0, 1, 2]},
-        "postprocessing": {"largest_component": False, "fill_holes": False},
-        "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64},
-        "license": {"code": "Apache-2.0", "weights": "Apache-2.0"},
-        "training_data": "none (random weights)", "accuracy": [],
-    }
-    torch.manual_seed(seed)
-    network = build_network(manifest["architecture"], 3, 1, 2)
-    return write_model_package(folder, manifest, network.state_dict())
 
 
 def oblique_phantom(shape=(24, 30, 28)):

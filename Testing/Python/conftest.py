@@ -1,8 +1,12 @@
-"""Shared fixtures: tiny model packages with random weights, and the bundled default model."""
+"""Shared fixtures and helpers: tiny model packages with random weights (``segmentai_core.testing``, the
+package Slicer's self-test builds too), the bundled default model, a tiny nnU-Net model."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,41 +15,83 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "SegmentAI"))
 
-TINY_MANIFEST = {
-    "schema_version": 1,
-    "id": "tiny-test",
-    "version": "0.0.1",
-    "name": "Tiny test network",
-    "task": "tests only: random weights",
-    "modality": "any",
-    "dimensions": 3,
-    "architecture": {"name": "UNet", "args": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1,
-                                              "norm": "batch"}},
-    "input_channels": ["image"],
-    "labels": {"1": {"name": "Object", "color": [1.0, 0.2, 0.2]}},
-    "preprocessing": {"orientation": "RAS", "target_spacing": [2.0, 2.0, 2.0],
-                      "normalization": {"type": "zscore"}},
-    "inference": {"patch_size": [32, 32, 32], "overlap": 0.25, "mirror_axes": [0, 1, 2]},
-    "postprocessing": {"largest_component": False, "fill_holes": False},
-    "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64},
-    "license": {"code": "Apache-2.0", "weights": "Apache-2.0"},
-    "training_data": "none (random weights)",
-    "accuracy": [],
+from segmentai_core.testing import TINY_MANIFEST, make_tiny_package  # noqa: E402 - after the path is set
+
+__all__ = ["ROOT", "TINY_ARGS", "TINY_MANIFEST", "env", "make_dataset", "make_tiny_package", "manifest_dict",
+           "write_raw_package"]
+
+
+# --- helpers shared by the test files (import them from conftest, not from another test file) -------------
+
+TINY_ARGS = {
+    "UNet": {"channels": [4, 8], "strides": [2], "num_res_units": 1},
+    "AttentionUnet": {"channels": [4, 8], "strides": [2]},
+    "SwinUNETR": {"feature_size": 12, "depths": [1, 1, 1, 1]},
 }
 
 
-def make_tiny_package(folder: Path, seed: int = 0, **overrides):
-    """A model package with random weights whose output still depends on the image (bias toward bright)."""
-    import torch
+def manifest_dict(model_id="tiny-seg", version="1.0.0", architecture="UNet", dimensions=3, patch=None) -> dict:
+    """A complete, valid manifest (weights are filled in by write_model_package)."""
+    # SwinUNETR needs multiples of 32, and more than one voxel at its 1/32 bottleneck (instance norm).
+    patch = patch or ([64, 32, 32] if architecture == "SwinUNETR" else [16] * dimensions)
+    return {
+        "schema_version": 1,
+        "id": model_id,
+        "version": version,
+        "name": "Tiny test model",
+        "task": "segments bright blobs",
+        "modality": "MR",
+        "dimensions": dimensions,
+        "architecture": {"name": architecture, "args": copy.deepcopy(TINY_ARGS.get(architecture, {}))},
+        "input_channels": ["T1"],
+        "labels": {
+            "1": {
+                "name": "Brain",
+                "color": [0.9, 0.7, 0.6],
+                "terminology": {
+                    "category": {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"},
+                    "type": {"scheme": "SCT", "value": "12738006", "meaning": "Brain"},
+                },
+            },
+            "2": {"name": "Lesion", "color": [1.0, 0.0, 0.0]},
+        },
+        "preprocessing": {
+            "orientation": "RAS",
+            "target_spacing": [1.0, 1.0, 1.5],
+            "normalization": {"type": "zscore", "nonzero": True},
+        },
+        "inference": {"patch_size": patch, "overlap": 0.25, "mirror_axes": [0]},
+        "postprocessing": {"largest_component": True},
+        "license": {"code": "Apache-2.0", "weights": "CC-BY-4.0"},
+        "training_data": [{"name": "synthetic", "license": "CC0-1.0", "cases": 4}],
+        "accuracy": [{"dataset": "synthetic", "metric": "Dice", "value": 0.9, "label": "Brain"}],
+        "parent": {"id": "tiny-base", "version": "0.9.0"},
+    }
 
-    from segmentai_core.models.networks import build_network
-    from segmentai_core.models.package import write_model_package
 
-    manifest = copy.deepcopy(TINY_MANIFEST)
-    manifest.update(overrides)
-    torch.manual_seed(seed)
-    network = build_network(manifest["architecture"], 3, 1, len(manifest["labels"]) + 1)
-    return write_model_package(folder, manifest, network.state_dict())
+def write_raw_package(folder: Path, data: dict, weights: bytes, fmt: str, name: str = "weights.bin") -> Path:
+    folder.mkdir(parents=True)
+    (folder / name).write_bytes(weights)
+    data = {**data, "weights": {"file": name, "format": fmt, "sha256": hashlib.sha256(weights).hexdigest()}}
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder
+
+
+def make_dataset(folder: Path, name: str = "Object", count: int = 3) -> Path:
+    """A fine-tuning dataset of ``count`` blob phantoms labelled ``name`` (the tiny package's label)."""
+    from segmentai_core.dataset import add_case
+    from segmentai_core.phantoms import blob_phantom
+
+    for seed in range(count):
+        image, mask = blob_phantom(shape=(40, 48, 44), seed=seed)
+        add_case(folder, image, mask, {1: name}, {"draft_model": "tiny-test@0.0.1"})
+    return folder
+
+
+def env() -> dict:
+    """The environment of a child process that imports SegmentAI and the training package from this checkout."""
+    paths = [str(ROOT / "SegmentAI"), str(ROOT / "training"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="session")

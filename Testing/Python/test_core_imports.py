@@ -35,8 +35,15 @@ def test_every_core_module_imports_without_slicer_qt_ctk_vtk():
     assert offenders == []
 
 
-def test_core_package_name_is_not_a_case_variant_of_the_module_file():
-    assert segmentai_core.__name__.lower() != "segmentai"
+def test_no_two_names_beside_the_module_differ_only_in_case():
+    """Slicer adds ``SegmentAI/`` to the import path on macOS and Windows too, whose file systems ignore case:
+    two entries there (modules, packages) that differ only in case would shadow each other on import."""
+    module_dir = Path(segmentai_core.__file__).parents[1]
+    names = [p.name.removesuffix(".py") for p in module_dir.iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").is_file())]
+    assert {"SegmentAI", "SegmentAILib", "segmentai_core", "segmentai_mrml", "segmentai_web"} <= set(names)
+    folded = [name.lower() for name in names]
+    assert len(set(folded)) == len(folded), sorted(names)
 
 
 def test_pyproject_lists_every_package():

@@ -18,7 +18,7 @@ import torch
 
 from conftest import make_tiny_package
 from segmentai_core.models.package import ModelPackage
-from test_finetune import env, make_dataset
+from conftest import env, make_dataset
 
 torch.set_num_threads(1)
 

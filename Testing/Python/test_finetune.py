@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, make_tiny_package
-from segmentai_core.dataset import add_case
+from conftest import env, make_dataset, make_tiny_package
 from segmentai_core.errors import OutputError
 from segmentai_core.inference.engine import Segmenter
 from segmentai_core.models.package import ModelPackage
@@ -23,20 +21,8 @@ torch.set_num_threads(1)
 QUICK = dict(epochs=2, iterations_per_epoch=2, warmup_iterations=2, progress_bar=False, device="cpu", bn_batches=2)
 
 
-def make_dataset(folder: Path, name: str = "Object", count: int = 3) -> Path:
-    for seed in range(count):
-        image, mask = blob_phantom(shape=(40, 48, 44), seed=seed)
-        add_case(folder, image, mask, {1: name}, {"draft_model": "tiny-test@0.0.1"})
-    return folder
-
-
 def folder_bytes(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def env() -> dict:
-    paths = [str(ROOT / "SegmentAI"), str(ROOT / "training"), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
 
 
 def test_finetune_writes_new_package_and_keeps_source(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import manifest_dict, write_raw_package
 from segmentai_core.cli.main import main
 from segmentai_core.errors import ModelError, OutputError
 from segmentai_core.models import (
@@ -25,52 +26,6 @@ from segmentai_core.models import (
 )
 from segmentai_core.resources import resources_dir
 
-TINY_ARGS = {
-    "UNet": {"channels": [4, 8], "strides": [2], "num_res_units": 1},
-    "AttentionUnet": {"channels": [4, 8], "strides": [2]},
-    "SwinUNETR": {"feature_size": 12, "depths": [1, 1, 1, 1]},
-}
-
-
-def manifest_dict(model_id="tiny-seg", version="1.0.0", architecture="UNet", dimensions=3, patch=None) -> dict:
-    """A complete, valid manifest (weights are filled in by write_model_package)."""
-    # SwinUNETR needs multiples of 32, and more than one voxel at its 1/32 bottleneck (instance norm).
-    patch = patch or ([64, 32, 32] if architecture == "SwinUNETR" else [16] * dimensions)
-    return {
-        "schema_version": 1,
-        "id": model_id,
-        "version": version,
-        "name": "Tiny test model",
-        "task": "segments bright blobs",
-        "modality": "MR",
-        "dimensions": dimensions,
-        "architecture": {"name": architecture, "args": copy.deepcopy(TINY_ARGS.get(architecture, {}))},
-        "input_channels": ["T1"],
-        "labels": {
-            "1": {
-                "name": "Brain",
-                "color": [0.9, 0.7, 0.6],
-                "terminology": {
-                    "category": {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"},
-                    "type": {"scheme": "SCT", "value": "12738006", "meaning": "Brain"},
-                },
-            },
-            "2": {"name": "Lesion", "color": [1.0, 0.0, 0.0]},
-        },
-        "preprocessing": {
-            "orientation": "RAS",
-            "target_spacing": [1.0, 1.0, 1.5],
-            "normalization": {"type": "zscore", "nonzero": True},
-        },
-        "inference": {"patch_size": patch, "overlap": 0.25, "mirror_axes": [0]},
-        "postprocessing": {"largest_component": True},
-        "license": {"code": "Apache-2.0", "weights": "CC-BY-4.0"},
-        "training_data": [{"name": "synthetic", "license": "CC0-1.0", "cases": 4}],
-        "accuracy": [{"dataset": "synthetic", "metric": "Dice", "value": 0.9, "label": "Brain"}],
-        "parent": {"id": "tiny-base", "version": "0.9.0"},
-    }
-
-
 def publish(folder: Path, **kwargs) -> ModelPackage:
     """A package with randomly initialised weights."""
     data = manifest_dict(**kwargs)
@@ -80,21 +35,26 @@ def publish(folder: Path, **kwargs) -> ModelPackage:
     return write_model_package(folder, data, build_network(manifest).state_dict())
 
 
-def write_raw_package(folder: Path, data: dict, weights: bytes, fmt: str, name: str = "weights.bin") -> Path:
-    import hashlib
-
-    folder.mkdir(parents=True)
-    (folder / name).write_bytes(weights)
-    data = {**data, "weights": {"file": name, "format": fmt, "sha256": hashlib.sha256(weights).hexdigest()}}
-    (folder / "manifest.json").write_text(json.dumps(data))
-    return folder
-
-
 # --- manifest ----------------------------------------------------------------------------------
 
 
-def test_shipped_schema_is_found():
-    assert (resources_dir() / "Schemas" / "model-manifest.schema.json").is_file()
+def test_shipped_schema_is_valid_and_is_what_the_loader_enforces(tmp_path):
+    """The shipped schema is a valid JSON schema of its declared draft, and each field it requires is one the
+    loader refuses a manifest without (in one line naming it): the file documents what is enforced."""
+    import jsonschema
+
+    schema = json.loads((resources_dir() / "Schemas" / "model-manifest.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    valid = {**manifest_dict(), "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "a" * 64}}
+    jsonschema.validate(valid, schema)
+    assert set(schema["required"]) <= set(valid)
+    for field in schema["required"]:
+        folder = tmp_path / field
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({k: v for k, v in valid.items() if k != field}))
+        with pytest.raises(ModelError) as info:
+            load_manifest(folder)
+        assert f"missing field '{field}'" in str(info.value) and len(str(info.value).splitlines()) == 1
 
 
 def test_manifest_round_trip_and_typed_views(tmp_path):

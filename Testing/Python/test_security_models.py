@@ -20,7 +20,7 @@ import SimpleITK as sitk
 import torch
 
 from segmentai_core.cli.main import main
-from test_models import manifest_dict, write_raw_package
+from conftest import manifest_dict, write_raw_package
 
 torch.set_num_threads(1)
 MARKER_BYTES = b"\0\0\0\0"

@@ -151,6 +151,19 @@ def page(server):
             browser.close()
 
 
+@pytest.fixture
+def segmented_sample(server, page) -> dict:
+    """The bundled sample open and segmented (the workflow test leaves it so; alone, a test gets it here)."""
+    status = server.status()
+    if status["volume"] != "SegmentAI sample T1" or not status["voxels"].get("Brain"):
+        page.click("#sai-sample")
+        server.wait_status(lambda s: s["volume"] == "SegmentAI sample T1" and not s["busy"], 60, "the sample")
+        page.click("#sai-segment")
+        status = server.wait_status(lambda s: not s["busy"] and s["voxels"].get("Brain", 0) > 0, 180, "the segment")
+        page.wait_for_selector("#sai-segments .sai-voxels", timeout=30_000)
+    return status
+
+
 def _labelmap_sha(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
 
@@ -303,10 +316,8 @@ def _select(page, name: str) -> None:
     page.click(f"#sai-segments .sai-segment[data-segment='{name}'] .sai-select")
 
 
-def test_box_prompt_and_locked_segment(server, page, tmp_path):
+def test_box_prompt_and_locked_segment(server, page, tmp_path, segmented_sample):
     """A 2D box changes the selected segment inside its rectangle only and undoes; a locked segment never changes."""
-    if server.status()["volume"] is None:
-        pytest.skip("needs the segmented sample of the workflow test")
     before_labels = _download_labels(page, tmp_path, "before-box")
     before = server.status()
     status = _draw_box(page, server, (0.40, 0.40), (0.62, 0.58))
@@ -405,13 +416,14 @@ def _draw_scribble(page, server, mode: str, points, shot: str = "") -> dict:
                               60, "the scribble")
 
 
-def test_scribble_prompts(server, page, tmp_path):
+def test_scribble_prompts(server, page, tmp_path, segmented_sample):
     """A locked segment refuses a stroke; on a new segment an object scribble adds the voxels under it and a
     background scribble through them removes them, each one undo step back to the exact labels."""
-    if server.status()["volume"] is None:
-        pytest.skip("needs the segmented sample of the workflow test")
     page.click("#sai-click-off")
-    # The box test locked its second segment: a finished stroke on it is refused and kept.
+    if not server.status()["locked"]:  # run alone: lock Brain (after the box test, its second segment is locked)
+        page.click("#sai-segments .sai-segment[data-segment='Brain'] .sai-lock")
+        server.wait_status(lambda s: s["locked"], 30, "the lock")
+    # A locked segment (the box test's second one): a finished stroke on it is refused and kept.
     page.click("#sai-segments .sai-segment[data-locked='true'] .sai-select")
     status = server.wait_status(lambda s: s["active_segment"] in s["locked"], 30, "the locked segment selected")
     locked, locked_voxels = status["active_segment"], status["voxels"][status["active_segment"]]
