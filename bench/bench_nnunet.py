@@ -5,7 +5,8 @@ model loading included; peak RSS of that process), with the same threads, folds 
 The model is a small nnU-Net v2 model trained here by ``nnunetv2`` itself on generated
 anisotropic CT-like data (Testing/Python/nnunet_tiny.py), so the benchmark runs anywhere.
 
-    python bench/bench_nnunet.py --work /tmp/segmentai-bench-nnunet --out docs/benchmarks-nnunet.json
+    python bench/bench_nnunet.py --work /tmp/segmentai-bench-nnunet --out docs/benchmarks/nnunet.json
+    python bench/nnunet_report.py docs/benchmarks/nnunet.json    # docs/benchmarks-nnunet.md below its title
 
 Needs ``nnunetv2`` (a test dependency) installed beside SegmentAI.
 """
@@ -26,9 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "SegmentAI"), str(ROOT / "Testing" / "Python"), str(Path(__file__).parent)]
 
-CASE_SPACING_XYZ = (3.0, 0.9, 0.9)  # differs from the model's (3.5, 1, 1): both resamplings run
+from nnunet_report import CASE_SPACING_XYZ, MODEL_FEATURES  # noqa: E402  (the page states them)
+
+# CASE_SPACING_XYZ differs from the model's (3.5, 1, 1): both resamplings run.
 MODEL_SHAPE_KJI = (64, 64, 24)
-MODEL_FEATURES = (8, 16, 32, 64)
 
 
 def peak_rss_mib() -> float:
@@ -108,46 +110,6 @@ def prepare(work: Path) -> tuple:
     return model, package, case
 
 
-def markdown(report: dict) -> str:
-    m = report["machine"]
-    r = report["result"]
-    lines = [
-        "# nnU-Net v2 models: SegmentAI vs nnUNetPredictor",
-        "",
-        "Written by `bench/bench_nnunet.py` (one invocation; each side in a fresh process per repeat, "
-        "best repeat shown).",
-        "",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM; torch {m['torch']}, "
-        f"{report['threads']} torch threads on both sides, CPU only; the machine was shared with other work.",
-        f"- Model: nnU-Net v2 3d_fullres trained by `nnunetv2` {report['nnunetv2']} here (PlainConvUNet, "
-        f"features {list(MODEL_FEATURES)}, patch {report['patch_size']} in nnU-Net's axis order, "
-        f"folds {report['folds']}, "
-        f"mirroring {'on' if report['mirror'] else 'off'} on both sides).",
-        f"- Case: 256×256×128 voxels (i×j×k), spacing {' × '.join(str(s) for s in CASE_SPACING_XYZ)} mm; "
-        "the model's spacing is 3.5 × 1 × 1 mm, so both sides resample on the way in and out.",
-        "",
-        "| | nnUNetPredictor | SegmentAI | ratio |",
-        "|---|---:|---:|---:|",
-        f"| time (s), best of {report['repeats']} | {r['nnunet']['seconds']:.1f} | {r['segmentai']['seconds']:.1f} | "
-        f"{r['speedup']:.2f}× faster |",
-        f"| CPU time (s, user+sys) | {r['nnunet']['cpu_seconds']:.1f} | {r['segmentai']['cpu_seconds']:.1f} | "
-        f"{r['cpu_time_ratio']:.2f}× less |",
-        f"| peak RSS (MiB) | {r['nnunet']['peak_rss_mib']:.0f} | {r['segmentai']['peak_rss_mib']:.0f} | "
-        f"{r['rss_ratio']:.2f} of nnU-Net's |",
-        "",
-        "Parity (same label map expected): "
-        + ", ".join(f"label {k}: Dice {v:.5f}" for k, v in r["dice"].items())
-        + f"; {r['voxels_differing']} of {r['voxels']} voxels differ.",
-        "",
-        "Both sides compute the same thing: the same windows, Gaussian weights, float16 sums and fold averaging as",
-        "nnU-Net (so the label maps agree), on the same number of threads. SegmentAI runs several windows per",
-        "forward pass (nnU-Net runs one) and resamples in float32 where nnU-Net's predictor uses float64 copies,",
-        "which is where its lower memory comes from. Wall time on a machine shared with other jobs is noisy:",
-        "the CPU-time ratio is the steadier figure.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, default=Path("/tmp/segmentai-bench-nnunet"))
@@ -155,7 +117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--folds", nargs="+", default=["0", "1"], help="must match the package's folds")
     parser.add_argument("--mirror", action="store_true", help="test-time mirroring on both sides (8× the work)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON report; a .md beside it is written too")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (its page: bench/nnunet_report.py)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--package", default=None)
@@ -202,7 +164,6 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
 
 
 if __name__ == "__main__":

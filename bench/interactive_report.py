@@ -1,6 +1,7 @@
 """Markdown tables of an interactive benchmark run (the JSON written by ``bench_interactive.py --out``).
 
     python bench/interactive_report.py docs/benchmarks/interactive.json > /tmp/tables.md
+    python bench/interactive_report.py docs/benchmarks/interactive-latency.json --latency
 
 Per case: Dice after 1, 3, 5 and 10 clicks and NoC@85 for every method (clicks protocol); box Dice, final
 DSC, DSC AUC and final NSD (CVPR protocol); then the means, the targets of issue 12, and latency.
@@ -145,5 +146,13 @@ def tables(report: Dict) -> str:
     return "\n".join(out)
 
 
+def latency_only(report: Dict) -> str:
+    """The latency table and the run's load alone (``--latency``: a run of the clicks protocol for timing)."""
+    return "\n".join(latency_table(report) + ["", f"Run: {report['seconds'] / 60:.1f} min, {report['threads']} "
+                                                   f"thread(s); load before: `{report['load_before']}`; after: "
+                                                   f"`{report['load_after']}`."])
+
+
 if __name__ == "__main__":
-    print(tables(json.loads(Path(sys.argv[1]).read_text())))
+    data = json.loads(Path(sys.argv[1]).read_text())
+    print(latency_only(data) if "--latency" in sys.argv[2:] else tables(data))

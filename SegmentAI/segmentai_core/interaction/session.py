@@ -91,8 +91,8 @@ class InteractionSession:
                  rescue_missed_clicks: bool = False, zoom_out_passes: int = 2) -> None:
         self.predictor: Predictor = predictor if predictor is not None else default_predictor(device)
         # Optional: a model may leave a clicked voxel unchanged (the click then seems ignored); the
-        # classical predictor can answer that click instead. Off by default: in bench_interactive.py it
-        # was rarely needed (4 of 110 clicks) and lowered the mean Dice after 10 clicks (0.653 vs 0.699).
+        # classical predictor can answer that click instead. Off by default: an earlier benchmark run
+        # (not kept) found it rarely needed and lowering the mean Dice after many clicks.
         self.rescue: Optional[Predictor] = (
             RandomWalkerPredictor() if rescue_missed_clicks and not isinstance(self.predictor, RandomWalkerPredictor)
             else None)
