@@ -10,9 +10,13 @@ Modules, one job each:
 * :mod:`.volume_nodes` — scalar volume node ↔ core ``Volume`` (array ``[k, j, i]`` + ``Geometry``).
 * :mod:`.segmentation_nodes` — core label map ↔ segmentation node (names, colours, terminology).
 * :mod:`.markups` — markups control points → RAS points → voxel indices of a volume.
-* :mod:`.prompts` / :mod:`.box_prompt` — points and ROIs placed in the views → refinement prompts.
+* :mod:`.prompt_modes` — :class:`~.prompt_modes.PromptMode`: the prompt vocabulary (names, polarity, colours).
+* :mod:`.prompts` / :mod:`.box_prompt` / :mod:`.scribble_prompt` — points, ROIs and curves placed in the views
+  → refinement prompts.
 * :mod:`.refinement` — :class:`~.refinement.ClickRefiner`: a segment refined by the interaction session.
-* :mod:`.finetune_job` / :mod:`.workflow` — fine-tuning in the background; the panel's steps as one object.
+* :mod:`.segment_locks` — locked segments: prompts refused, other edits of them taken back.
+* :mod:`.finetune_job` / :mod:`.workflow` — fine-tuning in the background; the panel's steps as one object
+  that the desktop module and the web app both call, each with its own undo mechanism.
 * :mod:`.storage` — reading and writing nodes through Slicer's storage nodes (``.seg.nrrd``, ...).
 * :mod:`.editing` — undoable segment edits through Slicer's C++ segment-editor logic.
 * :mod:`.logic` — :class:`~.logic.SegmentationLogic`: run a model on a volume node off the main thread.

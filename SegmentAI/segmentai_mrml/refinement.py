@@ -54,6 +54,11 @@ class ClickRefiner:
         return self._session
 
     @property
+    def prompts(self) -> list:
+        """The prompts of the current session, in voxel indices (none before the first one)."""
+        return list(self._session.prompts) if self._session is not None else []
+
+    @property
     def predictor_name(self) -> str:
         return str(getattr(self.session.predictor, "name", "interactive model"))
 

@@ -226,6 +226,9 @@ class PromptPlacementTest(_SceneCase):
         try:
             changed, message = workflow.refine(segmentation, brain, node, PromptMode.BOX, roi)
             self.assertEqual(message, f"Box: {changed} voxels changed")
+            latest = workflow.last_prompt("box").array  # the session's box: the ROI's voxel bounds
+            np.testing.assert_allclose(np.sort(latest, axis=0), np.stack([lo, hi]), atol=1e-6)
+            self.assertIsNone(workflow.last_prompt("scribble"))
             after = segment_array(segmentation, brain, node)
             self.assertGreater(changed, 0)
             k, j, i = np.nonzero(after != (labels == 1))

@@ -124,8 +124,7 @@ class PanelWorkflow:
 
     def last_prompt(self, kind: str):
         """The session's latest prompt of ``kind`` (``"point"``, ``"box"``, ``"scribble"``), voxel indices; or None."""
-        session = self.refiner._session
-        prompts = [p for p in (session.prompts if session is not None else []) if p.kind == kind]
+        prompts = [p for p in self.refiner.prompts if p.kind == kind]
         return prompts[-1] if prompts else None
 
     # --- undo ------------------------------------------------------------------------------------
