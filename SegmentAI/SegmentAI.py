@@ -1,5 +1,6 @@
-"""SegmentAI: AI-assisted segmentation of CT and MRI volumes in 3D Slicer. A thin module: the Widget owns the panel
-and its dialogs, the Logic adapts ``segmentai_mrml`` (and through it ``segmentai_core``); torch loads on first use."""
+"""SegmentAI: AI-assisted segmentation of CT and MRI volumes in 3D Slicer. A thin module: the panel's handlers live in
+``SegmentAILib/widget.py`` and talk to the Logic, the facade over ``segmentai_mrml`` (and through it
+``segmentai_core``); torch loads on first use."""
 
 import os
 import pathlib
@@ -87,6 +88,14 @@ class SegmentAIWidget(ScriptedLoadableModuleWidget):
     def cleanup(self) -> None:
         if self.widget is not None:
             self.widget.cleanup()
+
+    def onReload(self) -> None:  # developer mode's Reload: the handlers' file too
+        import importlib
+
+        import SegmentAILib.widget
+
+        importlib.reload(SegmentAILib.widget)
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.widget.enter()
