@@ -64,7 +64,61 @@ def render(report: dict) -> str:
                   f"| {_s(many['restore_s'])} | {_s(many['postprocess_s'])} | "
                   f"{_s(many['restore_plus_postprocess_s'])} | "
                   f"{many['work_peak_mib']:.0f} | {many['float32_input_mib']:.0f} | {many['probabilities_mib']:.0f} |"]
+    lines += ["", *targets(report)]
     return "\n".join(lines) + "\n"
+
+
+# The speed issue's targets: per input size, total excluding file I/O over the network time (at most)
+# and speed-up over MONAI's pipeline (at least); for the many-class output, restore + postprocess
+# seconds and work memory over the float32 input (at most).
+TARGETS = {"512x512x300": {"over_network": 2.0, "speed_up": 4.0}, "256x256x128": {"speed_up": 2.5}}
+MANY_CLASSES_TARGETS = {"seconds": 3.0, "memory_over_input": 3.0}
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def targets(report: dict) -> list:
+    lines = ["**Against the targets of the speed issue:**"]
+    for case in report["cases"]:
+        target = TARGETS.get(case["size"])
+        if not target:
+            continue
+        parts = []
+        if "over_network" in target:
+            stages, ratio = case["segmentai"]["stages_s"], case["total_excluding_io_over_network"]
+            former = case.get("former_pipeline")
+            was = (f"; the former pipeline was {former['segment_s'] / former['stages_s']['network']:.1f}×"
+                   if former else "")
+            parts.append(f"total excluding file I/O ≤ {target['over_network']:g}× the network time — "
+                         f"{_met(ratio <= target['over_network'])} ({ratio:.1f}×: network {_s(stages['network'])} s, "
+                         f"restore {_s(stages['restore'])} s, postprocess {_s(stages['postprocess'])} s, "
+                         f"preprocess {_s(stages['preprocess'])} s{was})")
+        if "speed_up" in target:
+            ratio = case["speed_ratio_total"]
+            differing = case["voxels_differing"]
+            same = (", the same voxels" if differing == 0 else
+                    f", {differing:,} voxel{'s differ' if differing > 1 else ' differs'}")
+            parts.append(f"≥ {target['speed_up']:g}× MONAI's pipeline at `sw_batch_size` {report['sw_batch_size']} — "
+                         f"{_met(ratio >= target['speed_up'])} ({ratio:.1f}×{same})")
+        line = f"- {case['size']}: " + "; ".join(parts) + "."
+        if "over_network" in target:
+            ours = case["segmentai"]
+            line += (f" Read + segment + write: {_s(ours.get('read_s', 0))} + {_s(ours['segment_s'])} + "
+                     f"{_s(ours.get('write_s', 0))} s.")
+        lines.append(line)
+    many = report.get("many_classes")
+    if many:
+        seconds, budget = many["restore_plus_postprocess_s"], MANY_CLASSES_TARGETS["memory_over_input"]
+        limit = budget * many["float32_input_mib"]
+        lines.append(
+            f"- {many['classes']} classes on {'×'.join(str(n) for n in many['input_shape'][::-1])}: restore + "
+            f"postprocess ≤ {MANY_CLASSES_TARGETS['seconds']:g} s — {_met(seconds <= MANY_CLASSES_TARGETS['seconds'])} "
+            f"({seconds:.1f} s: restore {many['restore_s']:.1f} s, postprocess {many['postprocess_s']:.1f} s); "
+            f"work memory ≤ {budget:g}× the float32 input — {_met(many['work_peak_mib'] <= limit)} "
+            f"({many['work_peak_mib']:.0f} MiB of {limit:.0f}).")
+    return lines
 
 
 if __name__ == "__main__":
