@@ -11,7 +11,7 @@ Conventions used everywhere in SegmentAI:
 * Per-axis values written ``(x, y, z)`` (a manifest's patch size, spacing and mirror axes, ITK's
   sizes and spacings) are in ``(i, j, k)`` order; :func:`ijk_to_kji`, :func:`kji_to_ijk` and
   :func:`ijk_axes_to_kji` turn them into array order and back (the manifest's ``*_kji`` accessors
-  use them).
+  use them); :func:`points_ijk_to_kji` and :func:`points_kji_to_ijk` do it for arrays of points.
 
 No other module flips or transposes axes: it asks this one.
 """
@@ -28,6 +28,8 @@ __all__ = [
     "ijk_axes_to_kji",
     "ijk_to_kji",
     "kji_to_ijk",
+    "points_ijk_to_kji",
+    "points_kji_to_ijk",
     "lps_to_ras",
     "ras_to_lps",
     "LPS_TO_RAS",
@@ -53,6 +55,16 @@ def kji_to_ijk(values: Sequence) -> tuple:
 def ijk_axes_to_kji(axes: Sequence[int], dims: int) -> Tuple[int, ...]:
     """Axis numbers counted in (x, y[, z]) order (x = 0) → the same axes of a ``dims``-D array."""
     return tuple(dims - 1 - int(a) for a in axes)
+
+
+def points_ijk_to_kji(points: np.ndarray) -> np.ndarray:
+    """Points or indices (..., 3) in (i, j, k) order → (k, j, i) order (a view, no copy)."""
+    return np.asarray(points)[..., ::-1]
+
+
+def points_kji_to_ijk(points: np.ndarray) -> np.ndarray:
+    """Points or indices (..., 3) in (k, j, i) order → (i, j, k) order (a view, no copy)."""
+    return np.asarray(points)[..., ::-1]
 
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..geometry import Geometry, points_ijk_to_kji, points_kji_to_ijk
 from ..progress import Progress
 from ..volume import Volume
 from .canonical import _sitk_resample
@@ -51,7 +51,7 @@ def _canonical_to_input_box(canonical: Geometry, original: Geometry, lo_kji, hi_
     hi = np.asarray(hi_kji) + 1
     corners_kji = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
                            dtype=float)
-    inside = original.lps_to_ijk(canonical.ijk_to_lps(corners_kji[:, ::-1]))[:, ::-1]
+    inside = points_ijk_to_kji(original.lps_to_ijk(canonical.ijk_to_lps(points_kji_to_ijk(corners_kji))))
     start = np.maximum(np.floor(inside.min(axis=0)).astype(int) - 1, 0)
     stop = np.minimum(np.ceil(inside.max(axis=0)).astype(int) + 2, original.shape)
     if np.any(stop <= start):
@@ -212,8 +212,8 @@ _CHUNK = 1 << 20
 def _affine_coords(points: np.ndarray, box: Box, canonical: Geometry, original: Geometry) -> np.ndarray:
     """(3, N) continuous canonical (k, j, i) coordinates of box voxels ``points`` (N, 3), any orientation."""
     matrix = _input_to_canonical_ijk(canonical, original)
-    ijk = (points + [s.start for s in box])[:, ::-1].astype(np.float64)
-    return (ijk @ matrix[:3, :3].T + matrix[:3, 3])[:, ::-1].T
+    ijk = points_kji_to_ijk(points + [s.start for s in box]).astype(np.float64)
+    return points_ijk_to_kji(ijk @ matrix[:3, :3].T + matrix[:3, 3]).T
 
 
 def _interpolated_winner(probabilities: np.ndarray, winner: np.ndarray, coords: np.ndarray) -> np.ndarray:

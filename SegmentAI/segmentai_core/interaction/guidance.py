@@ -7,7 +7,7 @@ from typing import Iterable, Tuple
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..geometry import Geometry, points_ijk_to_kji
 from .prompts import Prompt, polyline_samples
 
 __all__ = ["GUIDANCE_SIGMA_VOXELS", "draw_points", "guidance_maps", "prompt_points_on_grid"]
@@ -48,7 +48,7 @@ def prompt_points_on_grid(prompt: Prompt, source: Geometry, target: Geometry) ->
         step_ijk = 0.5 * min(target.spacing) / max(min(source.spacing), 1e-6)
         points = polyline_samples(points, max(0.05, step_ijk))
     ijk = target.lps_to_ijk(source.ijk_to_lps(points))
-    return ijk[:, ::-1]
+    return points_ijk_to_kji(ijk)
 
 
 def guidance_maps(prompts: Iterable[Prompt], source: Geometry, target: Geometry,
