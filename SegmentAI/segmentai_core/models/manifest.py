@@ -310,6 +310,12 @@ class ModelManifest:
         return bool(self.postprocessing.get("largest_component", False))
 
     @property
+    def intensity_range(self) -> Dict[int, Tuple[float, float]]:
+        """Per label value, the input intensities a kept component's median lies in (empty: no gate)."""
+        ranges = self.postprocessing.get("intensity_range") or {}
+        return {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+
+    @property
     def fill_holes(self) -> bool:
         return bool(self.postprocessing.get("fill_holes", False))
 
