@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "finetune_config"]
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -34,12 +34,15 @@ def _finetune_parser(sub) -> None:
                        formatter_class=_DefaultsFormatter,
                        description="Fine-tune a model package on a dataset (nnU-Net v2 raw layout); writes a new "
                                    "model package to OUT/model and never modifies the source model. On 2 CPU cores "
-                                   "an epoch of the bundled brain model takes about 1.5 min (20 epochs: about "
-                                   "28 min); progress is a bar on a terminal, otherwise lines with the time left.")
+                                   "an epoch of the bundled brain model takes 5-20 s (20 epochs: 2-7 min; "
+                                   "--minutes 10 fills ten minutes); progress is a bar on a terminal, otherwise "
+                                   "lines with the time left.")
     p.add_argument("--model", required=True, metavar="ID|PATH", help="model id, id@version or package folder")
     p.add_argument("--data", required=True, type=Path, metavar="DIR", help="dataset folder ('segmentai dataset add')")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder (checkpoints, curves, model/)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="passes of --iterations steps each")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"passes of --iterations steps each (default: {d.epochs}; with --minutes: as many as fill "
+                        "the budget, planned from the measured epoch time)")
     p.add_argument("--iterations", type=int, default=d.iterations_per_epoch, help="optimiser steps per epoch")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global patches per micro-step")
     p.add_argument("--accumulate", type=int, default=d.accumulate, help="gradient accumulation micro-steps")
@@ -67,7 +70,19 @@ def _finetune_parser(sub) -> None:
                    help="batch norm: learn statistics (recalibrated for eval) or keep the parent's")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--minutes", type=float, default=None, help="stop after the epoch in which this time runs out")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="time budget of the whole run (reading the cases to writing the package); without --epochs "
+                        "the run fills it, with --epochs it stops after the epoch in which it runs out")
+    p.add_argument("--max-epochs", type=int, default=d.max_epochs, help="the most epochs a budget-filling run plans")
+    p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
+                   help="with 1-2 cases: the share of each labelled structure (its first part along its longest "
+                        "axis) held aside to validate on (0: validate on the training cases)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train the parent's architecture from freshly initialised weights (a baseline to compare "
+                        "fine-tuning with)")
+    p.add_argument("--keep-parent-preprocessing", dest="plan_data", action="store_false",
+                   help="keep the parent's modality, normalisation, spacing and postprocessing instead of choosing "
+                        "them from the cases (CT window, spacing for the structure's size)")
     p.add_argument("--nnunet-fold", dest="source_fold", default=None, metavar="FOLD",
                    help="imported nnU-Net models: the fold whose weights to start from (default: the first)")
     p.add_argument("--version", default=None, help="version of the new package (default: parent's patch + 1)")
@@ -102,23 +117,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# CLI options whose FinetuneConfig field has another name; every other option of the same name as a
+# field is copied as is, so a new field needs only its add_argument line.
+_RENAMED = {"iterations": "iterations_per_epoch", "lr": "learning_rate", "warmup": "warmup_iterations",
+            "new_id": "model_id"}
+
+
+def finetune_config(args: argparse.Namespace):
+    """The :class:`FinetuneConfig` of parsed ``finetune`` options."""
+    from dataclasses import fields
+
+    from .finetune import FinetuneConfig
+
+    values = vars(args)
+    names = {f.name for f in fields(FinetuneConfig)}
+    settings = {_RENAMED.get(key, key): value for key, value in values.items() if _RENAMED.get(key, key) in names}
+    settings["epochs"] = args.epochs if args.epochs is not None else FinetuneConfig.epochs
+    settings["fill_budget"] = bool(args.minutes) and args.epochs is None
+    settings["time_limit_s"] = args.minutes * 60 if args.minutes else None
+    settings["amp"] = not args.no_amp
+    settings["progress_bar"] = not args.no_progress_bar
+    return FinetuneConfig(**settings)
+
+
 def _run_finetune(args: argparse.Namespace) -> int:
     import torch
 
-    from .finetune import FinetuneConfig, finetune, worse_warning
+    from .finetune import finetune, worse_warning
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = FinetuneConfig(
-        epochs=args.epochs, iterations_per_epoch=args.iterations, batch_size=args.batch_size,
-        accumulate=args.accumulate, learning_rate=args.lr, encoder_lr_scale=args.encoder_lr_scale,
-        freeze_encoder_epochs=args.freeze_encoder_epochs, optimizer=args.optimizer, schedule=args.schedule,
-        warmup_iterations=args.warmup, val_fraction=args.val_fraction, folds=args.folds, fold=args.fold,
-        patience=args.patience, class_weights=args.class_weights, patch_size=args.patch_size,
-        bn_mode=args.bn_mode, seed=args.seed,
-        device=args.device, amp=not args.no_amp, json_progress=args.json_progress,
-        progress_bar=not args.no_progress_bar, time_limit_s=args.minutes * 60 if args.minutes else None,
-        version=args.version, model_id=args.new_id, source_fold=args.source_fold, accept_worse=args.accept_worse)
+    config = finetune_config(args)
     result = finetune(args.model, args.data, args.out, config, resume=args.resume, overwrite=args.overwrite)
     if result.package_dir is not None and not args.json_progress:
         print(f"wrote {result.package_dir} ({result.model}; validation Dice {result.val_dice_before:.4f} -> "

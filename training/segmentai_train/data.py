@@ -14,7 +14,7 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from segmentai_core.dataset import list_cases, load_dataset, validate_dataset
+from segmentai_core.dataset import DatasetInfo, list_cases, load_dataset, validate_dataset
 from segmentai_core.errors import InputError
 from segmentai_core.volume import Volume
 
@@ -24,6 +24,9 @@ __all__ = ["TrainingData", "load_training_data", "dataset_sha256", "split_cases"
 
 CasePreparer = Callable[[Volume, Volume], Tuple[np.ndarray, np.ndarray]]
 """(image, label map) as read → (network-space image [k, j, i] float32, label values on the same grid)."""
+
+Planner = Callable[[List[Tuple[Volume, Volume]], DatasetInfo], Mapping]
+"""(every case as read, the dataset's description) → the preprocessing to prepare them with."""
 
 
 @dataclass
@@ -63,12 +66,14 @@ def _canonical_preparer(preprocessing: Mapping) -> CasePreparer:
     return prepare
 
 
-def load_training_data(folder: Path, preprocessing: Mapping, prepare: Optional[CasePreparer] = None) -> TrainingData:
+def load_training_data(folder: Path, preprocessing: Mapping, prepare: Optional[CasePreparer] = None,
+                       planner: Optional[Planner] = None) -> TrainingData:
     """Validate the dataset, then read every case onto the model's canonical grid.
 
     ``prepare`` replaces the canonical-grid preparation from ``preprocessing`` (imported nnU-Net
-    models use their own). Label values are mapped to contiguous class indices (background 0,
-    then labels by value).
+    models use their own). ``planner`` sees every case as read and returns the preprocessing to
+    use instead of ``preprocessing`` (the data-aware set-up of :mod:`.data_plan`). Label values
+    are mapped to contiguous class indices (background 0, then labels by value).
     """
     from segmentai_core.io import read_volume
 
@@ -84,10 +89,16 @@ def load_training_data(folder: Path, preprocessing: Mapping, prepare: Optional[C
     lut = np.zeros(max(foreground, default=0) + 1, dtype=np.uint8)
     for index, value in enumerate(foreground, start=1):
         lut[value] = index
+    listed = list_cases(folder)
+    if not listed:
+        raise InputError(f"dataset {folder} has no cases; add some with 'segmentai dataset add'")
+    raw = [(read_volume(case.image), read_volume(case.label)) for case in listed]
+    if planner is not None:
+        preprocessing = planner(raw, info)
     prepare = prepare or _canonical_preparer(preprocessing)
     cases = []
-    for case in list_cases(folder):
-        array, values = prepare(read_volume(case.image), read_volume(case.label))
+    for case in listed:
+        array, values = prepare(*raw.pop(0))  # each raw pair is dropped once prepared
         classes = lut[values.astype(np.int64)]
         cases.append(CanonicalCase(case.case_id, array.astype(np.float32, copy=False), classes))
     if not cases:

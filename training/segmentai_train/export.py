@@ -51,7 +51,7 @@ def quantize_int8(network: torch.nn.Module) -> "tuple[torch.nn.Module, int]":
 
 
 def _example(manifest) -> torch.Tensor:
-    size = tuple(reversed(manifest.patch_size))
+    size = manifest.patch_size_kji
     return torch.zeros((1, len(manifest.input_channels)) + size)
 
 

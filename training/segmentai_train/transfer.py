@@ -8,7 +8,6 @@ re-initialised and everything else is kept, as nnU-Net does when it loads pretra
 from __future__ import annotations
 
 import os
-import re
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -42,37 +41,29 @@ def head_prefix(network: torch.nn.Module, num_classes: int) -> str:
 
 
 def is_encoder_key(key: str, architecture: str) -> bool:
-    """Whether a parameter belongs to the contracting path (encoder) of the network.
+    """Whether a parameter belongs to the contracting path (encoder) of the network: the rule of
+    the architecture's row in :mod:`segmentai_core.models.architectures` (none: one rate for all)."""
+    from segmentai_core.models import architectures
 
-    MONAI's UNet nests as ``model.(1.submodule.)*[0 | 1 | 2]``: index 0 is the down block of a
-    level, the innermost ``submodule`` the bottleneck, index 2 the up block. SwinUNETR's encoder
-    is its ``swinViT`` and ``encoder*`` blocks. Imported nnU-Net networks (``folds.<fold>.``) have
-    an ``encoder`` module. Other architectures have no encoder group (one rate).
-    """
-    if architecture == "UNet":
-        rest = key[len("model."):] if key.startswith("model.") else key
-        while rest.startswith("1.submodule."):
-            rest = rest[len("1.submodule."):]
-        return rest.startswith("0.") or not rest[:1].isdigit()
-    if architecture == "nnUNet":
-        return re.match(r"^folds\.[^.]+\.encoder\.", key) is not None
-    if architecture == "SwinUNETR":
-        return key.startswith("swinViT.") or re.match(r"^encoder\d+\.", key) is not None
-    return False
+    return bool(architectures.get(architecture).encoder_key(key))
 
 
-def build_finetune_network(source_package, num_classes: int, keep_head: bool, seed: int = 0) -> Tuple[
-        torch.nn.Module, Dict[str, int]]:
+def build_finetune_network(source_package, num_classes: int, keep_head: bool, seed: int = 0,
+                           from_scratch: bool = False) -> Tuple[torch.nn.Module, Dict[str, int]]:
     """The source network with its weights, re-initialising the head unless ``keep_head``.
 
-    Returns the network and counts of kept and re-initialised tensors.
+    ``from_scratch``: the same architecture with every weight freshly initialised (the baseline a
+    benchmark compares transfer learning with). Returns the network and counts of kept and
+    re-initialised tensors.
     """
     from segmentai_core.models.networks import build_network
 
     manifest = source_package.manifest
-    source = source_package.load_network("cpu")
     torch.manual_seed(seed)
     network = build_network(manifest, out_channels=num_classes)
+    if from_scratch:
+        return network, {"kept": 0, "reinitialised": len(network.state_dict())}
+    source = source_package.load_network("cpu")
     state = source.state_dict()
     if keep_head:
         network.load_state_dict(state, strict=True)
