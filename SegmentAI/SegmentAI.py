@@ -247,7 +247,7 @@ class SegmentAITest(ScriptedLoadableModuleTest):
             torch.set_num_threads(threads)
 
     def test_SharedCases(self) -> None:
-        from segmentai_mrml.testing import ALL_CASES
+        from segmentai_mrml.tests.cases import ALL_CASES
 
         suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromTestCase(case) for case in ALL_CASES)
         result = unittest.TextTestRunner(verbosity=2).run(suite)
@@ -255,7 +255,7 @@ class SegmentAITest(ScriptedLoadableModuleTest):
 
     def test_Workflow(self) -> None:
         """Load the sample, Segment (event loop pumped), refine with a point, undo, save a training case."""
-        from segmentai_mrml.testing import check_panel_workflow
+        from segmentai_mrml.tests.cases import check_panel_workflow
 
         logic = SegmentAILogic()
         volume = logic.loadSampleVolume()

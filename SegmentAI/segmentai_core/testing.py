@@ -1,5 +1,5 @@
 """The tiny model package the tests build: shared by pytest (``Testing/Python/conftest.py``) and the MRML
-layer's cases that Slicer's self-test runs (``segmentai_mrml/testing_scene.py``).
+layer's cases that Slicer's self-test runs (``segmentai_mrml/tests/scene.py``).
 
 A valid package with a random-weight 3-level UNet: fast on CPU, and its output still depends on the image.
 torch is imported on first use only.

@@ -49,6 +49,7 @@ class FinetuneJob:
         self.model_id = ""  # of the new package, once done
         self.val_dice_before: Optional[float] = None  # validation Dice of the starting model
         self.val_dice_after: Optional[float] = None  # and of the fine-tuned one
+        self.validation = ""  # where validation Dice is measured: held-out, held-aside or in-sample
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self._stderr: List[str] = []
         self._cancelled = False
@@ -104,6 +105,7 @@ class FinetuneJob:
                 self.fraction = max(self.fraction, len(self.history) / max(1, int(event.get("epochs", 1))))
             elif kind == "start":
                 self.val_dice_before = _number(event.get("val_dice_before"))
+                self.validation = str(event.get("validation") or "")
             elif kind == "done":
                 self.package_dir, self.model_id = Path(event["package"]), str(event.get("model", ""))
                 self.val_dice_before = _number(event.get("val_dice_before", self.val_dice_before))
@@ -151,7 +153,9 @@ class FinetuneJob:
         if self.state != "succeeded":
             return self.error
         before, after = self.val_dice_before, self.val_dice_after
-        dice = f"; validation Dice {before:.3f} -> {after:.3f}" if before is not None and after is not None else ""
+        where = f"{self.validation} " if self.validation else ""
+        dice = (f"; {where}validation Dice {before:.3f} -> {after:.3f}" if before is not None and after is not None
+                else "")
         return f"Fine-tuned model {self.model_id or self.package_dir} added{dice}"
 
 

@@ -1,4 +1,4 @@
-"""The MRML layer against real MRML (slicer-core): runs the shared unittest cases of segmentai_mrml.testing.
+"""The MRML layer against real MRML (slicer-core): runs the shared unittest cases of segmentai_mrml.tests.cases.
 
 The same classes run inside Slicer through SegmentAITest.runTest(), so they live in the package.
 """
@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("slicer_core", reason="slicer-core (MRML) is needed: pip install -e '.[test]'")
 
-from segmentai_mrml.testing import (
+from segmentai_mrml.tests.cases import (
     DefaultModelTest,
     MRMLLayerTest,
     PromptPlacementTest,

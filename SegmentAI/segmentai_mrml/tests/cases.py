@@ -18,9 +18,9 @@ import numpy as np
 from segmentai_core.errors import Cancelled, InputError, SegmentAIError
 from segmentai_core.geometry import Geometry
 
-from .prompt_modes import PromptMode
-from .testing_placement import PromptPlacementTest
-from .testing_scene import BRAIN, LABELS, _SceneCase, make_tiny_package, oblique_phantom, resample_nearest
+from ..prompt_modes import PromptMode
+from .placement import PromptPlacementTest
+from .scene import BRAIN, LABELS, _SceneCase, make_tiny_package, oblique_phantom, resample_nearest
 
 __all__ = ["ALL_CASES", "DefaultModelTest", "MRMLLayerTest", "PromptPlacementTest", "RefineAndSaveTest",
            "SegmentationLogicTest", "check_panel_workflow", "make_tiny_package"]

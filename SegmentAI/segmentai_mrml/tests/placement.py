@@ -7,8 +7,8 @@ import numpy as np
 from segmentai_core.errors import InputError
 from segmentai_core.phantoms import rotation_matrix
 
-from .prompt_modes import PromptMode
-from .testing_scene import _SceneCase, oblique_phantom
+from ..prompt_modes import PromptMode
+from .scene import _SceneCase, oblique_phantom
 
 __all__ = ["PromptPlacementTest"]
 
