@@ -126,14 +126,14 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def missingDependencies() -> List[str]:
-        """pip names of the packages that cannot be imported yet (see ``segmentai_mrml.dependencies``)."""
-        from segmentai_mrml.dependencies import missing_dependencies
+        """pip names of the packages that cannot be imported yet (see ``SegmentAILib.dependencies``)."""
+        from SegmentAILib.dependencies import missing_dependencies
 
         return missing_dependencies()
 
     @staticmethod
     def installDependencies() -> None:
-        from segmentai_mrml.dependencies import install_dependencies
+        from SegmentAILib.dependencies import install_dependencies
 
         install_dependencies(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"))
 

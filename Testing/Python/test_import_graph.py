@@ -1,4 +1,4 @@
-"""The core's import graph: no cycles, and no import of the packages built on it.
+"""The import graphs of the core and the training package: no cycles; the core imports nothing built on it.
 
 Read from the source with ``ast``: every ``import`` statement counts, at module level or inside a
 function (lazy imports), under ``if TYPE_CHECKING:`` too, so a cycle cannot hide behind an import
@@ -12,26 +12,28 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 import segmentai_core
+import segmentai_train
 
 ROOT = Path(segmentai_core.__file__).parent
+TRAINING = Path(segmentai_train.__file__).parent
 PACKAGE = "segmentai_core"
 ABOVE = ("segmentai_mrml", "segmentai_web", "segmentai_train", "slicer")
 
 
-def _modules() -> Dict[str, Path]:
+def _modules(root: Path = ROOT) -> Dict[str, Path]:
     found = {}
-    for path in ROOT.rglob("*.py"):
-        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         found[".".join(parts)] = path
     return found
 
 
-def _imports(name: str, path: Path) -> List[str]:
+def _imports(name: str, path: Path, root: Path = ROOT) -> List[str]:
     """Every module named by an import in the file (absolute names; ``from x import y`` gives x.y
     when that is a module, else x)."""
-    modules = _modules()
+    modules = _modules(root)
     is_package = path.name == "__init__.py"
     names = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -50,9 +52,10 @@ def _imports(name: str, path: Path) -> List[str]:
     return names
 
 
-def _graph() -> Dict[str, Set[str]]:
-    modules = _modules()
-    return {name: {t for t in _imports(name, path) if t in modules and t != name} for name, path in modules.items()}
+def _graph(root: Path = ROOT) -> Dict[str, Set[str]]:
+    modules = _modules(root)
+    return {name: {t for t in _imports(name, path, root) if t in modules and t != name}
+            for name, path in modules.items()}
 
 
 def _cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
@@ -113,6 +116,10 @@ def test_the_walker_sees_lazy_imports_and_cycles():
 
 def test_the_core_import_graph_has_no_cycle():
     assert _cycles(_graph()) == []
+
+
+def test_the_training_package_import_graph_has_no_cycle():
+    assert _cycles(_graph(TRAINING)) == []
 
 
 def test_the_core_imports_nothing_built_on_it():

@@ -19,7 +19,7 @@ from .shards import ShardedPatchSampler
 from .trainer import TrainConfig, Trainer, cosine_lr, poly_lr
 
 if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+    from .finetune_config import FinetuneConfig
 
 __all__ = ["FinetuneTrainer", "batch_norms", "CHECKPOINT", "SMOOTHING", "STEP_LINE_INTERVAL_S"]
 

@@ -7,39 +7,17 @@ preprocessing, one fold, plans kept). The training loop in :mod:`.finetune` is t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import torch
 
 from segmentai_core.errors import InputError, ModelError
 
-from .data import TrainingData
+from .finetune_setup import FinetuneSetup
 from .sampling import CanonicalCase
 
 __all__ = ["FinetuneSetup", "prepare_finetune", "canonical_setup"]
-
-Evaluate = Callable[[torch.nn.Module, Sequence[CanonicalCase]], float]
-WritePackage = Callable[[Path, Dict[str, Any], Dict[str, torch.Tensor]], Any]
-
-
-@dataclass
-class FinetuneSetup:
-    """A source model made ready for training on one dataset."""
-
-    training: TrainingData
-    network: torch.nn.Module  # on the CPU, weights loaded (head re-initialised unless keep_head)
-    num_classes: int  # network outputs, background included
-    keep_head: bool
-    patch_kji: Tuple[int, ...]  # training patch in the arrays' axis order
-    evaluate: Evaluate  # mean foreground Dice of a network over cases
-    architecture: str  # decides the encoder parameter group
-    write_package: WritePackage  # (folder, manifest dict, state dict) -> ModelPackage, whole or nothing
-    grid: str = "canonical grid"  # where validation Dice is measured (said in the manifest)
-    manifest_updates: Dict[str, Any] = field(default_factory=dict)  # top-level manifest fields the data decided
-    plan_reasons: List[str] = field(default_factory=list)  # one sentence per data-aware decision
-    divisor_kji: Tuple[int, ...] = ()  # the network's size divisor; set: the training patch may shrink to the data
 
 
 def canonical_setup(source, data: Path, config, device: torch.device) -> FinetuneSetup:

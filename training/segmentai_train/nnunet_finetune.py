@@ -26,7 +26,7 @@ import torch
 from segmentai_core.errors import InputError, ModelError, OutputError
 from segmentai_core.volume import Volume
 
-from .model_setup import FinetuneSetup
+from .finetune_setup import FinetuneSetup
 from .sampling import CanonicalCase
 
 __all__ = ["nnunet_setup", "pick_fold", "resample_labels", "check_labels", "write_nnunet_package"]

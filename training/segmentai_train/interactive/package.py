@@ -12,7 +12,7 @@ __all__ = ["interactive_manifest", "write_interactive_package"]
 
 
 def interactive_manifest(real_names: List[str], phantoms: int, version: str = "1.0.0") -> dict:
-    from ..recipes.interactive import ARCHITECTURE, INTERACTIVE, MODEL_ID, PATCH, SPACING_MM
+    from .settings import ARCHITECTURE, INTERACTIVE, MODEL_ID, PATCH, SPACING_MM
 
     mni = [n for n in real_names if n.startswith("mni")]
     robex = [n for n in real_names if n.startswith("robex")]
