@@ -85,6 +85,9 @@ _INTERRUPTED = textwrap.dedent("""
     import os, signal, sys, time
     import segmentai_core.overview as overview
     from segmentai_core.cli.main import main
+    # A terminal's Ctrl-C, even when the suite itself runs in the background (where the shell
+    # starts every child with SIGINT ignored and Python would not raise KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     real = overview.write_overview
     def interrupted(*args, **kwargs):
         path = real(*args, **kwargs)

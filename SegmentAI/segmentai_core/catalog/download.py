@@ -246,11 +246,19 @@ def _receive(response, url: str, part: Path, offset: int, expected: Expected, pr
                             "(connection closed); run the same command again to resume", unreachable=True)
 
 
-def _check_space(folder: Path, needed: int, label: str) -> None:
+def space_shortfall(folder: Path, needed: int) -> Optional[str]:
+    """``"X needed, Y free in FOLDER"`` when ``folder``'s disk lacks ``needed`` bytes, else None
+    (also when the free space cannot be read: the write itself will say)."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
-        return
-    if needed > free:
-        raise DownloadError(f"not enough disk space for {label}: {format_bytes(needed)} needed, "
-                            f"{format_bytes(free)} free in {folder}")
+        return None
+    if needed <= free:
+        return None
+    return f"{format_bytes(needed)} needed, {format_bytes(free)} free in {folder}"
+
+
+def _check_space(folder: Path, needed: int, label: str) -> None:
+    shortfall = space_shortfall(folder, needed)
+    if shortfall:
+        raise DownloadError(f"not enough disk space for {label}: {shortfall}")

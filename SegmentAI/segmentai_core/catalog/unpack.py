@@ -197,11 +197,7 @@ def _extract(members: List[_Member], destination: Path, total: int, where: str,
 
 
 def _check_space(folder: Path, needed: int, where: str) -> None:
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return
-    if needed > free:
-        raise ModelError(f"not enough disk space to unpack {where}: {_download.format_bytes(needed)} needed, "
-                         f"{_download.format_bytes(free)} free in {folder}")
+    shortfall = _download.space_shortfall(folder, needed)
+    if shortfall:
+        raise ModelError(f"not enough disk space to unpack {where}: {shortfall}")
 
