@@ -17,9 +17,6 @@ import copy
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +24,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
-from segmentai_core.errors import ModelError, OutputError
+from segmentai_core.errors import ModelError
 
 __all__ = ["export_model", "quantize_int8", "quantizable_layers"]
 
@@ -60,21 +57,12 @@ def _publish(folder: Path, files: Dict[str, bytes], check: Optional[Callable[[Pa
 
     Returns what ``check`` returned: an export that the engine would refuse is never published.
     """
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise OutputError(f"{folder} exists already; choose a new folder for the export")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    from segmentai_core.io.staging import staged_folder
+
+    with staged_folder(folder, "export") as staging:
         for name, data in files.items():
             (staging / name).write_bytes(data)
-        result = check(staging) if check is not None else None
-        if folder.exists():
-            folder.rmdir()
-        os.replace(staging, folder)
-        return result
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        return check(staging) if check is not None else None
 
 
 def _load_export(folder: Path) -> torch.nn.Module:

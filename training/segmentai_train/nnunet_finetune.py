@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from segmentai_core.errors import InputError, ModelError, OutputError
+from segmentai_core.io.staging import staged_folder
 from segmentai_core.volume import Volume
 
 from .finetune_setup import FinetuneSetup
@@ -140,17 +140,11 @@ def write_nnunet_package(source, fold: str, folder: Path, manifest: Dict[str, An
     # The source checkpoints' hashes describe the parent; the kept nnU-Net files are unchanged.
     block["files"] = {k: v for k, v in (block.get("files") or {}).items() if "/" not in k}
     block["finetuned_from_fold"] = fold
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_folder(folder, "model package") as staging:  # whole or nothing
         write_model_package(staging, manifest, state)
         kept = Path(source.folder) / KEPT_FOLDER
         if kept.is_dir():
             shutil.copytree(kept, staging / KEPT_FOLDER)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ModelPackage.open(folder)
 
 
