@@ -10,7 +10,7 @@ effects share one history. The lines it returns are what both panels show.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Protocol, Tuple
 
 from segmentai_core.errors import InputError
 
@@ -37,25 +37,20 @@ def default_dataset_dir() -> str:
     return str(default_user_dir().parent / "dataset")
 
 
-class UndoableApply:
+class UndoableApply(Protocol):
     """What a front end passes as its undo mechanism (a protocol; :class:`~.refinement.EditorApply` is one).
 
     Calling it writes a prompt's mask into a segment as one undoable step."""
 
-    def __call__(self, segmentation_node, segment_id: str, mask, volume_node) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def __call__(self, segmentation_node, segment_id: str, mask, volume_node) -> None: ...
 
-    def can_undo(self) -> bool:  # pragma: no cover
-        raise NotImplementedError
+    def can_undo(self) -> bool: ...
 
-    def can_redo(self) -> bool:  # pragma: no cover
-        raise NotImplementedError
+    def can_redo(self) -> bool: ...
 
-    def undo(self) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def undo(self) -> None: ...
 
-    def redo(self) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def redo(self) -> None: ...
 
     def close(self) -> None:
         """Forget the history (the scene is closing)."""

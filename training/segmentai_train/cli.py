@@ -27,7 +27,7 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
 
 def _finetune_parser(sub) -> None:
-    from .finetune import FinetuneConfig
+    from .finetune_config import FinetuneConfig  # not .finetune: --help needs no torch
 
     d = FinetuneConfig()
     p = sub.add_parser("finetune", help="fine-tune a model on a dataset of corrected cases",
@@ -127,7 +127,7 @@ def finetune_config(args: argparse.Namespace):
     """The :class:`FinetuneConfig` of parsed ``finetune`` options."""
     from dataclasses import fields
 
-    from .finetune import FinetuneConfig
+    from .finetune_config import FinetuneConfig
 
     values = vars(args)
     names = {f.name for f in fields(FinetuneConfig)}

@@ -101,8 +101,6 @@ def load_training_data(folder: Path, preprocessing: Mapping, prepare: Optional[C
         array, values = prepare(*raw.pop(0))  # each raw pair is dropped once prepared
         classes = lut[values.astype(np.int64)]
         cases.append(CanonicalCase(case.case_id, array.astype(np.float32, copy=False), classes))
-    if not cases:
-        raise InputError(f"dataset {folder} has no cases; add some with 'segmentai dataset add'")
     return TrainingData(cases, list(foreground.values()), list(foreground), dataset_sha256(folder),
                         info.name or folder.name)
 

@@ -73,6 +73,7 @@ class Plan:
     input_channels: List[str]
     preprocessing: Dict[str, Any]
     reasons: List[str] = field(default_factory=list)
+    class_ranges: Dict[int, Tuple[float, float]] = field(default_factory=dict)  # CT: label value → HU fences
 
 
 def _looks_like_ct(array: np.ndarray) -> bool:
@@ -94,10 +95,9 @@ def _extents_mm(mask: np.ndarray, spacing_kji: Sequence[float]) -> Optional[np.n
 def fingerprint(cases: Sequence[Tuple[Volume, Volume]], channel_name: str = "") -> Fingerprint:
     """Measure ``(image, label map)`` pairs as read (before any resampling)."""
     ct_named = channel_name.strip().upper() in ("CT", "CTA", "HU")
-    hu = [_looks_like_ct(image.array) for image, _ in cases]
     if ct_named:
         modality, reason = "CT", f"the dataset's channel is named '{channel_name}'"
-    elif all(hu):
+    elif all(_looks_like_ct(image.array) for image, _ in cases):
         modality, reason = "CT", "the images hold Hounsfield units (air below -500, whole numbers)"
     else:
         modality, reason = "MR", "the images are not in Hounsfield units"
@@ -167,7 +167,7 @@ def plan(parent_manifest, fp: Fingerprint, same_labels_as_parent: bool, patch_xy
                        f"fits in {FIT_FRACTION:.0%} of a {int(patch)}-voxel patch at {wanted:.2f} mm (kept between "
                        f"{finest:.2f} and {MAX_SPACING_MM} mm; smallest structure {fp.smallest_extent_mm:.0f} mm)")
     pre["target_spacing"] = spacing
-    return Plan(fp.modality, channels, pre, reasons)
+    return Plan(fp.modality, channels, pre, reasons, dict(fp.class_ranges) if fp.modality == "CT" else {})
 
 
 def plan_postprocessing(parent_post: Mapping[str, Any], labels: Sequence[np.ndarray], num_classes: int,

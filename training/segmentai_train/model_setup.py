@@ -45,10 +45,9 @@ def canonical_setup(source, data: Path, config, device: torch.device) -> Finetun
         """Modality, normalisation and spacing from the cases themselves (:mod:`.data_plan`)."""
         names = list(info.foreground.values())
         channel = next(iter(info.channel_names.values()), "")
-        measured = fingerprint(raw, channel)
-        chosen = plan(manifest, measured, same_labels([label.name for label in manifest.labels], names),
-                      kji_to_ijk(patch_kji))
-        decided["plan"], decided["fingerprint"] = chosen, measured
+        chosen = plan(manifest, fingerprint(raw, channel), same_labels([label.name for label in manifest.labels],
+                                                                        names), kji_to_ijk(patch_kji))
+        decided["plan"] = chosen
         return chosen.preprocessing
 
     training = load_training_data(Path(data), manifest.preprocessing, planner=planner if config.plan_data else None)
@@ -60,9 +59,8 @@ def canonical_setup(source, data: Path, config, device: torch.device) -> Finetun
     reasons: List[str] = []
     if "plan" in decided:
         chosen = decided["plan"]
-        ranges = decided["fingerprint"].class_ranges if chosen.modality == "CT" else None
         post, post_reasons = plan_postprocessing(manifest.postprocessing, [c.label for c in training.cases],
-                                                 num_classes, ranges)
+                                                 num_classes, chosen.class_ranges)
         updates = {"modality": chosen.modality, "input_channels": chosen.input_channels,
                    "preprocessing": chosen.preprocessing, "postprocessing": post}
         if keep_head:  # the parent's own labels: its postprocessing stays

@@ -78,9 +78,12 @@ def build_finetune_network(source_package, num_classes: int, keep_head: bool, se
 
 def parameter_groups(network: torch.nn.Module, architecture: str, encoder_lr_scale: float) -> List[Dict]:
     """Two optimiser groups, encoder and the rest; ``lr_scale`` multiplies the schedule's rate."""
+    from segmentai_core.models import architectures
+
+    is_encoder = architectures.get(architecture).encoder_key
     encoder, rest = [], []
     for name, parameter in network.named_parameters():
-        (encoder if is_encoder_key(name, architecture) else rest).append(parameter)
+        (encoder if is_encoder(name) else rest).append(parameter)
     groups = [{"params": rest, "lr_scale": 1.0, "name": "decoder"}]
     if encoder:
         groups.append({"params": encoder, "lr_scale": encoder_lr_scale, "name": "encoder"})
