@@ -163,6 +163,24 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
     def modelCard(self, model: str) -> str:
         return self.mrml.model(model).card()
 
+    def catalogModels(self) -> List[dict]:
+        """The public models' rows (id, task, modality, classes, size, licence, installed?; ``summary``, ``card``)."""
+        from segmentai_core.catalog.listing import catalog_rows
+
+        return catalog_rows(self.mrml.registry)
+
+    @staticmethod
+    def installQuestion(row: dict) -> str:
+        from segmentai_core.catalog.listing import install_question
+
+        return install_question(row)
+
+    def startInstall(self, modelId: str):
+        """Download and install a catalog model in a worker thread; the job's ``progress``, ``done``, ``cancel()``."""
+        from segmentai_core.catalog.jobs import start_install
+
+        return start_install(modelId, registry=self.mrml.registry)
+
     def pollSegmentation(self, job) -> bool:
         """Forward progress and apply a finished job's result (main thread); True once it is done."""
         return self.mrml.poll(job)

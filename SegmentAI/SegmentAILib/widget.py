@@ -17,6 +17,8 @@ import vtk
 from segmentai_mrml.prompt_modes import PromptMode
 from slicer.util import VTKObservationMixin
 
+from .catalog_panel import CatalogPanel
+
 try:
     from slicer.i18n import tr as _
 except ImportError:  # slicer-core has no translations
@@ -98,14 +100,17 @@ class Widget(VTKObservationMixin):
         self.ui.saveCaseButton.connect("clicked(bool)", self.onSaveCase)
         self.ui.finetuneButton.connect("clicked(bool)", self.onFinetune)
         self.ui.finetuneCancelButton.connect("clicked(bool)", self.onFinetuneCancel)
+        self.catalog = CatalogPanel(self.ui, self.logic, self.gui, self._timer, self.onModelsInstalled)
         self.initializeParameterNode()
         self.refreshModels()
+        self.catalog.refresh()
 
     # --- life cycle --------------------------------------------------------------------------------
 
     def cleanup(self) -> None:
         self.onCancelButton()
         self.onFinetuneCancel()
+        self.catalog.onInstallCancel()
         self.logic.closeRefinement()
         self.setParameterNode(None)
         self.removeObservers()
@@ -188,6 +193,12 @@ class Widget(VTKObservationMixin):
             self._parameterNode.model = modelId
         self.ui.modelCardText.setPlainText(self.logic.modelCard(modelId) if modelId else "")
 
+    def onModelsInstalled(self, modelIds) -> None:
+        """A catalog install finished: its (first) package becomes the selected model."""
+        if modelIds and self._parameterNode:
+            self._parameterNode.model = modelIds[0]
+        self.refreshModels()
+
     def ensureDependencies(self) -> bool:
         missing = self.logic.missingDependencies()
         if not missing:
@@ -199,6 +210,7 @@ class Widget(VTKObservationMixin):
         with self.gui.tryWithErrorDisplay(_("Failed to install SegmentAI's Python packages.")):
             self.logic.installDependencies()
         self.refreshModels()
+        self.catalog.refresh()
         return not self.logic.missingDependencies()
 
     # --- segmentation ----------------------------------------------------------------------------------
@@ -223,7 +235,8 @@ class Widget(VTKObservationMixin):
             self.pollFinetune()
         if self._job is not None and self.logic.pollSegmentation(self._job):
             self.finishSegmentation()
-        if self._job is None and self._finetune is None:
+        installing = not self.catalog.poll()
+        if self._job is None and self._finetune is None and not installing:
             self._timer.stop()
 
     def finishSegmentation(self) -> None:

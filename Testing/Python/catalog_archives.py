@@ -16,6 +16,7 @@ import http.server
 import json
 import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -169,6 +170,7 @@ class ArchiveServer:
         self.files: Dict[str, bytes] = dict(files or {})
         self.drop_after: Dict[str, int] = {}
         self.ignore_range = False  # answer a Range request with the whole file (200), as some servers do
+        self.chunk_delay_s = 0.0  # > 0: send the body in 64 KiB pieces with this pause between them (a slow link)
         self.requests: List[tuple] = []
         server = self
 
@@ -207,8 +209,17 @@ class ArchiveServer:
                 if drop is not None:
                     self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(body if drop is None else body[:drop])
-                self.wfile.flush()
+                body = body if drop is None else body[:drop]
+                step = 1 << 16 if server.chunk_delay_s > 0 else max(len(body), 1)
+                try:
+                    for start in range(0, len(body), step):
+                        self.wfile.write(body[start:start + step])
+                        self.wfile.flush()
+                        if server.chunk_delay_s > 0:
+                            time.sleep(server.chunk_delay_s)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (Cancel)
+                    self.close_connection = True
+                    return
                 if drop is not None:
                     self.close_connection = True
 

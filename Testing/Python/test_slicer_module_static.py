@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "SegmentAI"
 MODULE_FILE = MODULE_DIR / "SegmentAI.py"
 WIDGET_FILE = MODULE_DIR / "SegmentAILib" / "widget.py"
+WIDGET_FILES = (WIDGET_FILE, MODULE_DIR / "SegmentAILib" / "catalog_panel.py")  # the panel's handlers
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "SegmentAI.ui"
 IGNORED_PARTS = {"__pycache__", "segmentai.egg-info"}
 
@@ -135,7 +136,7 @@ COMBOS = {"QComboBox", "ctkComboBox"}
 COMPATIBLE = {
     "clicked": BUTTONS, "toggled": BUTTONS | {"QCheckBox"}, "checked": BUTTONS | {"QCheckBox"},
     "addItem": COMBOS, "clear": COMBOS | {"QTextEdit", "QPlainTextEdit", "QLineEdit"}, "findData": COMBOS,
-    "itemData": COMBOS, "setCurrentIndex": COMBOS, "currentIndexChanged(int)": COMBOS, "currentText": COMBOS,
+    "itemData": COMBOS, "setCurrentIndex": COMBOS, "currentIndex": COMBOS, "currentIndexChanged(int)": COMBOS, "currentText": COMBOS,
     "setPlainText": {"QTextEdit", "QPlainTextEdit"}, "plainText": {"QTextEdit", "QPlainTextEdit"},
     "text": {"QLabel", "QLineEdit"} | BUTTONS, "value": {"QProgressBar", "QSpinBox", "QDoubleSpinBox", "QSlider"},
     "setMRMLScene": {"qMRMLNodeComboBox", "qMRMLSegmentsTableView", "qMRMLSegmentSelectorWidget"},
@@ -159,7 +160,9 @@ def module_tree() -> ast.Module:
 
 @pytest.fixture(scope="module")
 def widget_tree() -> ast.Module:
-    return ast.parse(WIDGET_FILE.read_text(encoding="utf-8"), filename=str(WIDGET_FILE))
+    """The handlers' files as one tree (the Widget and the sections it delegates to)."""
+    trees = [ast.parse(path.read_text(encoding="utf-8"), filename=str(path)) for path in WIDGET_FILES]
+    return ast.Module(body=[node for tree in trees for node in tree.body], type_ignores=[])
 
 
 def _is_self_ui(node: ast.AST) -> bool:

@@ -156,6 +156,27 @@ class FakeFinetuneJob:
         self.state = "cancelled"
 
 
+def catalog_row(model_id: str, installed: str, supported: bool) -> dict:
+    """A row as ``segmentai_core.catalog.listing.catalog_rows`` makes it (the keys the panel reads)."""
+    return {"id": model_id, "summary": f"{model_id}: CT, 1 classes, size unknown, Apache-2.0, {installed}",
+            "card": f"card of {model_id}", "license_text": "Apache-2.0", "installed": installed,
+            "installed_text": "installed" if installed == "yes" else "cannot be installed yet (needs X)"
+            if not supported else "not installed", "installable": supported and installed == "no"}
+
+
+class FakeInstallJob:
+    def __init__(self, model_id: str) -> None:
+        self.model_id, self.state, self.error, self.notes, self.package_ids = model_id, "running", "", [], []
+        self.progress, self.cancelled = (0.0, "starting"), False
+
+    @property
+    def done(self) -> bool:
+        return self.state != "running"
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class FakeLogic:
     """The facade the Widget talks to; records each call."""
 
@@ -164,6 +185,7 @@ class FakeLogic:
         self.missing, self.locked, self.undo = [], set(), {False: False, True: False}
         self.onPrompt = None
         self.modelList = [("tiny@1.0.0", "Tiny (tiny@1.0.0)"), ("other@2.0.0", "Other (other@2.0.0)")]
+        self.catalogRows = [catalog_row("spleen", "no", True), catalog_row("brats", "no", False)]
 
     def _record(self, name: str, *args) -> None:
         self.calls.append((name, *args))
@@ -246,6 +268,17 @@ class FakeLogic:
 
     def closeRefinement(self) -> None:
         self._record("closeRefinement")
+
+    def catalogModels(self) -> list:
+        return [dict(row) for row in self.catalogRows]
+
+    def installQuestion(self, row) -> str:
+        return f"Install {row['id']}? Weights licence: {row['license_text']}"
+
+    def startInstall(self, modelId):
+        self._record("startInstall", modelId)
+        self.install = FakeInstallJob(modelId)
+        return self.install
 
 
 class FakeTimer:
@@ -443,3 +476,54 @@ def test_segment_editor_button_and_scene_close(panel):
     assert not ui.positiveScribbleButton.checked and "closeRefinement" in logic.names()
     assert logic.calls[-2:] == [("placePrompts", None), ("closeRefinement",)]
     assert logic.parameterNode.gui_tags == ["tag"]  # disconnected at the start of the close, connected at its end
+
+
+def test_catalog_lists_models_and_installs_one_into_the_model_list(panel):
+    """The catalog lists each model's line and card; Install asks with the licence, runs in the background with
+    progress, and the installed package becomes the selected model."""
+    widget, logic, gui, ui, scene, volume = panel
+    assert [title for title, _ in ui.catalogComboBox.items] == [r["summary"] for r in logic.catalogRows]
+    assert ui.catalogCardText.plainText == "card of spleen" and ui.installButton.enabled
+    assert not ui.installCancelButton.enabled
+    ui.catalogComboBox.setCurrentIndex(1)  # brats cannot be installed: the button says no
+    assert ui.catalogCardText.plainText == "card of brats" and not ui.installButton.enabled
+    ui.catalogComboBox.setCurrentIndex(0)
+    gui.confirmAnswer = False
+    ui.installButton.click()
+    assert gui.questions[-1] == "Install spleen? Weights licence: Apache-2.0" and "startInstall" not in logic.names()
+    gui.confirmAnswer = True
+    ui.installButton.click()
+    assert logic.calls[-1] == ("startInstall", "spleen") and gui.timers[0].active
+    assert ui.installCancelButton.enabled and not ui.installButton.enabled and not ui.catalogComboBox.enabled
+    logic.install.progress = (0.25, "spleen (spleen.zip): 1.0 MB of 4.0 MB at 2.0 MB/s")
+    widget.onPoll()
+    assert (ui.installProgressBar.value, ui.installStatusLabel.text) == (25, logic.install.progress[1])
+    assert gui.timers[0].active
+    logic.modelList.append(("spleen@0.5.9", "Spleen (spleen@0.5.9)"))
+    logic.catalogRows[0] = catalog_row("spleen", "yes", True)
+    logic.install.state, logic.install.package_ids = "succeeded", ["spleen@0.5.9"]
+    logic.install.notes = ["spleen: the provider publishes a SHA-1 only, which was checked"]
+    widget.onPoll()
+    assert ui.installStatusLabel.text.startswith("Installed spleen@0.5.9; it is in the model list.")
+    assert "SHA-1 only" in ui.installStatusLabel.text and not gui.timers[0].active
+    assert logic.parameterNode.model == "spleen@0.5.9"
+    assert ui.modelComboBox.items[ui.modelComboBox.currentIndex][1] == "spleen@0.5.9"
+    assert ui.catalogComboBox.items[0][0].endswith("yes") and not ui.installButton.enabled  # installed now
+
+
+def test_catalog_install_cancelled_or_failed_adds_nothing(panel):
+    widget, logic, gui, ui, scene, volume = panel
+    ui.installButton.click()
+    ui.installCancelButton.click()
+    assert logic.install.cancelled and ui.installStatusLabel.text == "Cancelling the install..."
+    logic.install.state, logic.install.error = "cancelled", "Install of spleen cancelled; nothing was installed."
+    widget.onPoll()
+    assert ui.installStatusLabel.text == logic.install.error and gui.errors == [] and ui.installButton.enabled
+    ui.installButton.click()
+    logic.install.state, logic.install.error = "failed", "cannot download http://x/spleen.zip: connection refused"
+    widget.onPoll()
+    assert gui.errors == [("error", logic.install.error)] and ui.installProgressBar.value == 0
+    assert len(ui.modelComboBox.items) == 2 and logic.parameterNode.model == "tiny@1.0.0"
+    ui.installButton.click()
+    widget.cleanup()  # closing the panel cancels a running install
+    assert logic.install.cancelled

@@ -1,0 +1,104 @@
+"""A catalog install that runs off the caller's thread: the panels' Install button and its Cancel.
+
+:class:`InstallJob` runs :func:`.install.install_model` in a worker thread with its own
+:class:`~segmentai_core.progress.CancelToken`. A GUI timer (Slicer's panel) or an asyncio task
+(the web app) reads :attr:`InstallJob.progress` and :attr:`InstallJob.done`; :meth:`InstallJob.cancel`
+stops the download at its next chunk (the ``.part`` file stays, so the next Install resumes it) or
+the unpacking at its next member, and nothing is installed. The worker touches no GUI and no scene.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Any, List, Optional, Tuple
+
+from ..errors import Cancelled, SegmentAIError
+from ..progress import CancelToken, Progress
+
+__all__ = ["InstallJob", "start_install"]
+
+
+class InstallJob:
+    """One install of the catalog model ``model_id`` into ``registry``.
+
+    ``state`` is ``running``, ``succeeded`` (``packages`` holds the installed packages), ``cancelled``
+    or ``failed`` (``error`` holds one readable line); ``notes`` are what could not be verified.
+    """
+
+    def __init__(self, model_id: str, registry: Any = None, catalog: Any = None, timeout_s: float = 30.0) -> None:
+        self.model_id = model_id
+        self.registry = registry
+        self.catalog = catalog
+        self.timeout_s = timeout_s
+        self.cancel_token = CancelToken()
+        self.state = "running"
+        self.error = ""
+        self.notes: List[str] = []
+        self.packages: List[Any] = []
+        self.thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._progress: Tuple[float, str] = (0.0, f"Installing {model_id}: starting")
+
+    @property
+    def done(self) -> bool:
+        return self.state != "running"
+
+    @property
+    def progress(self) -> Tuple[float, str]:
+        """The latest (fraction 0..1, message); the messages carry bytes and rate while downloading."""
+        with self._lock:
+            return self._progress
+
+    @property
+    def package_ids(self) -> List[str]:
+        """``id@version`` of every installed package (empty unless succeeded)."""
+        return [p.full_id for p in self.packages]
+
+    def _record(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self._progress = (fraction, message)
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next checkpoint; nothing is installed."""
+        self.cancel_token.cancel()
+
+    def run(self) -> None:
+        """The worker's body (also callable in the caller's thread): install, record the outcome."""
+        from .install import install_model
+
+        try:
+            result = install_model(self.model_id, registry=self.registry, catalog=self.catalog,
+                                   progress=Progress(self._record, self.cancel_token), say=self.notes.append,
+                                   timeout_s=self.timeout_s)
+            self.packages = list(result.packages)
+            self._record(1.0, f"Installed {self.model_id}")
+            self.state = "succeeded"
+        except Cancelled:
+            self.error = f"Install of {self.model_id} cancelled; nothing was installed."
+            self.state = "cancelled"
+        except SegmentAIError as error:
+            self.error = str(error)
+            self.state = "failed"
+        except Exception as error:  # noqa: BLE001 - a bug: the traceback to the log, one line to the user
+            traceback.print_exc()
+            self.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+            self.state = "failed"
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the worker; True once the job is done."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.done
+
+
+def start_install(model_id: str, registry: Any = None, catalog: Any = None, timeout_s: float = 30.0,
+                  thread: bool = True) -> InstallJob:
+    """Start installing the catalog model ``model_id``; returns the running job (done already if not ``thread``)."""
+    job = InstallJob(model_id, registry, catalog, timeout_s)
+    if thread:
+        job.thread = threading.Thread(target=job.run, name=f"SegmentAI install {model_id}", daemon=True)
+        job.thread.start()
+    else:
+        job.run()
+    return job
