@@ -113,7 +113,8 @@ def main(argv=None) -> None:
     parser.add_argument("--clicks", type=int, default=10, help="clicks per case in the clicks protocol")
     parser.add_argument("--rw-clicks", type=int, default=5, help="clicks for the (slow) random walker")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sources", default=None, help="comma-separated case sources (atlas, brain, lesion, ct)")
+    parser.add_argument("--sources", default=None,
+                        help="comma-separated case sources (atlas, brain, lesion, ct, abdomen)")
     parser.add_argument("--only", default=None, help="only cases whose name contains one of these (comma-separated)")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     parser.add_argument("--protocols", default="clicks,cvpr")

@@ -8,8 +8,9 @@ coarser grid (the finest axes first; thick slices stay as they are), the same im
 so that Slicer's Grow-from-seeds answers within seconds per click and the bench within 30 minutes.
 
 Kinds: ``small`` (deep grey nuclei, ventricles: 1-10 cm³), ``large`` (a whole brain, a hemisphere's
-white matter, a head in CT), ``lesion`` (pyradiomics' tumours and lung nodules), ``thin`` (the skull
-in CT), ``thick`` (an isotropic case re-sliced to 5 mm slices, the slab averaged as a scanner does).
+white matter, a head in CT, a liver, a heart), ``organ`` (spleen, kidney, stomach, a muscle),
+``lesion`` (pyradiomics' tumours and lung nodules), ``thin`` (the skull in CT, the aorta), ``thick``
+(an isotropic case re-sliced to 5 mm slices, the slab averaged as a scanner does).
 
 Sources and licences:
 
@@ -20,7 +21,11 @@ Sources and licences:
 * pyradiomics' test cases (3.0.1 sdist; BSD-3-Clause): two brain tumours (0.78 × 0.78 × 6.5 mm MRI),
   a breast lesion (0.66 × 0.66 × 2.1 mm MRI), two lung lesions (CT);
 * InVesalius example head CT (Debian ``invesalius-examples`` 3.1.99998-4; GPL-2), with the skull and
-  the head from its two stored threshold masks (largest 26-connected component of each).
+  the head from its two stored threshold masks (largest 26-connected component of each);
+* TotalSegmentator 2.18.0 sdist (Apache-2.0) test references: a contrast abdomen CT at 3 mm (liver,
+  spleen, right kidney, stomach, left autochthonous muscle), a CT angiography at 1.5 mm (heart, aorta)
+  and an abdominal MRI at 3 mm (liver, spleen). Their masks are TotalSegmentator's own output (its test
+  references), not manual labels: real organ boundaries, but not a radiologist's.
 """
 
 from __future__ import annotations
@@ -251,8 +256,49 @@ def ct_head_cases() -> List[Case]:
     return cases
 
 
+TS_REFERENCES = "tests/reference_files/"
+TS_LICENCE = "Apache-2.0 (TotalSegmentator 2.18.0 test reference; mask = TotalSegmentator's output)"
+TS_CT_ORGANS = {"liver": ("Liver", "large"), "spleen": ("Spleen", "organ"), "kidney_right": ("Right kidney", "organ"),
+                "stomach": ("Stomach", "organ"), "autochthon_left": ("Left autochthon muscle", "organ")}
+TS_MR_ORGANS = {5: ("Liver", "large"), 1: ("Spleen", "organ")}  # TotalSegmentator's total_mr label values
+
+
+def _ts(member: str) -> Volume:
+    from segmentai_train.public_data import TOTALSEGMENTATOR_SDIST, fetch_sdist_member
+
+    return _read(fetch_sdist_member(TOTALSEGMENTATOR_SDIST, TS_REFERENCES + member, build_isolation=True))
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, np.ones((3, 3, 3), dtype=bool))
+    return labels == (1 + int(np.argmax(np.bincount(labels.ravel())[1:]))) if count > 1 else mask > 0
+
+
+def abdomen_cases() -> List[Case]:
+    """Body organs in CT and MRI: TotalSegmentator's test references (the abdomen CT, the CT angiography,
+    the abdominal MRI), each organ its largest 26-connected piece."""
+    cases = []
+    ct = _ts("example_ct.nii.gz")
+    for member, (name, kind) in TS_CT_ORGANS.items():
+        truth = _largest(_ts(f"example_seg_fast/{member}.nii.gz").array > 0)
+        cases.append(crop_case(f"ts-ct/{name}", "CT 3 mm (contrast abdomen)", kind, ct, truth, TS_LICENCE))
+    cta = _ts("aorta_report/example_ct.nii.gz")
+    for member, name, kind in (("pulmonary_report/models/heart.nii.gz", "Heart", "large"),
+                               ("aorta_report/test_result/models/aorta.nii.gz", "Aorta", "thin")):
+        truth = _largest(_ts(member).array > 0)
+        cases.append(crop_case(f"ts-cta/{name}", "CT angiography 1.5 mm", kind, cta, truth, TS_LICENCE))
+    mr, labels = _ts("example_mr_sm.nii.gz"), _ts("example_seg_mr.nii.gz").array
+    for value, (name, kind) in TS_MR_ORGANS.items():
+        cases.append(crop_case(f"ts-mr/{name}", "MRI 3 mm (abdomen)", kind, mr, _largest(labels == value), TS_LICENCE,
+                               "the scan's 20 slices cut the organ"))
+    return cases
+
+
 SOURCES: Dict[str, Callable[[], List[Case]]] = {
-    "atlas": atlas_cases, "brain": brain_cases, "lesion": lesion_cases, "ct": ct_head_cases}
+    "atlas": atlas_cases, "brain": brain_cases, "lesion": lesion_cases, "ct": ct_head_cases,
+    "abdomen": abdomen_cases}
 
 
 def all_cases(sources: Optional[List[str]] = None) -> List[Case]:
