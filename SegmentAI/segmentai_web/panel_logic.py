@@ -27,6 +27,7 @@ from segmentai_mrml.segmentation_nodes import segment_array
 from segmentai_mrml.storage import load_volume, save_node
 from segmentai_mrml.workflow import PanelWorkflow
 
+from .catalog_logic import CatalogLogic
 from .config import WebConfig
 from .prompt_logic import PromptActions, action
 from .state import DEFAULTS
@@ -107,6 +108,8 @@ class PanelLogic(PromptActions):
         self.state.change("sai_model")(self._on_model_changed)
         self.state.change("sai_click_mode")(self._on_click_mode_changed)
         self.refresh_models()
+        self.catalog = CatalogLogic(server, self.logic.registry, self.notify,
+                                    lambda ids: self.refresh_models(select=ids[0] if ids else None))
         self._count_cases()
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -477,6 +480,8 @@ class PanelLogic(PromptActions):
             "dataset": str(self.config.dataset_dir),
             "model": self.state.sai_model,
             "message": self.state.sai_message,
+            "models": sorted(self._model_ids),
+            **self.catalog.status(),
         }
 
     def close(self) -> None:
@@ -484,5 +489,6 @@ class PanelLogic(PromptActions):
             self.job.cancel()
         if self.finetune_job is not None:
             self.finetune_job.cancel()
+        self.catalog.cancel()
         self.workflow.close()
         self._tmp.cleanup()

@@ -35,6 +35,8 @@ from trame_slicer.app.ui import (
     VolumePropertyUI,
 )
 
+from .catalog_logic import INSTALL_CANCEL_TRIGGER, INSTALL_TRIGGER
+
 __all__ = ["SegmentAIPanel", "WebUI"]
 
 PANEL = "SegmentAIPanel"
@@ -42,6 +44,40 @@ PANEL = "SegmentAIPanel"
 
 def _section(title: str) -> None:
     html.Div(title, classes="text-overline mt-3 mb-1")
+
+
+def _catalog() -> None:
+    """The model catalog: one row per public model, Install (asks first: licence and size), progress, Cancel.
+
+    The buttons send the row's catalog id only (the server installs only ids of its own catalog)."""
+    with VExpansionPanels(variant="accordion", classes="mt-1", id="sai-catalog-panels"):
+        with VExpansionPanel():
+            VExpansionPanelTitle("Install models ({{ sai_catalog.length }} in the catalog)", classes="text-caption",
+                                 id="sai-catalog-title")
+            with VExpansionPanelText():
+                with html.Div(id="sai-catalog"):
+                    with html.Div(v_for="m in sai_catalog", key="m.id", classes="sai-catalog-row py-1",
+                                  style="border-bottom: 1px solid rgba(128, 128, 128, 0.3);",
+                                  raw_attrs=[':data-model="m.id"', ':title="m.card"']):
+                        with html.Div(classes="d-flex align-center ga-2"):
+                            html.Span("{{ m.id }}", classes="text-body-2 font-weight-bold")
+                            VSpacer()
+                            VBtn("Install", size="x-small", variant="tonal", classes="sai-install",
+                                 prepend_icon="mdi-download", disabled=("!m.installable || !!sai_installing",),
+                                 click=("window.confirm('Install ' + m.id + '? Weights licence: ' + "
+                                        "m.license_text + '. Download: ' + m.size_text + '.') && "
+                                        f"trigger('{INSTALL_TRIGGER}', [m.id])"))
+                        html.Div("{{ m.task }}", classes="text-caption")
+                        with html.Div(classes="text-caption"):
+                            html.Span("{{ m.modality }} · {{ m.classes }} classes · {{ m.size_text }} · ")
+                            html.Span("{{ m.license_text }}", classes="sai-licence")
+                        html.Div("{{ m.installed_text }}", classes="text-caption text-medium-emphasis sai-installed")
+                with html.Div(v_if=("sai_installing",), classes="d-flex align-center ga-2 mt-1"):
+                    VProgressLinear(model_value=("sai_install_progress",), height=6, color="primary",
+                                    id="sai-install-progress")
+                    VBtn("Cancel", id="sai-install-cancel", size="x-small", variant="outlined",
+                         click=f"trigger('{INSTALL_CANCEL_TRIGGER}')")
+                html.Div("{{ sai_install_text }}", classes="text-caption", id="sai-install-text")
 
 
 class SegmentAIPanel(html.Div):
@@ -84,6 +120,7 @@ class SegmentAIPanel(html.Div):
                     VExpansionPanelTitle("Model card", classes="text-caption")
                     with VExpansionPanelText():
                         html.Pre("{{ sai_model_card }}", style="white-space: pre-wrap; font-size: 11px;")
+            _catalog()
             with html.Div(classes="d-flex ga-2 mt-2"):
                 VBtn("Segment", id="sai-segment", color="primary", prepend_icon="mdi-creation",
                      click=handlers["segment"], disabled=("sai_busy || !sai_volume_name",))

@@ -136,7 +136,8 @@ COMBOS = {"QComboBox", "ctkComboBox"}
 COMPATIBLE = {
     "clicked": BUTTONS, "toggled": BUTTONS | {"QCheckBox"}, "checked": BUTTONS | {"QCheckBox"},
     "addItem": COMBOS, "clear": COMBOS | {"QTextEdit", "QPlainTextEdit", "QLineEdit"}, "findData": COMBOS,
-    "itemData": COMBOS, "setCurrentIndex": COMBOS, "currentIndex": COMBOS, "currentIndexChanged(int)": COMBOS, "currentText": COMBOS,
+    "itemData": COMBOS, "setCurrentIndex": COMBOS,
+    "currentIndex": COMBOS, "currentIndexChanged(int)": COMBOS, "currentText": COMBOS,
     "setPlainText": {"QTextEdit", "QPlainTextEdit"}, "plainText": {"QTextEdit", "QPlainTextEdit"},
     "text": {"QLabel", "QLineEdit"} | BUTTONS, "value": {"QProgressBar", "QSpinBox", "QDoubleSpinBox", "QSlider"},
     "setMRMLScene": {"qMRMLNodeComboBox", "qMRMLSegmentsTableView", "qMRMLSegmentSelectorWidget"},

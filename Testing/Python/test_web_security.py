@@ -8,6 +8,7 @@ a hostile page or a DNS-rebinding attacker would. No browser is needed; trame-sl
 from __future__ import annotations
 
 import asyncio
+import json
 import ctypes.util
 import importlib.util
 import os
@@ -168,3 +169,17 @@ def test_a_client_cannot_load_a_model_folder_by_path(server):
     text = str(pushed)
     assert "is not a model package" not in text and "does not exist" not in text
     assert "choose a model from the list" in text
+
+
+def test_a_client_installs_only_ids_of_the_servers_catalog(server):
+    """The Install trigger with a path, a URL or an unknown id is refused in one line; nothing is fetched."""
+    own = f"http://127.0.0.1:{server['port']}"
+    calls = [("trame.trigger", ["sai_install", [value], {}]) for value in
+             ("/etc", "../../etc/passwd", "http://evil.example/model.zip", "no_such_model", {"id": "x"})]
+    status, reply, pushed = _run(_exchange(server, own, server["secret"], then=calls, listen_s=3.0))
+    assert status == 101 and "clientID" in reply["result"]
+    text = str(pushed)
+    assert text.count("choose a model from the catalog") >= 1 and "Installing" not in text
+    with urllib.request.urlopen(f"{server['base']}segmentai/status?secret={server['secret']}", timeout=20) as r:
+        facts = json.load(r)
+    assert facts["installing"] == "" and facts["last_install"] is None

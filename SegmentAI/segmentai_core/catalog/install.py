@@ -73,6 +73,7 @@ def available_models(registry: Any, catalog: Optional[Catalog] = None) -> List[D
             "size_bytes": entry.size_bytes, "license": entry.license.get("weights"),
             "commercial_use": entry.license.get("commercial_use"), "importer": entry.importer,
             "architecture": entry.architecture, "supported": entry.architecture_problem() is None,
+            "multi_label": entry.multi_label,
             "installed": _state(entry, registry), "packages": entry.package_ids, "citation": entry.citation,
         })
     return rows

@@ -27,7 +27,8 @@ def _licence(row: Dict[str, Any]) -> str:
 
 def _installed(row: Dict[str, Any]) -> str:
     if not row["supported"]:
-        return f"cannot be installed yet (needs {row['architecture']})"
+        needs = "sigmoid outputs" if row.get("multi_label") else f"needs {row['architecture']}"
+        return f"cannot be installed yet ({needs})"
     return {"yes": "installed", "no": "not installed"}.get(row["installed"], f"partly installed ({row['installed']})")
 
 
