@@ -134,3 +134,17 @@ def test_postprocessing_equals_scipy(seed, accelerated, monkeypatch):
         filled = postprocess.fill_holes(largest.copy(), labels, within=within)
         assert np.array_equal(filled, _scipy_fill(largest, labels))
         assert filled[15, 15, 15] == 2  # the hole was filled
+
+
+def test_restore_in_small_chunks_is_the_same(monkeypatch):
+    """The shell of axis-parallel grids is decided in chunks of cells: their size changes nothing."""
+    from segmentai_core.inference import restore_shell
+
+    for classes, values in ((2, [1]), (12, list(range(3, 14)))):
+        probabilities = _probabilities(classes)
+        for grid in ("permuted", "thick-beyond"):
+            whole, _ = restore_labels(probabilities, CANONICAL, GRIDS[grid], values, Progress())
+            monkeypatch.setattr(restore_shell, "_CHUNK_VOXELS", 50)
+            chunked, _ = restore_labels(probabilities, CANONICAL, GRIDS[grid], values, Progress())
+            monkeypatch.undo()
+            assert np.array_equal(whole, chunked)

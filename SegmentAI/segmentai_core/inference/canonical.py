@@ -16,6 +16,7 @@ import numpy as np
 
 from ..geometry import Geometry, ijk_to_kji
 from ..volume import Volume
+from .linear_resample import resample_linear_axis_parallel
 
 __all__ = ["orientation_direction", "canonical_geometry", "resample_to", "resample_channels_to"]
 
@@ -68,13 +69,18 @@ def resample_to(volume: Volume, target: Geometry, *, order: int = 1, default_val
     """Resample ``volume`` onto ``target`` (order 0 = nearest for labels, 1 = linear, 3 = B-spline).
 
     Returns float32 for order ≥ 1 and the input dtype for order 0. Skips the work when the grids
-    coincide.
+    coincide; linear resampling between axis-parallel grids runs in :mod:`.linear_resample`.
     """
     import SimpleITK as sitk
 
     if volume.geometry.same_grid(target, tolerance_mm=1e-4):
         array = volume.array if order == 0 else volume.array.astype(np.float32, copy=False)
         return Volume(array, target)
+    if order == 1:
+        # Axis-parallel grids (the usual case): no full-resolution ITK copy of the input.
+        array = resample_linear_axis_parallel(volume.array, volume.geometry, target, default_value)
+        if array is not None:
+            return Volume(array, target)
     interpolator = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}[order]
     # ITK interpolates integer images in double precision and writes float32 output directly,
     # so a large int16 CT is never copied to float32 at full resolution.

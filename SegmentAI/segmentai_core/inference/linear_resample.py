@@ -1,0 +1,91 @@
+"""Linear resampling between grids whose axes are parallel, without a full-resolution copy.
+
+SimpleITK's resampler needs the whole input as an ITK image: for a 512×512×300 CT that copy
+alone takes longer than resampling it to a 2 mm model grid (0.13 s of the 0.22 s preprocessing,
+``bench/bench_segment.py``). When the two grids' axes are parallel (any flips, permutations,
+spacings and shifts: every axis-aligned scan and canonical grid), trilinear interpolation is
+separable: the source rows and planes that any target point's interpolation touches are
+gathered once (a few million voxels), then interpolated one axis at a time. The arithmetic is
+ITK's: double precision, along i, then j, then k, edge values continued within half a voxel of
+the grid and the default value beyond.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..geometry import Geometry
+
+__all__ = ["axis_parallel_coords", "resample_linear_axis_parallel"]
+
+
+def axis_parallel_coords(source: Geometry, target: Geometry) -> Optional[List[Tuple[int, np.ndarray]]]:
+    """Per target array axis d: (source array axis, continuous source index of each target index),
+    or None when the grids are oblique to each other."""
+    matrix = np.linalg.inv(source.ijk_to_lps_matrix()) @ target.ijk_to_lps_matrix()
+    linear = matrix[:3, :3]
+    significant = np.abs(linear) > 1e-9 * np.abs(linear).max()
+    if not ((significant.sum(axis=0) == 1).all() and (significant.sum(axis=1) == 1).all()):
+        return None
+    axes = []
+    for d in range(3):  # array axis d is ijk axis 2 - d
+        b = 2 - d
+        a = int(np.argmax(significant[:, b]))
+        index = np.arange(target.shape[d], dtype=np.float64)
+        axes.append((2 - a, linear[a, b] * index + matrix[a, 3]))
+    return axes
+
+
+def resample_linear_axis_parallel(array: np.ndarray, source: Geometry, target: Geometry,
+                                  default_value: float = 0.0) -> Optional[np.ndarray]:
+    """``array`` (on ``source``) linearly resampled onto ``target`` as float32; None if oblique."""
+    axes = axis_parallel_coords(source, target)
+    if axes is None:
+        return None
+    picks, inside = [], []
+    for source_axis, coords in axes:
+        n = array.shape[source_axis]
+        floor = np.floor(coords)
+        # ITK: a point is inside for a continuous index in [-0.5, n - 0.5); neighbours are clamped.
+        inside.append((coords >= -0.5) & (coords < n - 0.5))
+        low = np.clip(floor, 0, n - 1).astype(np.intp)
+        high = np.clip(floor + 1, 0, n - 1).astype(np.intp)
+        needed = np.unique(np.concatenate([low, high]))
+        picks.append((needed, np.searchsorted(needed, low), np.searchsorted(needed, high), coords - floor))
+    order = [source_axis for source_axis, _ in axes]
+    # ITK's order: along i, then j, then k (source ijk), in double precision. The first pass reads
+    # the source directly, only at the planes and rows that some target point uses.
+    passes = sorted(range(3), key=lambda d: -order[d])
+    first_axis = passes[0]
+    index = [needed for needed, _, _, _ in picks]
+    ends = []
+    for end in (1, 2):  # the lower and upper neighbour along the first axis
+        index[first_axis] = picks[first_axis][0][picks[first_axis][end]]
+        source_index = [None] * 3
+        for d in range(3):
+            source_index[order[d]] = index[d]
+        ends.append(np.transpose(array[np.ix_(*source_index)], np.argsort(np.argsort(order))))
+    work = _lerp(ends[0], ends[1], picks[first_axis][3], first_axis)
+    for d in passes[1:]:
+        _, low, high, weight = picks[d]
+        work = _lerp(np.take(work, low, axis=d), np.take(work, high, axis=d), weight, d)
+    out = work.astype(np.float32)
+    for d, mask in enumerate(inside):
+        if not mask.all():
+            index = [slice(None)] * 3
+            index[d] = ~mask
+            out[tuple(index)] = default_value
+    return out
+
+
+def _lerp(first: np.ndarray, second: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+    """``first + (second - first) * weight`` along ``axis``, in double precision (ITK's arithmetic)."""
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    out = second.astype(np.float64)
+    out -= first
+    out *= weight.reshape(shape)
+    out += first
+    return out
