@@ -1,7 +1,9 @@
 """Import a MONAI bundle (``configs/metadata.json``, ``configs/inference.json``, ``models/model.pt``).
 
 A bundle's config is a small program: ``$`` strings are Python expressions and ``_target_``
-names any class. SegmentAI never evaluates it. The importer reads it as plain data and maps
+names any class. SegmentAI never evaluates it. The importer reads it as plain data
+(:class:`.bundle_config.BundleConfig`: references followed, expressions of literals such as
+``$[1.5] * 3 if @flag else ...`` worked out by hand, anything else refused) and maps
 what has an exact equivalent in a SegmentAI manifest: the network (``network_def`` naming
 a MONAI class that is an architecture of :mod:`..models.architectures`, such as UNet,
 AttentionUnet, SwinUNETR or SegResNet, with literal arguments), the preprocessing
@@ -15,13 +17,14 @@ and stored as safetensors.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import ModelError
 from ..labels import SegmentLabel
+from .bundle_config import BundleConfig, read_config
+from .bundle_config import target_name as _target
 from .checkpoint import load_checkpoint
 from .nnunet import _sha256, _slug
 
@@ -38,69 +41,49 @@ def is_monai_bundle(folder: Union[str, Path]) -> bool:
     return (Path(folder) / "configs" / "metadata.json").is_file()
 
 
-def _read_config(path: Path) -> Dict[str, Any]:
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+Notes = List[str]
+"""What the import could carry over only approximately: written into the manifest's notes."""
 
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ImportError as error:
-        raise ModelError(f"{path.name}: reading YAML bundle configs needs PyYAML") from error
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{path.name}: cannot read it ({str(error).splitlines()[0]})") from error
-    except RecursionError:
-        raise ModelError(f"{path.name}: nested too deeply to be a bundle config") from None
-    except Exception as error:  # yaml.YAMLError: a Python tag (!!python/object...) or broken YAML
-        if type(error).__module__.split(".")[0] != "yaml":
-            raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelError(f"{path.name}: not plain YAML data (tags such as !!python/... are refused; {first})") from None
+# Network arguments a bundle may pass that MONAI has since removed, and why dropping them is exact.
+_REMOVED_ARGS = {
+    ("SwinUNETR", "img_size"): "MONAI deprecated it in 1.3 (it was only checked, never used to build the network) "
+                               "and removed it in 1.5; the input size is checked at run time instead",
+}
+_STATISTICS = {"NormalizeIntensityd", "ScaleIntensityd", "ScaleIntensityRangePercentilesd"}
 
 
-def _target(item: Any) -> str:
-    return str(item.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(item, dict) else ""
-
-
-def _literal(value: Any, where: str) -> Any:
-    """``value`` if it is plain data; references (``@``) and expressions (``$``) are refused."""
-    if isinstance(value, str) and value[:1] in ("@", "$", "%"):
-        raise ModelError(f"inference config: {where} = {value!r} is an expression; SegmentAI imports literal values")
-    if isinstance(value, list):
-        return [_literal(v, where) for v in value]
-    if isinstance(value, dict):
-        return {k: _literal(v, f"{where}.{k}") for k, v in value.items()}
-    return value
-
-
-def _resolve(config: Dict[str, Any], value: Any) -> Any:
-    """Follow a plain ``@id`` reference (``@a#b`` paths too) inside the config, nothing else."""
-    seen = 0
-    while isinstance(value, str) and value.startswith("@") and seen < 10:
-        node: Any = config
-        for part in value[1:].split("#"):
-            node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, dict) else None
-        value, seen = node, seen + 1
-    return value
-
-
-def _transforms(config: Dict[str, Any]) -> List[Dict[str, Any]]:
-    pre = _resolve(config, config.get("preprocessing"))
+def _transforms(config: BundleConfig) -> List[Dict[str, Any]]:
+    pre = config.get("preprocessing")
     if _target(pre) == "Compose":
-        pre = pre.get("transforms")
-    pre = _resolve(config, pre)
+        pre = config.resolve(pre.get("transforms"))
     if not isinstance(pre, list):
         raise ModelError("inference config: 'preprocessing' must be a Compose of transforms")
-    return [_resolve(config, t) for t in pre]
+    return [config.resolve(t) for t in pre]
 
 
-def _preprocessing(config: Dict[str, Any]) -> Dict[str, Any]:
+def _scaled(args: Dict[str, Any], normalization: Dict[str, Any]) -> Dict[str, Any]:
+    """ScaleIntensityd (min-max to [minv, maxv]) after NormalizeIntensityd: the z-score's ``rescale``."""
+    if normalization.get("type") != "zscore" or "rescale" in normalization:
+        raise ModelError("inference config: ScaleIntensityd is imported only right after NormalizeIntensityd")
+    if args.get("factor") is not None or args.get("channel_wise") or args.get("minv") is None \
+            or args.get("maxv") is None:
+        raise ModelError("inference config: ScaleIntensityd is imported only as a min-max scaling (minv, maxv)")
+    low, high = float(args["minv"]), float(args["maxv"])
+    if not low < high:
+        raise ModelError("inference config: ScaleIntensityd needs minv < maxv")
+    return {**normalization, "rescale": [low, high]}
+
+
+def _preprocessing(config: BundleConfig) -> Dict[str, Any]:
     orientation, spacing, normalization = None, None, {"type": "none"}
     for item in _transforms(config):
         name = _target(item)
-        if item.get("_disabled_") is True or name in _IGNORED_TRANSFORMS:
+        if config.literal(item.get("_disabled_", False), f"{name}._disabled_") is True or name in _IGNORED_TRANSFORMS:
             continue
-        args = {k: _literal(v, f"{name}.{k}") for k, v in item.items() if k not in _META_KEYS and k != "keys"}
+        args = {k: config.literal(v, f"{name}.{k}") for k, v in item.items() if k not in _META_KEYS and k != "keys"}
+        if name in _STATISTICS and spacing is None:  # SegmentAI normalises on the resampled grid, as MONAI here
+            raise ModelError(f"inference config: {name} before Spacingd is not imported (SegmentAI normalises "
+                             "after resampling)")
         if name == "Orientationd":
             orientation = str(args.get("axcodes", "RAS")).upper()
         elif name == "Spacingd":
@@ -115,7 +98,11 @@ def _preprocessing(config: Dict[str, Any]) -> Dict[str, Any]:
                 raise ModelError("inference config: ScaleIntensityRangePercentilesd needs b_min 0, b_max 1, clip")
             normalization = {"type": "percentile", "lower": float(args["lower"]), "upper": float(args["upper"])}
         elif name == "NormalizeIntensityd":
+            if args.get("subtrahend") is not None or args.get("divisor") is not None:
+                raise ModelError("inference config: NormalizeIntensityd is imported only with its own statistics")
             normalization = {"type": "zscore", "nonzero": bool(args.get("nonzero", False))}
+        elif name == "ScaleIntensityd":
+            normalization = _scaled(args, normalization)
         else:
             raise ModelError(f"inference config: transform {name or item!r} has no SegmentAI equivalent")
     if orientation is None or spacing is None:
@@ -123,9 +110,9 @@ def _preprocessing(config: Dict[str, Any]) -> Dict[str, Any]:
     return {"orientation": orientation, "target_spacing": spacing, "normalization": normalization}
 
 
-def _one_number(value: Any, where: str) -> float:
+def _one_number(config: BundleConfig, value: Any, where: str) -> float:
     """A number, or a per-axis sequence whose items are all equal (the manifest holds one value)."""
-    value = _literal(value, where)
+    value = config.literal(value, where)
     if isinstance(value, (list, tuple)):
         if not value or any(float(v) != float(value[0]) for v in value):
             raise ModelError(f"inference config: {where} = {value!r} differs per axis; SegmentAI imports one value")
@@ -136,42 +123,51 @@ def _one_number(value: Any, where: str) -> float:
         raise ModelError(f"inference config: {where} = {value!r} is not a number") from error
 
 
-def _inference(config: Dict[str, Any]) -> Dict[str, Any]:
+def _inference(config: BundleConfig, notes: Notes) -> Dict[str, Any]:
     """The SlidingWindowInferer's window, overlap and blending, with MONAI's own defaults when absent."""
-    inferer = _resolve(config, config.get("inferer"))
+    inferer = config.get("inferer")
     if _target(inferer) != "SlidingWindowInferer":
         raise ModelError(f"inference config: inferer {_target(inferer) or inferer!r} is not imported "
                          "(SlidingWindowInferer is)")
-    roi = _literal(inferer.get("roi_size"), "inferer.roi_size")
+    roi = config.literal(inferer.get("roi_size"), "inferer.roi_size")
+    roi = [int(v) for v in (roi if isinstance(roi, list) else [roi] * 3)]
     # MONAI's defaults: constant blending, overlap 0.25, sigma_scale 0.125 (only used by gaussian).
-    mode = str(_literal(inferer.get("mode", "constant"), "inferer.mode")).lower()
+    mode = str(config.literal(inferer.get("mode", "constant"), "inferer.mode")).lower()
     if mode not in ("constant", "gaussian"):
         raise ModelError(f"inference config: inferer.mode = {mode!r} is not imported (constant and gaussian are)")
-    padding = str(_literal(inferer.get("padding_mode", "constant"), "inferer.padding_mode")).lower()
-    if padding != "constant" or _one_number(inferer.get("cval", 0.0), "inferer.cval") != 0.0:
+    padding = str(config.literal(inferer.get("padding_mode", "constant"), "inferer.padding_mode")).lower()
+    if padding not in ("constant", "replicate") or _one_number(config, inferer.get("cval", 0.0), "inferer.cval"):
         raise ModelError("inference config: the inferer is imported only with zero padding (padding_mode "
-                         "constant, cval 0)")
+                         "constant, cval 0) or replicate padding")
+    if padding == "replicate":  # MONAI pads only an image smaller than the window: equal on larger ones
+        notes.append(f"The bundle pads an image smaller than its {'x'.join(map(str, roi))} window (after "
+                     "resampling) by repeating its edge; SegmentAI pads with zeros, so results on such small "
+                     "images may differ; on larger ones they are the same.")
     inference: Dict[str, Any] = {
-        "patch_size": [int(v) for v in roi],
-        "overlap": _one_number(inferer.get("overlap", 0.25), "inferer.overlap"),
+        "patch_size": roi,
+        "overlap": _one_number(config, inferer.get("overlap", 0.25), "inferer.overlap"),
         "crop_foreground": False,
         "blend_mode": mode,
     }
     if mode == "gaussian":
-        inference["sigma_scale"] = _one_number(inferer.get("sigma_scale", 0.125), "inferer.sigma_scale")
+        inference["sigma_scale"] = _one_number(config, inferer.get("sigma_scale", 0.125), "inferer.sigma_scale")
     return inference
 
 
-def _check_postprocessing(config: Dict[str, Any]) -> None:
-    post = _resolve(config, config.get("postprocessing"))
-    items = post.get("transforms", []) if _target(post) == "Compose" else post or []
-    names = [_target(_resolve(config, t)) for t in _resolve(config, items)]
-    for item in (_resolve(config, t) for t in _resolve(config, items)):
-        if _target(item) == "Activationsd" and not item.get("softmax", False):
+def _check_postprocessing(config: BundleConfig, notes: Notes) -> None:
+    post = config.get("postprocessing")
+    items = config.resolve(post.get("transforms", [])) if _target(post) == "Compose" else post or []
+    items = [config.resolve(t) for t in items]
+    names = [_target(t) for t in items]
+    for item in items:
+        if _target(item) == "Activationsd" and not config.literal(item.get("softmax", False), "Activationsd.softmax"):
             raise ModelError("inference config: only soft-max outputs are imported (Activationsd softmax=true)")
-    if "AsDiscreted" in names or "Activationsd" in names:
-        return
-    raise ModelError("inference config: the postprocessing must be a soft-max/arg-max (Activationsd, AsDiscreted)")
+    if "AsDiscreted" not in names and "Activationsd" not in names:
+        raise ModelError("inference config: the postprocessing must be a soft-max/arg-max (Activationsd, AsDiscreted)")
+    if "Invertd" in names and "AsDiscreted" in names and names.index("AsDiscreted") < names.index("Invertd"):
+        notes.append("The bundle takes the arg-max on its own grid and resamples the labels to the input (nearest "
+                     "neighbour); SegmentAI resamples the probabilities and then takes the arg-max, so boundaries "
+                     "may differ by a voxel where the input's spacing differs from the model's.")
 
 
 def _monai_networks() -> Dict[str, str]:
@@ -181,20 +177,52 @@ def _monai_networks() -> Dict[str, str]:
     return {row.monai_class: row.name for row in ARCHITECTURES.values() if row.monai_class}
 
 
-def _network(config: Dict[str, Any]) -> Tuple[str, Dict[str, Any], int, int]:
-    network = _resolve(config, config.get("network_def"))
+def _network(config: BundleConfig, notes: Notes) -> Tuple[str, Dict[str, Any], int, int]:
+    network = config.get("network_def")
     name = _target(network)
     networks = _monai_networks()
     if name not in networks:
         raise ModelError(f"inference config: network {name or network!r} is not imported "
                          f"(known: {', '.join(networks)})")
-    args = {k: _literal(v, f"network_def.{k}") for k, v in network.items() if k not in _META_KEYS}
+    args = {k: config.literal(v, f"network_def.{k}") for k, v in network.items() if k not in _META_KEYS}
+    for (monai_class, key), why in _REMOVED_ARGS.items():
+        if monai_class == name and key in args and not _accepts(name, key):
+            notes.append(f"network_def.{key} = {args.pop(key)!r} was left out: {why}.")
     architecture = networks[name]
     _fill_monai_defaults(name, architecture, args)
     dims = int(args.pop("spatial_dims", 3))
     if dims != 3:
         raise ModelError("inference config: only 3D bundles are imported")
     return architecture, args, int(args.pop("in_channels")), int(args.pop("out_channels"))
+
+
+def _accepts(monai_class: str, key: str) -> bool:
+    """Whether the installed MONAI's ``monai_class`` still takes the argument ``key``."""
+    import inspect
+
+    import monai.networks.nets
+
+    return key in inspect.signature(getattr(monai.networks.nets, monai_class).__init__).parameters
+
+
+def _weights_path(folder: Path, config: BundleConfig) -> Path:
+    """The weights the bundle's checkpoint loader reads (``models/model.pt`` unless it says otherwise, e.g. the
+    Model Zoo's ``'model.pt' if @highres else 'model_lowres.pt'``), a file inside the bundle's ``models/``."""
+    default = folder / "models" / "model.pt"
+    loader = config.get("checkpointloader")
+    if _target(loader) != "CheckpointLoader" or "load_path" not in loader:
+        return default
+    try:
+        path = config.literal(loader["load_path"], "checkpointloader.load_path")
+        root = config.literal(config.data.get("bundle_root", "."), "bundle_root")
+    except ModelError:
+        return default
+    if not isinstance(path, str) or not isinstance(root, str) or not path.startswith(root):
+        return default
+    relative = PurePosixPath(path[len(root):].lstrip("/"))
+    if relative.parts[:1] != ("models",) or ".." in relative.parts or relative.suffix != ".pt":
+        raise ModelError(f"inference config: the checkpoint {path!r} is not a .pt file in the bundle's models/")
+    return folder.joinpath(*relative.parts)
 
 
 def _fill_monai_defaults(monai_class: str, architecture: str, args: Dict[str, Any]) -> None:
@@ -240,20 +268,21 @@ def convert_monai_bundle(folder: Union[str, Path], destination: Union[str, Path]
     from ..models.package import write_model_package
 
     folder = Path(folder).expanduser()
-    metadata = _read_config(folder / "configs" / "metadata.json")
+    metadata = read_config(folder / "configs" / "metadata.json")
     config_path = next((folder / "configs" / n for n in ("inference.json", "inference.yaml", "inference.yml")
                         if (folder / "configs" / n).is_file()), None)
     if config_path is None:
         raise ModelError(f"{folder.name}: the bundle has no configs/inference.json")
-    config = _read_config(config_path)
-    weights = folder / "models" / "model.pt"
+    config = BundleConfig(read_config(config_path))
+    notes: Notes = []
+    weights = _weights_path(folder, config)
     if not weights.is_file():
-        raise ModelError(f"{folder.name}: the bundle has no models/model.pt (TorchScript-only bundles are not "
-                         "imported yet)")
-    architecture, args, in_channels, classes = _network(config)
+        raise ModelError(f"{folder.name}: the bundle has no {weights.relative_to(folder).as_posix()} "
+                         "(TorchScript-only bundles are not imported yet)")
+    architecture, args, in_channels, classes = _network(config, notes)
     preprocessing = _preprocessing(config)
-    inference = _inference(config)
-    _check_postprocessing(config)
+    inference = _inference(config, notes)
+    _check_postprocessing(config, notes)
     labels = _labels(metadata, classes)
     inputs = (metadata.get("network_data_format") or {}).get("inputs") or {}
     image = next(iter(inputs.values()), {}) if inputs else {}
@@ -279,11 +308,12 @@ def convert_monai_bundle(folder: Union[str, Path], destination: Union[str, Path]
         "license": {"weights": str(metadata.get("license") or metadata.get("copyright") or "see the bundle")},
         "training_data": str((metadata.get("data_source") or metadata.get("description") or name))[:500],
         "accuracy": [],
-        "notes": f"Imported from the MONAI bundle {folder.name}.",
+        "notes": " ".join([f"Imported from the MONAI bundle {folder.name}.", *notes]),
         "x-monai-bundle": {
             "source_format": "monai-bundle",
             "files": {f"configs/{p.name}": _sha256(p.read_bytes()) for p in (folder / "configs").iterdir()
-                      if p.is_file()} | {"models/model.pt": _sha256(weights.read_bytes())},
+                      if p.is_file()} | {weights.relative_to(folder).as_posix(): _sha256(weights.read_bytes())},
+            "approximations": notes,
         },
     }
     package = write_model_package(destination, manifest, _state_dict(weights))

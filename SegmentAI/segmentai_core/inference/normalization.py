@@ -14,7 +14,8 @@ def normalize(array: np.ndarray, spec: Mapping, mask: Optional[np.ndarray] = Non
 
     ``spec["type"]``:
       * ``ct_window``: clip to ``window`` [lo, hi] HU, scale to 0..1.
-      * ``zscore``: (x − mean) / std, over non-zero voxels when ``nonzero`` is true.
+      * ``zscore``: (x − mean) / std, over non-zero voxels when ``nonzero`` is true; with ``rescale``
+        [lo, hi] the result is then min-max scaled to lo..hi (MONAI's NormalizeIntensityd + ScaleIntensityd).
       * ``percentile``: clip to the ``lower``/``upper`` percentiles, scale to 0..1.
       * ``none``: cast only.
     A constant image gives zeros rather than a division by zero.
@@ -37,6 +38,8 @@ def normalize(array: np.ndarray, spec: Mapping, mask: Optional[np.ndarray] = Non
         out = (data - mean) / std if std > 0 else np.zeros_like(data)
         if spec.get("nonzero"):
             out[~region] = 0.0
+        if spec.get("rescale"):
+            out = _min_max(out, *(float(v) for v in spec["rescale"]))
         return out.astype(np.float32, copy=False)
     raise ValueError(f"unknown normalization type {kind!r}")
 
@@ -47,6 +50,14 @@ def _scale(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     out = data - lo
     out *= 1.0 / (hi - lo)
     return out.astype(np.float32, copy=False)
+
+
+def _min_max(data: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Scale ``data``'s range to [low, high]; a constant array becomes ``data * low`` (as MONAI's rescale_array)."""
+    lo, hi = float(data.min()), float(data.max())
+    if hi <= lo:
+        return data * low
+    return (data - lo) * ((high - low) / (hi - lo)) + low
 
 
 def _subsample(values: np.ndarray, limit: int = 2_000_000) -> np.ndarray:

@@ -347,7 +347,9 @@ def _normalization_text(norm: Dict[str, Any]) -> str:
     if kind == "percentile":
         return f"clip to percentiles {norm['lower']:g}..{norm['upper']:g}, scaled to 0..1"
     if kind == "zscore":
-        return "z-score" + (" (non-zero voxels)" if norm.get("nonzero") else "")
+        rescale = norm.get("rescale")
+        return "z-score" + (" (non-zero voxels)" if norm.get("nonzero") else "") + \
+            (f", then scaled to {rescale[0]:g}..{rescale[1]:g}" if rescale else "")
     return "none"
 
 
