@@ -148,3 +148,37 @@ def test_restore_in_small_chunks_is_the_same(monkeypatch):
             chunked, _ = restore_labels(probabilities, CANONICAL, GRIDS[grid], values, Progress())
             monkeypatch.undo()
             assert np.array_equal(whole, chunked)
+
+
+@pytest.mark.parametrize("fast_sizes", [True, False])
+def test_postprocessing_of_nested_labels_equals_scipy(fast_sizes, monkeypatch):
+    """An island of one label inside another's hole, specks, and a speck inside a hole: same as SciPy."""
+    if postprocess.cc3d is None:
+        pytest.skip("connected-components-3d is not installed")
+    if not fast_sizes:
+        monkeypatch.setattr(postprocess, "fastremap", None)
+    labelmap = np.zeros((30, 32, 28), dtype=np.uint8)
+    labelmap[4:26, 4:28, 4:24] = 3  # label 3 with a hollow inside
+    labelmap[8:22, 8:24, 8:20] = 0
+    labelmap[11:19, 11:21, 11:17] = 1  # label 1 inside the hollow, itself hollow
+    labelmap[13:17, 13:19, 13:15] = 0
+    labelmap[2, 2, 2] = labelmap[15, 15, 13] = 1  # specks of label 1 (one inside its own hole)
+    labelmap[0, 0, 27] = 3
+    for labels in ([1, 3], [3, 1], [1], [3]):
+        largest = postprocess.keep_largest_component(labelmap.copy(), labels,
+                                                     within=postprocess.bounding_box(labelmap > 0, margin=0))
+        assert np.array_equal(largest, _scipy_largest(labelmap, labels))
+        filled = postprocess.fill_holes(largest.copy(), labels)
+        assert np.array_equal(filled, _scipy_fill(largest, labels))
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (6, 8, 5), (1, 4, 4)])
+def test_bounding_box_equals_find_objects(shape):
+    rng = np.random.default_rng(len(shape))
+    for _ in range(20):
+        mask = rng.random(shape) < rng.choice([0.0, 0.02, 0.3])
+        found = ndimage.find_objects(mask.astype(np.uint8))
+        for margin in (0, 1, 2):
+            expected = None if not found else tuple(
+                slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(found[0], shape))
+            assert postprocess.bounding_box(mask, margin) == expected
