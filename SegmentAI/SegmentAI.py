@@ -138,7 +138,10 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
         install_dependencies(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"))
 
     def models(self) -> List[Tuple[str, str]]:
-        return [(p.full_id, f"{p.manifest.name} ({p.full_id})") for p in self.mrml.models()]
+        """(value, title) per model: packages, and a multi-part catalog model (TotalSegmentator) as one."""
+        from segmentai_core.catalog.choices import model_choices
+
+        return model_choices(self.mrml.registry)
 
     def startSegmentation(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None,
                           onProgress: Optional[Callable[[float, str], None]] = None):
@@ -161,7 +164,9 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
     # The panel's facade: everything the Widget asks for.
 
     def modelCard(self, model: str) -> str:
-        return self.mrml.model(model).card()
+        from segmentai_core.catalog.choices import model_card
+
+        return model_card(model, self.mrml.registry)
 
     def catalogModels(self) -> List[dict]:
         """The public models' rows (id, task, modality, classes, size, licence, installed?; ``summary``, ``card``)."""

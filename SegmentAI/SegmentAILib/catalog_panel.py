@@ -4,9 +4,10 @@
 classes, size, licence, installed?) and ``catalogCardText`` with the chosen one's card. Install
 asks first (the licence and size are in the question), then starts the Logic's install job, a
 worker thread; the Widget's timer calls :meth:`CatalogPanel.poll`, which shows the bytes and rate
-and, once installed, hands the new package ids to ``onInstalled`` (the Widget adds them to the model
-selector). Cancel stops the download at its next chunk; nothing is installed. Like the Widget, this
-file imports no Qt: it runs on slicer-core in ``Testing/Python/test_slicer_widget.py``.
+and, once installed, hands the model to select to ``onInstalled`` (the Widget refreshes the model
+selector; a multi-part model is one choice). Cancel stops the download at its next chunk; nothing
+is installed. Like the Widget, this file imports no Qt: it runs on slicer-core in
+``Testing/Python/test_slicer_widget.py``.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class CatalogPanel:
             notes = "".join(f"\n{note}" for note in job.notes)
             self.ui.installStatusLabel.text = _("Installed {ids}; it is in the model list.").format(
                 ids=", ".join(job.package_ids)) + notes
-            self.onInstalled(job.package_ids)
+            self.onInstalled([job.choice])
         else:
             self.ui.installProgressBar.value = 0
             self.ui.installStatusLabel.text = job.error

@@ -113,9 +113,14 @@ class SegmentationLogic:
         return self.registry.get(model)
 
     def segmenter(self, model=None, device: str = "auto"):
-        """A cached :class:`Segmenter` (the network is loaded once per model and device)."""
+        """A cached :class:`Segmenter` (the network is loaded once per model and device); a multi-part catalog
+        model's id (TotalSegmentator's ``total``) gives the segmenter that runs its parts and merges them."""
+        from segmentai_core.catalog.multipart import multipart_segmenter
         from segmentai_core.inference.engine import Segmenter
 
+        merged = multipart_segmenter(model, self.registry, device=device) if isinstance(model, str) else None
+        if merged is not None:
+            return merged
         package = self.model(model)
         key = (str(package.folder), device)
         if key not in self._segmenters:
@@ -141,7 +146,8 @@ class SegmentationLogic:
             raise InputError("select an input volume that is in the scene")
         volume = volume_from_node(volume_node)
         segmenter = self.segmenter(model, device)
-        job = SegmentationJob(volume_node.GetID(), segmenter.manifest.full_id, device, on_progress, name, into)
+        model_id = getattr(segmenter, "model_id", None) or segmenter.manifest.full_id  # a merged model: its own id
+        job = SegmentationJob(volume_node.GetID(), model_id, device, on_progress, name, into)
 
         def report(fraction: float, message: str) -> None:
             job._record(fraction, message)

@@ -86,7 +86,7 @@ class CatalogLogic:
             if job.state == "succeeded":
                 text = f"Installed {', '.join(job.package_ids)}; it is in the model list"
                 self.state.sai_install_text = text + "".join(f". Note: {note}" for note in job.notes)
-                self.on_installed(job.package_ids)
+                self.on_installed([job.choice])
                 self.notify(text, "success")
             else:
                 self.state.sai_install_text = job.error

@@ -147,14 +147,16 @@ class PanelLogic(PromptActions):
     # --- models ----------------------------------------------------------------------------------
 
     def refresh_models(self, select: Optional[str] = None) -> None:
-        packages = self.logic.models()
-        self.state.sai_models = [{"title": f"{p.manifest.name} ({p.full_id})", "value": p.full_id} for p in packages]
-        ids = [p.full_id for p in packages]
+        from segmentai_core.catalog.choices import model_choices
+
+        choices = model_choices(self.logic.registry)  # a multi-part catalog model (TotalSegmentator) is one
+        self.state.sai_models = [{"title": title, "value": value} for value, title in choices]
+        ids = [value for value, _ in choices]
         self._model_ids = set(ids)  # the server's own list: a client's state cannot add to it
         if select in ids:
             self.state.sai_model = select
         elif self.state.sai_model not in ids:
-            self.state.sai_model = self.logic.model().full_id if packages else None
+            self.state.sai_model = self.logic.model().full_id if choices else None
         self._on_model_changed(self.state.sai_model)
 
     def listed_model(self, value=None) -> str:
@@ -166,7 +168,10 @@ class PanelLogic(PromptActions):
 
     def _on_model_changed(self, sai_model=None, **_) -> None:
         try:
-            self.state.sai_model_card = self.logic.model(self.listed_model(sai_model)).card() if sai_model else ""
+            from segmentai_core.catalog.choices import model_card
+
+            self.state.sai_model_card = model_card(self.listed_model(sai_model), self.logic.registry) \
+                if sai_model else ""
         except SegmentAIError as error:
             self.state.sai_model_card = str(error)
 

@@ -113,3 +113,54 @@ def test_unreachable_host_is_one_line_and_installs_nothing(tmp_path):
     job = start_install("gone", registry=registry, catalog=catalog, thread=False)
     assert job.state == "failed" and "\n" not in job.error and "connection refused" in job.error
     assert "--from-file gone.zip" in job.error and registry.ids() == []
+
+
+def test_a_multi_part_model_is_one_choice_and_segments_merged_in_the_mrml_layer(tmp_path, monkeypatch):
+    """TotalSegmentator-style parts install as packages, but the selectors list the catalog id once, its card
+    names every part, and the panels' segmentation logic runs the parts and merges them into one node."""
+    pytest.importorskip("dynamic_network_architectures", reason="nnU-Net networks are built with it")
+    pytest.importorskip("slicer_core", reason="the panels' segmentation logic runs on slicer-core")
+    from segmentai_core.catalog.choices import model_card, model_choices
+    from segmentai_core.volume import Volume
+    from segmentai_mrml.logic import SegmentationLogic
+    from segmentai_mrml.scene_setup import create_context
+    from segmentai_mrml.volume_nodes import add_volume_node
+
+    organs = ca.zip_folder(ca.tiny_nnunet_release(tmp_path / "a"), tmp_path / "organs.zip").read_bytes()
+    liver = ca.zip_folder(ca.tiny_nnunet_release(tmp_path / "b", labels={"background": 0, "liver": 1}, seed=1),
+                          tmp_path / "liver.zip").read_bytes()
+    with ca.ArchiveServer({"/organs.zip": organs, "/liver.zip": liver}) as server:
+        entry = ca.catalog_entry("tiny_total", "nnunet", [
+            ca.part("organs", server.url("/organs.zip"), organs, classes={"1": "spleen", "2": "kidney_right"}),
+            ca.part("liver", server.url("/liver.zip"), liver, classes={"1": "liver"})], classes=3)
+        entry["classes"]["names"] = {"1": "spleen", "2": "kidney_right", "3": "liver"}
+        catalog = load_catalog(ca.write_catalog(tmp_path / "catalog.json", [entry]))
+        registry = ModelRegistry(builtin_dir=tmp_path / "none", user_dir=tmp_path / "home" / "models")
+        job = start_install("tiny_total", registry=registry, catalog=catalog, thread=False)
+    assert job.state == "succeeded", job.error
+    assert sorted(job.package_ids) == ["tiny_total.liver@1.0.0", "tiny_total.organs@1.0.0"]
+    assert job.choice == "tiny_total"
+    choices = model_choices(registry, catalog)
+    assert [value for value, _ in choices] == ["tiny_total"], choices  # the parts are not listed on their own
+    assert "2 networks, 3 classes" in choices[0][1]
+    card = model_card("tiny_total", registry, catalog)
+    assert "tiny_total.organs@1.0.0" in card and "tiny_total.liver@1.0.0" in card
+
+    import numpy as np
+
+    from segmentai_core.geometry import Geometry
+
+    rng = np.random.default_rng(0)
+    array = (rng.normal(40, 30, (22, 24, 20)) + 250 * (rng.random((22, 24, 20)) > 0.9)).astype(np.float32)
+    array[:, :3] = -1000
+    context = create_context()
+    try:
+        volume_node = add_volume_node(context.scene, Volume(array, Geometry.create(array.shape, (2.5, 2.0, 2.0))),
+                                      "ct")
+        monkeypatch.setenv("SEGMENTAI_CATALOG", str(catalog.path))  # the catalog the app ships (here: the test's)
+        node = SegmentationLogic(context.scene, registry).segment(volume_node, "tiny_total", "cpu")
+        segmentation = node.GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        assert names == ["spleen", "kidney_right", "liver"]
+    finally:
+        context.close()

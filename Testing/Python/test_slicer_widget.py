@@ -167,6 +167,7 @@ def catalog_row(model_id: str, installed: str, supported: bool) -> dict:
 class FakeInstallJob:
     def __init__(self, model_id: str) -> None:
         self.model_id, self.state, self.error, self.notes, self.package_ids = model_id, "running", "", [], []
+        self.choice = None
         self.progress, self.cancelled = (0.0, "starting"), False
 
     @property
@@ -501,7 +502,8 @@ def test_catalog_lists_models_and_installs_one_into_the_model_list(panel):
     assert gui.timers[0].active
     logic.modelList.append(("spleen@0.5.9", "Spleen (spleen@0.5.9)"))
     logic.catalogRows[0] = catalog_row("spleen", "yes", True)
-    logic.install.state, logic.install.package_ids = "succeeded", ["spleen@0.5.9"]
+    logic.install.state, logic.install.package_ids, logic.install.choice = "succeeded", ["spleen@0.5.9"], \
+        "spleen@0.5.9"
     logic.install.notes = ["spleen: the provider publishes a SHA-1 only, which was checked"]
     widget.onPoll()
     assert ui.installStatusLabel.text.startswith("Installed spleen@0.5.9; it is in the model list.")

@@ -36,6 +36,7 @@ class InstallJob:
         self.error = ""
         self.notes: List[str] = []
         self.packages: List[Any] = []
+        self.entry: Any = None  # the catalog entry, once installed
         self.thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._progress: Tuple[float, str] = (0.0, f"Installing {model_id}: starting")
@@ -55,6 +56,14 @@ class InstallJob:
         """``id@version`` of every installed package (empty unless succeeded)."""
         return [p.full_id for p in self.packages]
 
+    @property
+    def choice(self) -> Optional[str]:
+        """What a model selector should select now: a multi-part model's catalog id (its parts run as one),
+        else the package's ``id@version``; None unless succeeded."""
+        if not self.packages:
+            return None
+        return self.entry.id if self.entry is not None and self.entry.multi_part else self.packages[0].full_id
+
     def _record(self, fraction: float, message: str) -> None:
         with self._lock:
             self._progress = (fraction, message)
@@ -71,7 +80,7 @@ class InstallJob:
             result = install_model(self.model_id, registry=self.registry, catalog=self.catalog,
                                    progress=Progress(self._record, self.cancel_token), say=self.notes.append,
                                    timeout_s=self.timeout_s)
-            self.packages = list(result.packages)
+            self.packages, self.entry = list(result.packages), result.entry
             self._record(1.0, f"Installed {self.model_id}")
             self.state = "succeeded"
         except Cancelled:
