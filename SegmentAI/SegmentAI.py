@@ -175,10 +175,17 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
         return catalog_rows(self.mrml.registry)
 
     @staticmethod
-    def installQuestion(row: dict) -> str:
-        from segmentai_core.catalog.listing import install_question
+    def missingForModel(row: dict) -> List[str]:
+        """pip requirements the catalog model of ``row`` needs that are not installed (nnU-Net's networks)."""
+        from SegmentAILib.dependencies import missing_for_importer
 
-        return install_question(row)
+        return missing_for_importer(row.get("importer", ""))
+
+    @staticmethod
+    def installPackages(requirements: List[str]) -> None:
+        from SegmentAILib.dependencies import install_packages
+
+        install_packages(requirements)
 
     def startInstall(self, modelId: str):
         """Download and install a catalog model in a worker thread; the job's ``progress``, ``done``, ``cancel()``."""

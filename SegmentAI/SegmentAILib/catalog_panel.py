@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
+from segmentai_core.catalog.listing import install_question
+
 try:
     from slicer.i18n import tr as _
 except ImportError:  # slicer-core has no translations
@@ -74,7 +76,7 @@ class CatalogPanel:
         if not row["installable"]:
             self.ui.installStatusLabel.text = row["installed_text"]
             return
-        if not self.gui.confirm(self.logic.installQuestion(row)):
+        if not self.gui.confirm(install_question(row)) or not self.ensurePackages(row):
             return
         with self.gui.tryWithErrorDisplay(_("Failed to start the install.")):
             self.job = self.logic.startInstall(row["id"])
@@ -82,6 +84,19 @@ class CatalogPanel:
             self.ui.installStatusLabel.text = _("Installing {model}...").format(model=row["id"])
             self.timer.start()
         self.updateButtons()
+
+    def ensurePackages(self, row: Dict[str, Any]) -> bool:
+        """The Python packages this model's importer needs (nnU-Net's networks), installed if the user agrees."""
+        missing = self.logic.missingForModel(row)
+        if not missing:
+            return True
+        question = _("{model} needs these Python packages: {names}. Install them now?").format(
+            model=row["id"], names=", ".join(missing))
+        if not self.gui.confirm(question):
+            return False
+        with self.gui.tryWithErrorDisplay(_("Failed to install the Python packages.")):
+            self.logic.installPackages(missing)
+        return not self.logic.missingForModel(row)
 
     def poll(self) -> bool:
         """Show the job's progress; at the end its outcome. True once no install runs."""

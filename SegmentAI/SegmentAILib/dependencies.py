@@ -10,11 +10,29 @@ from __future__ import annotations
 import importlib.util
 from typing import List
 
-__all__ = ["DEPENDENCIES", "install_dependencies", "missing_dependencies"]
+__all__ = ["DEPENDENCIES", "IMPORTER_DEPENDENCIES", "install_dependencies", "install_packages",
+           "missing_dependencies", "missing_for_importer"]
 
 # Import name → pip name of what the core needs; torch comes from the PyTorch extension.
 DEPENDENCIES = {"torch": "torch", "monai": "monai", "SimpleITK": "SimpleITK", "skimage": "scikit-image",
                 "scipy": "scipy", "safetensors": "safetensors", "jsonschema": "jsonschema", "einops": "einops"}
+
+
+# What a catalog model's importer needs beyond that (import name → pip requirement), asked for at its Install.
+IMPORTER_DEPENDENCIES = {"nnunet": {"dynamic_network_architectures": "dynamic-network-architectures>=0.4,<0.5"}}
+
+
+def missing_for_importer(importer: str) -> List[str]:
+    """pip requirements a catalog model imported by ``importer`` (``nnunet``, ``monai_bundle``) still lacks."""
+    needs = IMPORTER_DEPENDENCIES.get(importer, {})
+    return [requirement for module, requirement in needs.items() if importlib.util.find_spec(module) is None]
+
+
+def install_packages(requirements: List[str]) -> None:
+    """Install ``requirements`` (pip requirement strings) with Slicer's pip helper."""
+    import slicer.util
+
+    slicer.util.pip_install(list(requirements))
 
 
 def missing_dependencies() -> List[str]:

@@ -160,6 +160,7 @@ def catalog_row(model_id: str, installed: str, supported: bool) -> dict:
     """A row as ``segmentai_core.catalog.listing.catalog_rows`` makes it (the keys the panel reads)."""
     return {"id": model_id, "summary": f"{model_id}: CT, 1 classes, size unknown, Apache-2.0, {installed}",
             "card": f"card of {model_id}", "license_text": "Apache-2.0", "installed": installed,
+            "title": model_id.title(), "commercial_use": None, "size_text": "size unknown", "provider": "tests", "citation": "none",
             "installed_text": "installed" if installed == "yes" else "cannot be installed yet (needs X)"
             if not supported else "not installed", "installable": supported and installed == "no"}
 
@@ -186,7 +187,9 @@ class FakeLogic:
         self.missing, self.locked, self.undo = [], set(), {False: False, True: False}
         self.onPrompt = None
         self.modelList = [("tiny@1.0.0", "Tiny (tiny@1.0.0)"), ("other@2.0.0", "Other (other@2.0.0)")]
-        self.catalogRows = [catalog_row("spleen", "no", True), catalog_row("brats", "no", False)]
+        self.catalogRows = [catalog_row("spleen", "no", True), catalog_row("brats", "no", False),
+                            {**catalog_row("total", "no", True), "importer": "nnunet"}]
+        self.modelPackages = ["dynamic-network-architectures>=0.4,<0.5"]
 
     def _record(self, name: str, *args) -> None:
         self.calls.append((name, *args))
@@ -273,8 +276,12 @@ class FakeLogic:
     def catalogModels(self) -> list:
         return [dict(row) for row in self.catalogRows]
 
-    def installQuestion(self, row) -> str:
-        return f"Install {row['id']}? Weights licence: {row['license_text']}"
+    def missingForModel(self, row) -> list:
+        return list(self.modelPackages) if row.get("importer") == "nnunet" else []
+
+    def installPackages(self, requirements) -> None:
+        self._record("installPackages", list(requirements))
+        self.modelPackages = []
 
     def startInstall(self, modelId):
         self._record("startInstall", modelId)
@@ -491,7 +498,8 @@ def test_catalog_lists_models_and_installs_one_into_the_model_list(panel):
     ui.catalogComboBox.setCurrentIndex(0)
     gui.confirmAnswer = False
     ui.installButton.click()
-    assert gui.questions[-1] == "Install spleen? Weights licence: Apache-2.0" and "startInstall" not in logic.names()
+    assert gui.questions[-1].startswith("Install spleen (Spleen)? Weights licence: Apache-2.0.")
+    assert "startInstall" not in logic.names()
     gui.confirmAnswer = True
     ui.installButton.click()
     assert logic.calls[-1] == ("startInstall", "spleen") and gui.timers[0].active
@@ -529,3 +537,16 @@ def test_catalog_install_cancelled_or_failed_adds_nothing(panel):
     ui.installButton.click()
     widget.cleanup()  # closing the panel cancels a running install
     assert logic.install.cancelled
+
+
+def test_an_nnunet_catalog_model_asks_for_its_python_packages_first(panel):
+    widget, logic, gui, ui, scene, volume = panel
+    ui.catalogComboBox.setCurrentIndex(2)
+    answers = iter([True, False])  # the licence: yes; the packages: no
+    gui.confirm = lambda question: (gui.questions.append(question), next(answers))[1]
+    ui.installButton.click()
+    assert "dynamic-network-architectures" in gui.questions[-1] and "startInstall" not in logic.names()
+    gui.confirm = lambda question: (gui.questions.append(question), True)[1]
+    ui.installButton.click()
+    assert logic.calls[-2:] == [("installPackages", ["dynamic-network-architectures>=0.4,<0.5"]),
+                                ("startInstall", "total")]
