@@ -160,7 +160,8 @@ def catalog_row(model_id: str, installed: str, supported: bool) -> dict:
     """A row as ``segmentai_core.catalog.listing.catalog_rows`` makes it (the keys the panel reads)."""
     return {"id": model_id, "summary": f"{model_id}: CT, 1 classes, size unknown, Apache-2.0, {installed}",
             "card": f"card of {model_id}", "license_text": "Apache-2.0", "installed": installed,
-            "title": model_id.title(), "commercial_use": None, "size_text": "size unknown", "provider": "tests", "citation": "none",
+            "title": model_id.title(), "commercial_use": None, "size_text": "size unknown", "provider": "tests",
+            "citation": "none",
             "installed_text": "installed" if installed == "yes" else "cannot be installed yet (needs X)"
             if not supported else "not installed", "installable": supported and installed == "no"}
 
