@@ -182,3 +182,26 @@ def test_bounding_box_equals_find_objects(shape):
             expected = None if not found else tuple(
                 slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(found[0], shape))
             assert postprocess.bounding_box(mask, margin) == expected
+
+
+@pytest.mark.parametrize("speck_in_hole", [False, True])
+def test_clean_labels_equals_largest_then_fill(speck_in_hole):
+    """One label: the two labellings run side by side; the result is the sequential one."""
+    labelmap = np.zeros((24, 26, 22), dtype=np.uint8)
+    labelmap[3:21, 3:23, 3:19] = 5
+    labelmap[8:16, 8:18, 8:14] = 0  # a hole
+    labelmap[0, 0, 0] = 5  # a speck outside
+    if speck_in_hole:
+        labelmap[11, 12, 10] = 5  # a speck inside the hole: dropped, then filled with the hole
+    box = postprocess.bounding_box(labelmap > 0, margin=0)
+    expected = postprocess.fill_holes(postprocess.keep_largest_component(labelmap.copy(), [5], within=box), [5],
+                                      within=box)
+    assert np.array_equal(expected, _scipy_fill(_scipy_largest(labelmap, [5]), [5]))
+    for largest, holes in ((True, True), (True, False), (False, True)):
+        cleaned = postprocess.clean_labels(labelmap.copy(), [5], largest=largest, holes=holes, within=box)
+        reference = labelmap.copy()
+        if largest:
+            reference = _scipy_largest(reference, [5])
+        if holes:
+            reference = _scipy_fill(reference, [5])
+        assert np.array_equal(cleaned, reference)

@@ -20,7 +20,7 @@ from ..volume import Volume
 from .device import select_device
 from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
-from .postprocess import drop_off_intensity, fill_holes, keep_largest_component
+from .postprocess import clean_labels, drop_off_intensity
 from .preprocess import prepare_input
 from .restore import restore_labels
 from .windows import WindowPlan, predict_probabilities
@@ -178,10 +178,9 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
     progress.update(0.96, "Postprocessing")
     if box is not None and manifest.intensity_range:
         drop_off_intensity(labels, volume.array, manifest.intensity_range, within=box)
-    if box is not None and manifest.largest_component:
-        keep_largest_component(labels, manifest.label_values, within=box)
-    if box is not None and manifest.fill_holes:
-        fill_holes(labels, manifest.label_values, within=box)
+    if box is not None:
+        clean_labels(labels, manifest.label_values, largest=manifest.largest_component,
+                     holes=manifest.fill_holes, within=box)
     timings["postprocess"] = time.perf_counter() - t
     progress.update(1.0, "Done")
     return SegmentationResult(Volume(labels, volume.geometry), list(manifest.labels), manifest.full_id,
