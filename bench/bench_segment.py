@@ -69,7 +69,12 @@ def run_segmentai(path: str, threads: int, device: str, suffix: str = ".segmenta
     t = time.perf_counter()
     write_labelmap(result.labelmap, path + suffix, overwrite=True)
     write_s = time.perf_counter() - t
-    return {"read_s": read_s, "segment_s": total, "write_s": write_s, "stages_s": result.timings}
+    # The same volume again in the same process: the network's first call in a process also pays
+    # for oneDNN's kernel set-up, so the ratio to the network is reported for both calls.
+    t = time.perf_counter()
+    again = segmenter.segment(volume)
+    warm = {"segment_s": time.perf_counter() - t, "stages_s": again.timings}
+    return {"read_s": read_s, "segment_s": total, "write_s": write_s, "stages_s": result.timings, "second_call": warm}
 
 
 def run_reference(path: str, threads: int, device: str) -> dict:
@@ -225,6 +230,8 @@ def main() -> None:
             "total_excluding_io_over_network": best["segmentai"]["segment_s"] / stages["network"],
             "total_excluding_io_and_model_load_over_network":
                 (best["segmentai"]["segment_s"] - stages["load_model"]) / stages["network"],
+            "second_call_total_over_network": best["segmentai"]["second_call"]["segment_s"]
+                / best["segmentai"]["second_call"]["stages_s"]["network"],
             "model_mib": sum(f.stat().st_size
                              for f in ModelRegistry().default().folder.glob("*.safetensors")) / 1024**2,
             "segmentai_work_rss_over_input": best["segmentai"]["work_rss_mib"] / input_mib,

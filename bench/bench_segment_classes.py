@@ -94,6 +94,7 @@ def run_many_classes(path: str, threads: int, classes: int) -> dict:
             keep_largest_component(labels, values, within=box)
             fill_holes(labels, values, within=box)
         postprocess_s = time.perf_counter() - t
+    parity = _parity_in_slab(probabilities, prepared.canonical, volume.geometry, values)
     return {
         "classes": classes, "canonical_shape": list(prepared.array.shape), "input_shape": list(volume.geometry.shape),
         "classes_present": int(len(np.unique(labels))) - 1,
@@ -103,4 +104,20 @@ def run_many_classes(path: str, threads: int, classes: int) -> dict:
         # probabilities, network), output label map included: the work memory of these two steps.
         "work_peak_mib": sampler.peak - before,
         "rss_before_mib": before,
+        **parity,
     }
+
+
+def _parity_in_slab(probabilities, canonical, original, values, planes: int = 12) -> dict:
+    """Restore against the plain definition (every class resampled by SimpleITK, then arg-max) on
+    ``planes`` input planes through the middle: the plain one takes minutes on the whole grid."""
+    from segmentai_core.inference.restore import probabilities_to_labels_reference, restore_labels
+    from segmentai_core.progress import Progress
+
+    k0 = original.shape[0] // 2 - planes // 2
+    slab = original.cropped((k0, 0, 0), (k0 + planes, original.shape[1], original.shape[2]))
+    ours, _ = restore_labels(probabilities, canonical, slab, values, Progress())
+    plain = probabilities_to_labels_reference(probabilities, canonical, slab, values, Progress())
+    return {"parity_slab_planes": [int(k0), int(k0 + planes)],
+            "parity_slab_foreground_voxels": int((plain > 0).sum()),
+            "parity_slab_voxels_differing_from_plain_definition": int((ours != plain).sum())}

@@ -179,11 +179,20 @@ def fill_holes(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box
     Labels are filled in the order given (a background voxel enclosed by several takes the first),
     each inside its own bounding box; a label without holes costs one labelling of its box.
     """
-    for value, box in _boxes(labelmap, list(labels), within).items():
-        region = labelmap[box]
-        holes = _holes(region == value)
-        if holes is not None:
-            region[holes & (region == 0)] = value
+    boxes = _boxes(labelmap, list(labels), within)
+
+    def holes_of(value: int):
+        found = _holes(labelmap[boxes[value]] == value)
+        return None if found is None else np.nonzero(found)
+
+    # A label's holes do not depend on the others' fills (those turn background into another
+    # label, outside this label either way), so they are found side by side and filled in order.
+    with ThreadPoolExecutor(max_workers=2 if len(boxes) > 1 else 1) as pool:
+        for value, found in zip(boxes, pool.map(holes_of, boxes)):
+            if found is not None:
+                region = labelmap[boxes[value]]
+                empty = region[found] == 0
+                region[tuple(axis[empty] for axis in found)] = value
     return labelmap
 
 

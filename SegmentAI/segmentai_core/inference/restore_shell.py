@@ -22,14 +22,15 @@ docs/benchmarks.md; the tests compare with SimpleITK resampling every class).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["CellAxes", "shell_classes"]
 
-_CHUNK_VOXELS = 2_000_000
-"""Shell voxels decided at once (bounds the work memory to roughly 100 MB)."""
+_CHUNK_VOXELS = 1_000_000
+"""Shell voxels decided at once by one thread (bounds the work memory to roughly 2 x 60 MB)."""
 
 
 class CellAxes:
@@ -85,7 +86,7 @@ def shell_classes(
     """Decide every voxel of the box ``decided`` whose cell in ``cells`` is ``mixed``, in place.
 
     The shell is enumerated from the (small) cell grid, never by scanning the box: each mixed
-    cell's voxels are a block of rows. Chunks of cells bound the work memory.
+    cell's voxels are a block of rows. Chunks of cells bound the work memory (two run at a time).
     """
     moved = cells.transpose(axes.axes)
     mixed_cells = np.argwhere(moved == mixed)  # raster order
@@ -97,11 +98,15 @@ def shell_classes(
     mixed_cells, rows, voxels = mixed_cells[keep], rows[keep], voxels[keep]
     ends = np.cumsum(voxels)
     chunk_voxels = chunk_voxels or _CHUNK_VOXELS
-    start = 0
+    chunks, start = [], 0
     while start < len(mixed_cells):
         stop = max(start + 1, int(np.searchsorted(ends, (ends[start - 1] if start else 0) + chunk_voxels)))
-        _decide_cells(probabilities, winner, mixed_cells[start:stop], rows[start:stop], decided, axes)
+        chunks.append((start, stop))
         start = stop
+    # Chunks write disjoint voxels and numpy releases the GIL in its loops: two threads.
+    with ThreadPoolExecutor(max_workers=min(2, len(chunks))) as pool:
+        list(pool.map(lambda c: _decide_cells(probabilities, winner, mixed_cells[c[0]:c[1]], rows[c[0]:c[1]],
+                                              decided, axes), chunks))
 
 
 def _expand(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
