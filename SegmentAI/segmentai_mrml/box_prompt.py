@@ -27,6 +27,7 @@ from typing import Callable, Dict, Set, Tuple
 
 import numpy as np
 import slicer
+import vtk
 from segmentai_core.errors import InputError
 
 from .markups import node_ras_to_world, start_placement, world_to_node_ras
@@ -38,6 +39,7 @@ __all__ = ["FLAT_THICKNESS_MM", "PromptBoxes", "roi_box_corners", "roi_box_ijk",
 
 FLAT_THICKNESS_MM = 0.01  # thin enough to be under a voxel, thick enough for the slice views to cut cleanly
 _ORIGIN_TOLERANCE_MM = 1e-4  # two clicks on one slice share that coordinate up to rounding
+_CORNER_TOLERANCE_MM = 1e-3  # the first click sits on the settled box's corner up to rounding
 
 
 def _frame(roi_node) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,6 +129,12 @@ class PromptBoxes(PromptNodeList):
         rotation = np.eye(4)
         rotation[:3, :3] = slice_view_axes(self.scene)
         node.GetObjectToNodeMatrix().DeepCopy(matrix_to_vtk(rotation))
+        # Slicer does not always deliver PointPositionDefinedEvent for the second corner (the ROI node
+        # turns the two corners into its box inside a modification block, and which deferred events
+        # reach the observers varied from run to run); every change of the node also ends in a
+        # ModifiedEvent, so both run the same check of the node's state, which waits until the box
+        # has settled (its size is set before its centre moves).
+        self._keep(node, (vtk.vtkCommand.ModifiedEvent, lambda caller, event: self._defined(caller)))
         return self._keep(node, (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                                  lambda caller, event: self._defined(caller)))
 
@@ -149,16 +157,21 @@ class PromptBoxes(PromptNodeList):
         complete = node.GetNumberOfDefinedControlPoints() >= 2 or (
             node.GetRequiredNumberOfControlPoints() == 1 and node.GetNumberOfControlPoints() == 1)
         if not complete:  # Slicer turns a finished box's two corners into one centre point
-            index = next(i for i in range(node.GetNumberOfControlPoints())
-                         if node.GetNthControlPointPositionStatus(i) == node.PositionDefined)
+            index = next((i for i in range(node.GetNumberOfControlPoints())
+                          if node.GetNthControlPointPositionStatus(i) == node.PositionDefined), None)
+            if index is None:
+                return  # no corner placed yet (only a preview point follows the mouse)
             position = [0.0, 0.0, 0.0]
             node.GetNthControlPointPositionWorld(index, position)
             self._first_click[node.GetID()] = np.array(position)
             return
         if node.GetID() in self._reported:
             return
+        first = self._first_click.get(node.GetID())
+        if first is not None and not self._corner_of_box(node, first):
+            return  # Slicer sets the size before it moves the centre: wait for the box to settle
         self._reported.add(node.GetID())
-        first = self._first_click.pop(node.GetID(), None)
+        self._first_click.pop(node.GetID(), None)
         if first is not None:
             self._flatten_if_on_one_slice(node, first)
         node.SetLocked(True)
@@ -167,6 +180,14 @@ class PromptBoxes(PromptNodeList):
             if self._placing:  # the next two clicks draw the next box
                 self.place()
         self.on_box(node)
+
+    @staticmethod
+    def _corner_of_box(node, first_click: np.ndarray) -> bool:
+        """Whether the first click is a corner of the node's box along at least two of its axes (the
+        third is the shared one of a box drawn on one slice): the box has settled on its two corners."""
+        axes, centre, size_world = _frame(node)
+        offset = np.abs(axes.T @ (first_click - centre))
+        return int(np.sum(np.abs(offset - size_world / 2.0) < _CORNER_TOLERANCE_MM)) >= 2
 
     @staticmethod
     def _flatten_if_on_one_slice(node, first_click: np.ndarray) -> None:

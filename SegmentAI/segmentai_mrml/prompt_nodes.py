@@ -41,7 +41,8 @@ class PromptNodeList:
         """Remember ``node`` (and observe it: ``observer`` = (event, callback)); returns the node."""
         if observer is not None:
             self._observers.append((node, node.AddObserver(*observer)))
-        self._nodes.append(node)
+        if not any(n is node for n in self._nodes):
+            self._nodes.append(node)
         return node
 
     def _present(self, node) -> bool:
