@@ -83,6 +83,9 @@ def _finetune_parser(sub) -> None:
     p.add_argument("--keep-parent-preprocessing", dest="plan_data", action="store_false",
                    help="keep the parent's modality, normalisation, spacing and postprocessing instead of choosing "
                         "them from the cases (CT window, spacing for the structure's size)")
+    p.add_argument("--no-threshold-calibration", dest="calibrate_threshold", action="store_false",
+                   help="keep the 0.5 decision threshold instead of choosing each new class's threshold on the "
+                        "held-aside validation")
     p.add_argument("--nnunet-fold", dest="source_fold", default=None, metavar="FOLD",
                    help="imported nnU-Net models: the fold whose weights to start from (default: the first)")
     p.add_argument("--version", default=None, help="version of the new package (default: parent's patch + 1)")

@@ -24,6 +24,9 @@ The rules, nnU-Net's where it has one:
     (quartiles -/+ one interquartile range) is dropped before keep-largest. A liver model trained on
     an upper-abdomen half-scan took the 13 HU bladder as its largest component (test Dice 0.00);
     gated, the liver's own component stayed (0.63).
+  * **Left-right flip** (augmentation and mirror TTA) only if every class is centred on the body's
+    midline: flipped, a spleen teaches the model that the liver may be spleen (every fine-tuned spleen
+    and right-kidney model took the whole other side, test Dice <= 0.013), a right kidney the left one.
   * **Training patch** no larger than the training images (nnU-Net's rule): a corrected half-scan
     of 16 slices trained with 80-slice patches would be mostly padding.
 """
@@ -39,7 +42,7 @@ import numpy as np
 from segmentai_core.geometry import kji_to_ijk
 from segmentai_core.volume import Volume
 
-__all__ = ["Fingerprint", "Plan", "fingerprint", "plan", "plan_postprocessing", "fit_patch"]
+__all__ = ["Fingerprint", "Plan", "fingerprint", "plan", "plan_postprocessing", "fit_patch", "lateralised_classes"]
 
 SOFT_TISSUE_WINDOW = (-160.0, 240.0)  # W400/L40: the window never narrows below it, so the fat, fluid and
 # vessels around a structure stay distinct (a liver's own 0.5-99.5 % span is about 100 HU; with only that
@@ -50,6 +53,8 @@ MIN_SPACING_MM, MAX_SPACING_MM = 1.0, 4.0
 MIN_STRUCTURE_VOXELS = 12  # the smallest structure's smallest extent, in voxels of the chosen grid
 SINGLE_PIECE = 0.95  # largest component's share of a class for "one piece"
 HOLES_TOLERANCE = 0.005  # hole filling may add at most this share of a class's voxels
+MIDLINE_TOLERANCE = 0.1  # a class whose left-right centre lies further than this share of the body's width
+# from the body's centre is lateralised (a spleen, a kidney): no left-right flip, no left-right mirror TTA
 
 
 @dataclass
@@ -221,3 +226,30 @@ def fit_patch(patch_kji: Sequence[int], shapes: Sequence[Sequence[int]], divisor
         return fitted, None
     return fitted, (f"training patch {list(kji_to_ijk(fitted))} (x, y, z) instead of {list(kji_to_ijk(patch_kji))}: "
                     f"no larger than the training images ({[int(v) for v in kji_to_ijk(median)]} voxels)")
+
+
+def lateralised_classes(cases: Sequence[Tuple[np.ndarray, np.ndarray]], num_classes: int, axis: int) -> List[int]:
+    """Classes whose left-right centre (array ``axis``) lies off the body's midline in some case.
+
+    ``cases`` are (normalised image, class map) pairs on the training grid. The body is the image
+    above a tenth of its range (air and padding below); a class is off the midline when its centroid
+    is further than :data:`MIDLINE_TOLERANCE` of the body's width from the body's centroid.
+    """
+    off = set()
+    for image, classes in cases:
+        image = np.asarray(image, dtype=np.float32)
+        lo, hi = float(image.min()), float(image.max())
+        body = image > lo + 0.1 * (hi - lo)
+        if not body.any():
+            continue
+        others = tuple(a for a in range(image.ndim) if a != axis)
+        profile = body.sum(axis=others).astype(float)
+        where = np.flatnonzero(profile)
+        width = float(where[-1] - where[0] + 1)
+        centre = float((profile * np.arange(len(profile))).sum() / profile.sum())
+        for value in range(1, num_classes):
+            counts = (classes == value).sum(axis=others).astype(float)
+            if counts.sum() and abs((counts * np.arange(len(counts))).sum() / counts.sum() - centre) > \
+                    MIDLINE_TOLERANCE * width:
+                off.add(value)
+    return sorted(off)

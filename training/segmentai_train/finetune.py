@@ -196,6 +196,8 @@ class PreparedRun:
     recalibrate: bool
     started: float
     say: Any
+    patch_kji: Any = None  # the training patch (the data may have shrunk the setup's)
+    flip_axis: Optional[int] = 2  # the left-right flip of augmentation (None: lateralised labels, none)
 
 
 def prepare_run(model, data: Path, out: Path, config: FinetuneConfig, device: torch.device, dist: DistContext,
@@ -225,13 +227,15 @@ def prepare_run(model, data: Path, out: Path, config: FinetuneConfig, device: to
         patch_kji, reason = fit_patch(patch_kji, [c.image.shape for c in train_cases], setup.divisor_kji)
         if reason:
             setup.plan_reasons.append(reason)
+    flip_axis = _left_right_flip(setup, config)
     for reason in setup.plan_reasons:
         say(f"  data: {reason}")
     modality = setup.manifest_updates.get("modality", manifest.modality)
     sampler = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, dist.rank, dist.world,
-                                  config.foreground_fraction, config.seed, modality=modality)
+                                  config.foreground_fraction, config.seed, modality=modality, flip_axis=flip_axis)
     calibration = ShardedPatchSampler(train_cases, patch_kji, config.batch_size, 0, 1,
-                                      config.foreground_fraction, config.seed + 7919, modality=modality)
+                                      config.foreground_fraction, config.seed + 7919, modality=modality,
+                                      flip_axis=flip_axis)
     recalibrate = config.bn_mode == "train" and bool(batch_norms(network))
 
     def validate(net: torch.nn.Module) -> Dict[str, float]:
@@ -259,7 +263,7 @@ def prepare_run(model, data: Path, out: Path, config: FinetuneConfig, device: to
             torch.distributed.broadcast_object_list(before, src=0)
         trainer.val_dice_before = before[0]
     return PreparedRun(config, out, device, dist, manifest, setup, network, train_cases, val_cases, validation,
-                       trainer, calibration, recalibrate, started, say)
+                       trainer, calibration, recalibrate, started, say, tuple(patch_kji), flip_axis)
 
 
 def train_run(run: PreparedRun) -> None:
@@ -302,6 +306,7 @@ def package_run(run: PreparedRun) -> FinetuneResult:
         network.load_state_dict(trainer.best_state)  # weights and the statistics they were validated with
     elif run.recalibrate:
         recalibrate_batch_norm(network, _to_device(run.calibration, run.device), config.bn_batches * 4)
+    threshold = _calibrate_threshold(run)
     after = setup.evaluate(network, run.val_cases)
     worse = bool(after < result.val_dice_before)  # False when either is NaN (no validation)
     version = config.version
@@ -314,6 +319,8 @@ def package_run(run: PreparedRun) -> FinetuneResult:
             "val_dice_after": round(after, 5), "worse_than_parent": worse,
             "head": "kept" if setup.keep_head else "re-initialised", "world_size": run.dist.world,
             "config": {k: v for k, v in asdict(config).items() if k not in ("json_progress", "progress_bar")}}
+    if threshold:
+        info["class_thresholds"] = threshold
     if setup.plan_reasons:
         info["plan"] = setup.plan_reasons
     if "modality" in setup.manifest_updates:
@@ -322,6 +329,16 @@ def package_run(run: PreparedRun) -> FinetuneResult:
     data_manifest = finetuned_manifest(manifest, training.class_names, training.class_values, setup.keep_head, info,
                                        version, config.model_id, grid=setup.grid)
     data_manifest.update(setup.manifest_updates)
+    if run.flip_axis is None and setup.left_right_axis is not None:  # lateralised labels: no x mirror TTA either
+        inference = data_manifest["inference"]
+        data_manifest["inference"] = dict(inference, mirror_axes=[a for a in inference.get("mirror_axes", []) if a])
+    if run.patch_kji and tuple(run.patch_kji) != tuple(setup.patch_kji):
+        # Inference windows of the training patch: a model that learnt on 16-slice patches segments an
+        # unseen half-scan better in 16-slice windows than in 80-slice ones (liver 0.56 -> 0.63), whose
+        # deep features see a context (zero padding, distant anatomy) it never saw in training.
+        from segmentai_core.geometry import kji_to_ijk
+
+        data_manifest["inference"] = dict(data_manifest["inference"], patch_size=list(kji_to_ijk(run.patch_kji)))
     package = setup.write_package(run.out / PACKAGE_DIR, data_manifest, state)
     result.package_dir, result.val_dice_after = package.folder, after
     result.worse_than_parent, result.model, result.parent = worse, package.full_id, manifest.full_id
@@ -331,6 +348,50 @@ def package_run(run: PreparedRun) -> FinetuneResult:
                           "worse_than_parent": worse, "parent": manifest.full_id, "epochs": result.epochs}),
               flush=True)
     return result
+
+
+def _left_right_flip(setup, config: FinetuneConfig) -> Optional[int]:
+    """The array axis to flip left-right in augmentation, or None for lateralised new labels
+    (:func:`.data_plan.lateralised_classes`); then the new package's mirror TTA leaves out x too."""
+    from .data_plan import lateralised_classes
+
+    if setup.left_right_axis is None:
+        return 2
+    if not config.plan_data or setup.keep_head:
+        return setup.left_right_axis
+    off = lateralised_classes([(c.image, c.label) for c in setup.training.cases], setup.num_classes,
+                              setup.left_right_axis)
+    if not off:
+        setup.plan_reasons.append("left-right flip kept: every class is centred on the body's midline")
+        return setup.left_right_axis
+    names = ", ".join(setup.training.class_names[v - 1] for v in off)
+    setup.plan_reasons.append(f"no left-right flip (augmentation or mirror TTA): {names} lies off the body's "
+                              "midline (flipped, the other side's organ would be taken for it)")
+    return None
+
+
+def _calibrate_threshold(run: PreparedRun) -> Optional[Dict[str, Any]]:
+    """New classes: each one's decision threshold chosen on the validation parts and baked into the
+    network's output bias (:mod:`.calibration`); None when not done (the parent's labels, in-sample
+    validation, no gain, or a head whose logits a bias cannot shift)."""
+    from .calibration import calibrate
+
+    setup, config = run.setup, run.config
+    if not config.calibrate_threshold or setup.keep_head or setup.predict_logits is None \
+            or run.validation == "in-sample" or not run.val_cases:
+        return None
+    probe = torch.zeros((1, 1) + tuple(run.patch_kji or setup.patch_kji), device=run.device)
+    probe[:, :, ::2] = 0.5
+    offsets, before, after, applied = calibrate(run.network, setup.predict_logits, run.val_cases,
+                                                setup.num_classes, probe)
+    if not applied:
+        return None
+    run.say(f"  decision thresholds chosen on the {run.validation} validation: "
+            + ", ".join(f"class {c} p > {1 / (1 + math.exp(o)):.2f}" for c, o in enumerate(offsets) if c and o)
+            + f" (validation Dice {before:.4f} -> {after:.4f})")
+    return {"logit_offsets": [round(o, 4) for o in offsets],
+            "thresholds": [round(1 / (1 + math.exp(o)), 3) for o in offsets[1:]],
+            "val_dice_at_0.5": round(before, 5), "val_dice": round(after, 5)}
 
 
 def _split(cases, config: FinetuneConfig):

@@ -47,4 +47,5 @@ class FinetuneConfig:
     holdout_fraction: float = 0.25  # 1-2 cases: validate on this share of each structure, held aside (0: in-sample)
     fill_budget: bool = False  # with time_limit_s: plan the epochs (and the schedule) to fill the budget
     max_epochs: int = 400  # the most epochs a budget-filling run plans
+    calibrate_threshold: bool = True  # new classes: decision threshold chosen on the held-aside/held-out validation
     from_scratch: bool = False  # the parent's architecture and preprocessing, but none of its weights (a baseline)

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from .data import TrainingData
 from .sampling import CanonicalCase
 
-__all__ = ["FinetuneSetup", "Evaluate", "WritePackage"]
+__all__ = ["FinetuneSetup", "Evaluate", "WritePackage", "PredictLogits"]
 
 Evaluate = Callable[[torch.nn.Module, Sequence[CanonicalCase]], float]
 WritePackage = Callable[[Path, Dict[str, Any], Dict[str, torch.Tensor]], Any]
+PredictLogits = Callable[[torch.nn.Module, "np.ndarray"], "np.ndarray"]  # (network, canonical image) -> (C, k, j, i)
 
 
 @dataclass
@@ -34,3 +35,5 @@ class FinetuneSetup:
     manifest_updates: Dict[str, Any] = field(default_factory=dict)  # top-level manifest fields the data decided
     plan_reasons: List[str] = field(default_factory=list)  # one sentence per data-aware decision
     divisor_kji: Tuple[int, ...] = ()  # the network's size divisor; set: the training patch may shrink to the data
+    left_right_axis: Optional[int] = None  # array axis of left-right (canonical RAS grid: 2); None: unknown
+    predict_logits: Optional[PredictLogits] = None  # set: the class thresholds may be calibrated (:mod:`.calibration`)

@@ -28,7 +28,7 @@ def canonical_setup(source, data: Path, config, device: torch.device) -> Finetun
     from .data import load_training_data
     from .data_plan import fingerprint, plan, plan_postprocessing
     from .transfer import build_finetune_network, same_labels
-    from .validation import mean_dice
+    from .validation import mean_dice, predict_logits
 
     manifest = source.manifest
     if manifest.architecture_row.carries_code:
@@ -70,9 +70,13 @@ def canonical_setup(source, data: Path, config, device: torch.device) -> Finetun
     def evaluate(network: torch.nn.Module, cases: Sequence[CanonicalCase]) -> float:
         return mean_dice(network, cases, num_classes, divisor_kji, device)
 
+    def logits(network: torch.nn.Module, image):
+        return predict_logits(network, image, divisor_kji, device)
+
     return FinetuneSetup(training, network, num_classes, keep_head, patch_kji, evaluate, manifest.architecture_name,
                          write_model_package, manifest_updates=updates, plan_reasons=reasons,
-                         divisor_kji=divisor_kji if config.plan_data and not config.patch_size else ())
+                         divisor_kji=divisor_kji if config.plan_data and not config.patch_size else (),
+                         left_right_axis=2, predict_logits=logits)
 
 
 def prepare_finetune(source, data: Path, config, device: torch.device) -> FinetuneSetup:

@@ -7,7 +7,7 @@ bias field, gamma, intensity scale/shift, noise and blur.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ class CanonicalCase:
     weight: float = 1.0
 
 
-def _augmentations(patch_kji: Sequence[int], modality: str = "MR"):
+def _augmentations(patch_kji: Sequence[int], modality: str = "MR", flip_axis: Optional[int] = 2):
     """MONAI's spatial and intensity augmentation; CT keeps its intensities nearly absolute.
 
     MR intensities are arbitrary per scanner, so gamma, bias field, scale and shift make the model
@@ -40,8 +40,9 @@ def _augmentations(patch_kji: Sequence[int], modality: str = "MR"):
         T.RandAffined(keys, prob=0.85, spatial_size=tuple(patch_kji), rotate_range=(0.35, 0.35, 0.35),
                       scale_range=(0.15, 0.15, 0.15), translate_range=(6, 6, 6), mode=("bilinear", "nearest"),
                       padding_mode="border"),
-        T.RandFlipd(keys, prob=0.5, spatial_axis=2),  # left-right: array axis i of a RAS grid
     ]
+    if flip_axis is not None:  # left-right: array axis i of a RAS grid; None for lateralised anatomy
+        spatial.append(T.RandFlipd(keys, prob=0.5, spatial_axis=flip_axis))
     if str(modality).upper() == "CT":
         intensity = [
             T.RandScaleIntensityd("image", prob=0.3, factors=0.03),
@@ -70,13 +71,14 @@ class PatchSampler:
     """
 
     def __init__(self, cases: List[CanonicalCase], patch_kji: Sequence[int], batch_size: int = 2,
-                 foreground_fraction: float = 0.67, seed: int = 0, modality: str = "MR") -> None:
+                 foreground_fraction: float = 0.67, seed: int = 0, modality: str = "MR",
+                 flip_axis: Optional[int] = 2) -> None:
         self.cases = cases
         self.patch = np.asarray(patch_kji)
         self.batch_size = batch_size
         self.foreground_fraction = foreground_fraction
         self.rng = np.random.default_rng(seed)
-        self.augment = _augmentations(patch_kji, modality)
+        self.augment = _augmentations(patch_kji, modality, flip_axis)
         self.augment.set_random_state(seed=seed)
         weights = np.array([c.weight for c in cases], dtype=float)
         self.probabilities = weights / weights.sum()

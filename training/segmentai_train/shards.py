@@ -8,7 +8,7 @@ map-style dataset), a resumed run draws the same patches as an uninterrupted one
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +23,12 @@ class ShardedPatchSampler(PatchSampler):
 
     def __init__(self, cases: List[CanonicalCase], patch_kji: Sequence[int], global_batch: int = 2,
                  rank: int = 0, world: int = 1, foreground_fraction: float = 0.67, seed: int = 0,
-                 modality: str = "MR") -> None:
+                 modality: str = "MR", flip_axis: Optional[int] = 2) -> None:
         if global_batch % world:
             raise ValueError(f"the global batch ({global_batch}) must divide among {world} processes")
         super().__init__(cases, patch_kji, batch_size=global_batch // world,
-                         foreground_fraction=foreground_fraction, seed=seed, modality=modality)
+                         foreground_fraction=foreground_fraction, seed=seed, modality=modality,
+                         flip_axis=flip_axis)
         self.seed, self.rank, self.world, self.global_batch = seed, rank, world, global_batch
         self.epoch, self.step = 0, 0
 

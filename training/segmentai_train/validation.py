@@ -9,12 +9,12 @@ import torch
 
 from .sampling import CanonicalCase
 
-__all__ = ["predict_classes", "case_dice", "mean_dice"]
+__all__ = ["predict_logits", "predict_classes", "case_dice", "mean_dice"]
 
 
-def predict_classes(network: torch.nn.Module, array: np.ndarray, divisor_kji: Sequence[int],
-                    device: torch.device) -> np.ndarray:
-    """Arg-max class map of one whole canonical volume, zero-padded to fit the network."""
+def predict_logits(network: torch.nn.Module, array: np.ndarray, divisor_kji: Sequence[int],
+                   device: torch.device) -> np.ndarray:
+    """Logits (C, k, j, i) of one whole canonical volume, zero-padded to fit the network."""
     shape = np.array(array.shape)
     divisor = np.array(divisor_kji)
     padded = (np.ceil(shape / divisor) * divisor).astype(int)
@@ -23,7 +23,13 @@ def predict_classes(network: torch.nn.Module, array: np.ndarray, divisor_kji: Se
     network.eval()
     with torch.inference_mode():
         logits = network(torch.from_numpy(x)[None, None].to(device))[0]
-    return logits.argmax(0).cpu().numpy()[: shape[0], : shape[1], : shape[2]].astype(np.uint8)
+    return logits.float().cpu().numpy()[:, : shape[0], : shape[1], : shape[2]]
+
+
+def predict_classes(network: torch.nn.Module, array: np.ndarray, divisor_kji: Sequence[int],
+                    device: torch.device) -> np.ndarray:
+    """Arg-max class map of one whole canonical volume, zero-padded to fit the network."""
+    return predict_logits(network, array, divisor_kji, device).argmax(0).astype(np.uint8)
 
 
 def case_dice(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -> List[float]:
