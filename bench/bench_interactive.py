@@ -149,7 +149,7 @@ def main(argv=None) -> None:
     load_before = load_average()
     started = time.perf_counter()
     for case in cases:
-        roi = (np.zeros(3), np.array(case.image.geometry.size_ijk, dtype=float) - 1)
+        roi = case.roi
         makers: Dict[str, Callable[[], object]] = {
             "segmentai": lambda: SessionMethod(case.image, engine, worker, roi=roi),
             "segmentai_clicks_only": lambda: SessionMethod(case.image, engine, worker),

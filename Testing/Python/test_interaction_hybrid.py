@@ -11,7 +11,7 @@ import pytest
 
 from segmentai_core.geometry import Geometry
 from segmentai_core.interaction import InteractionSession, InteractionWorker, ModelPredictor, default_predictor
-from segmentai_core.interaction.geodesic import competition, edge_costs, geodesic_distance
+from segmentai_core.interaction.geodesic import competition, edge_costs, geodesic_distance, with_voxel_cost
 from segmentai_core.interaction.hybrid import HybridPredictor
 from segmentai_core.metrics import dice
 from segmentai_core.volume import Volume
@@ -78,6 +78,18 @@ def _thick_slices():
     return _volume(shape, spacing, truth, 0.7, 0.35, 0.04), truth
 
 
+def _organ_cut_by_the_scan():
+    """A CT-like organ that the scan cuts at both ends (its box reaches the first and the last slice),
+    touching a neighbour only a little less dense (a weak edge, as liver beside muscle or bowel)."""
+    shape, spacing = (24, 64, 64), (3.0, 3.0, 3.0)
+    k, j, i = _grid(shape, spacing)
+    truth = ((k - 36) / 60) ** 2 + ((j - 90) / 54) ** 2 + ((i - 80) / 48) ** 2 <= 1
+    neighbour = ((j - 150) / 36) ** 2 + ((i - 130) / 40) ** 2 <= 1
+    image, _ = _volume(shape, spacing, truth, 0.55, 0.3, 0.02), None
+    array = np.where(neighbour & ~truth, np.float32(0.5) + image.array - np.float32(0.3), image.array)
+    return image.with_array(array.astype(np.float32)), truth
+
+
 def _roi(truth: np.ndarray, spacing_ijk, margin_mm: float = 8.0):
     points = np.argwhere(truth)[:, ::-1]
     margin = np.ceil(margin_mm / np.asarray(spacing_ijk))
@@ -108,6 +120,7 @@ SEQUENCES = [
     ("small-low-contrast", _small_low_contrast, 3, 0.75),
     ("thin-elongated", _thin_elongated, 5, 0.55),
     ("5mm-slices", _thick_slices, 3, 0.8),
+    ("organ-cut-by-the-scan", _organ_cut_by_the_scan, 3, 0.85),
 ]
 
 
@@ -195,3 +208,20 @@ def test_geodesic_competition_follows_edges():
     init[0, 19, 0] = 0
     distance = geodesic_distance(init, costs, passes=3)
     assert distance[0, 19, 19] < 60  # around the wall (about 52 steps), not through it (+200)
+
+
+def test_region_term_stops_the_object_leaking_along_a_gradual_ramp():
+    # Flat object (0) on the left, then a slow ramp to 1: no edge anywhere for edges alone to stop at.
+    image = np.zeros((3, 3, 40), dtype=np.float32)
+    image[..., 20:] = np.linspace(0.0, 1.0, 20, dtype=np.float32)
+    costs = edge_costs(image, (1.0, 1.0, 1.0), contrast=1.0, length=0.001)
+    fg = np.full(image.shape, np.inf, dtype=np.float32)
+    bg = fg.copy()
+    fg[:, :, 0] = 0
+    bg[:, :, 39] = 0
+    edges_only = competition(fg, bg, costs)[1, 1]
+    # Entering a voxel brighter than the object by more than 0.05 costs that excess each time.
+    voxel_cost = np.maximum(np.abs(image - 0.0) - 0.05, 0).astype(np.float32)
+    with_region = competition(fg, bg, costs, object_costs=with_voxel_cost(costs, voxel_cost))[1, 1]
+    assert np.count_nonzero(edges_only > 0.5) >= 29  # half the ramp goes to the object
+    assert 20 <= np.count_nonzero(with_region > 0.5) <= 26  # it stops soon after the ramp starts

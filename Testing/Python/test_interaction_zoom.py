@@ -8,7 +8,7 @@ import pytest
 from segmentai_core.geometry import Geometry
 from segmentai_core.interaction import InteractionSession, InteractionWorker
 from segmentai_core.interaction.predictors import PERCENTILE_NORMALIZATION, WorkingInputs
-from segmentai_core.interaction.region import RegionSettings, touches_open_border
+from segmentai_core.interaction.region import RegionSettings, beyond_image, touches_open_border
 from segmentai_core.metrics import dice
 from segmentai_core.phantoms import rotation_matrix
 from segmentai_core.volume import Volume
@@ -89,3 +89,14 @@ def test_a_face_outside_the_image_does_not_count():
     assert not touches_open_border(probability, working, image)
     probability[4:12, 4:12, 10:16] = 1.0  # reaches the high-i face, inside the image
     assert touches_open_border(probability, working, image)
+
+
+def test_beyond_image_marks_working_voxels_outside_an_oblique_anisotropic_image():
+    image = Geometry.create((12, 20, 16), (0.8, 1.1, 3.0), (5.0, -7.0, 2.0), rotation_matrix([0.2, 1.0, 0.4], 0.5))
+    working = Geometry.create((24, 22, 26), (1.5, 1.5, 1.5), (-4.0, -16.0, -9.0), rotation_matrix([1.0, 0.1, 0.3], 0.3))
+    beyond = beyond_image(image, working)
+    assert beyond.shape == working.shape and beyond.any() and not beyond.all()
+    kji = np.argwhere(np.ones(working.shape, dtype=bool))
+    ijk = image.lps_to_ijk(working.ijk_to_lps(kji[:, ::-1].astype(float)))
+    outside = np.any((ijk < -0.5) | (ijk > np.array(image.size_ijk) - 0.5), axis=1)
+    np.testing.assert_array_equal(beyond.ravel(), outside)

@@ -11,11 +11,11 @@ weak seed that a click's cheap path can still overrule.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["edge_costs", "geodesic_distance", "competition"]
+__all__ = ["edge_costs", "geodesic_distance", "competition", "with_voxel_cost"]
 
 
 def edge_costs(image: np.ndarray, spacing_kji: Sequence[float] = (1.0, 1.0, 1.0), contrast: float = 1.0,
@@ -61,10 +61,26 @@ def geodesic_distance(init: np.ndarray, costs: Tuple[np.ndarray, np.ndarray, np.
     return distance
 
 
+def with_voxel_cost(costs: Tuple[np.ndarray, np.ndarray, np.ndarray],
+                    voxel_cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step costs plus the mean of a per-voxel cost at the step's two ends (a region term: entering a
+    voxel unlike the object costs its ``voxel_cost``, whatever the edges on the way)."""
+    out = []
+    for axis, cost in enumerate(costs):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        out.append((cost + np.float32(0.5) * (voxel_cost[tuple(lo)] + voxel_cost[tuple(hi)])).astype(np.float32))
+    return out[0], out[1], out[2]
+
+
 def competition(object_init: np.ndarray, background_init: np.ndarray,
-                costs: Tuple[np.ndarray, np.ndarray, np.ndarray], passes: int = 3) -> np.ndarray:
-    """Soft object map in 0..1: ``d_bg / (d_fg + d_bg)`` (above 0.5 where the object's seeds are nearer)."""
-    d_fg = geodesic_distance(object_init, costs, passes)
+                costs: Tuple[np.ndarray, np.ndarray, np.ndarray], passes: int = 3,
+                object_costs: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> np.ndarray:
+    """Soft object map in 0..1: ``d_bg / (d_fg + d_bg)`` (above 0.5 where the object's seeds are nearer).
+
+    ``object_costs``: the object's paths use these step costs instead of ``costs`` (a region term)."""
+    d_fg = geodesic_distance(object_init, costs if object_costs is None else object_costs, passes)
     d_bg = geodesic_distance(background_init, costs, passes)
     big = np.float32(1e6)
     d_fg = np.minimum(d_fg, big)

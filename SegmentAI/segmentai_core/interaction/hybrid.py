@@ -7,21 +7,30 @@ Per interaction, on the working grid (the whole region of interest when the sess
    negative ones and outside the region of interest (or, without one, on the working grid's border
    where the previous mask does not reach it); each voxel takes the side whose seeds it reaches at the
    lower path cost (Grow-from-seeds' idea, :mod:`.geodesic`);
+   The object's paths also pay a **region term** (``region_weight``): entering a voxel whose
+   intensity lies more than ``region_tolerance`` spreads from the intensity around a positive prompt
+   costs the excess, so a leak through a weak edge into tissue of another density grows dear with
+   its length (an organ beside an organ of almost its density in CT);
 2. if that answer stays clear of the region's edge (at most ``leak_tolerance`` of the shell just
    inside the ROI: the ROI was drawn around the object, so an object that fills the shell has leaked
    into its surroundings), it is the answer: large homogeneous objects (a brain, a head) need no more,
-   and the network is not run;
+   and the network is not run. Faces of the ROI that lie beyond the image are left out of the shell
+   (``open_image_edge``): a scan cuts organs, and reaching its end is no leak;
 3. else the **hybrid** answer: the network predicts ``p``; where it is confident (``p`` above
    ``confident``: object; below ``1 - confident``: background) it adds seeds that start at a cost
    (``network_cost`` × its doubt), a step's cost adds ``probability_weight`` × the change of ``p``,
    and away from every prompt (``keep_distance_mm``) the previous mask stands;
-4. the geodesic answer still wins when it touched the shell only a little (at most ``leak_limit``: an
-   object cut by the image's edge) and is at most ``size_ratio`` times the hybrid's object.
+4. the two answers compete (``chooser``): with ``"contrast"`` (default) the geodesic answer wins when
+   the image's mean gradient on its boundary is more than ``contrast_margin`` times that on the
+   hybrid's (a leak's boundary crosses flat tissue, and so does a network blob's in an organ the
+   network never saw: CT organs for the MRI-trained network); with ``"leak"`` it wins when it touched
+   the shell only a little (at most ``leak_limit``) and is at most ``size_ratio`` times the hybrid's.
 
 The answer is the competition's soft map ``d_bg / (d_fg + d_bg)``. Without a network (``model=None``)
 it is the geodesic answer alone. Measured choices (``bench/bench_interactive.py``,
 ``docs/benchmarks-interactive.md``): a finer working grid for small objects (0.75 mm) and a cost
-floor on the network's background seeds were both worse.
+floor on the network's background seeds were both worse; on 31 real structures (5 clicks) the region
+term, the open image edge and the contrast chooser together raised the mean Dice@5 from 0.615 to 0.688.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from .geodesic import competition, edge_costs
+from .geodesic import competition, edge_costs, with_voxel_cost
 from .predictors import PERCENTILE_NORMALIZATION, WorkingInputs
 from .region import RegionSettings
 
@@ -49,7 +58,11 @@ class HybridPredictor:
                  probability_weight: float = 0.3, contrast: float = 1.0, length_per_mm: float = 0.002,
                  smoothing_voxels: float = 0.5, keep_distance_mm: float = 20.0, passes: int = 3,
                  max_zoom: Optional[float] = None, leak_tolerance: float = 0.02, leak_limit: float = 0.1,
-                 size_ratio: float = 1.3, refine_band_voxels: float = 1.0) -> None:
+                 size_ratio: float = 1.3, refine_band_voxels: float = 1.0,
+                 region_weight: float = 1.0, region_tolerance: float = 2.0, region_radius_voxels: int = 2,
+                 open_image_edge: bool = True, chooser: str = "contrast", contrast_margin: float = 2.5) -> None:
+        if chooser not in ("contrast", "leak"):
+            raise ValueError(f"chooser must be 'contrast' or 'leak', not {chooser!r}")
         self.model = model
         if model is not None:
             settings = model.settings
@@ -75,6 +88,13 @@ class HybridPredictor:
         self.leak_limit = leak_limit
         self.size_ratio = size_ratio
         self.refine_band_voxels = refine_band_voxels
+        self.region_weight = region_weight
+        self.open_image_edge = open_image_edge
+        self.chooser = chooser
+        self.contrast_margin = contrast_margin
+        self.last_scores = (0.0, 0.0)  # boundary contrast of the geodesic and the hybrid answers (chooser 'contrast')
+        self.region_tolerance = region_tolerance
+        self.region_radius_voxels = region_radius_voxels
         self.choose = True  # False: always the hybrid answer (for measurements)
         self.last_leak = 0.0
         self.last_network: Optional[np.ndarray] = None
@@ -104,7 +124,8 @@ class HybridPredictor:
         # voxels are background seeds, without one): an object that reaches it has leaked, for the
         # ROI was drawn around the object (and the working grid planned around it).
         edge = outside if outside is not None else border
-        shell = ndimage.binary_dilation(edge) & ~edge
+        shell_edge = edge if inputs.beyond_image is None or not self.open_image_edge else edge & ~inputs.beyond_image
+        shell = ndimage.binary_dilation(shell_edge) & ~edge
         geodesic, leaked = None, 1.0
         if self.model is None or self.choose:
             # From the clicks alone (the previous mask is the clicks' own earlier answer), unless no
@@ -112,7 +133,8 @@ class HybridPredictor:
             fg, bg = self._click_seeds(positive, negative, previous, outside, border, None,
                                        keep=not positive.any(), spacing_mm=inputs.spacing_mm)
             costs = edge_costs(image, spacing, self.contrast, self.length_per_mm)
-            geodesic = competition(fg, bg, costs, self.passes)
+            object_costs = self._object_costs(costs, inputs.image, image, positive)
+            geodesic = competition(fg, bg, costs, self.passes, object_costs)
             if self.model is None:
                 return self._finish(geodesic, outside, "geodesic")
             leaked = float(np.count_nonzero((geodesic > 0.5) & shell)) / max(1, int(np.count_nonzero(shell)))
@@ -125,7 +147,17 @@ class HybridPredictor:
                                    spacing_mm=inputs.spacing_mm)
         extra = (np.float32(self.probability_weight) * probability,)
         costs = edge_costs(image, spacing, self.contrast, self.length_per_mm, extra)
-        hybrid = competition(fg, bg, costs, self.passes)
+        hybrid = competition(fg, bg, costs, self.passes, self._object_costs(costs, inputs.image, image, positive))
+        if geodesic is not None and self.chooser == "contrast":
+            # The answer whose boundary lies on stronger image edges (a leak's boundary crosses flat
+            # tissue; a network blob's boundary, in an organ the network does not know, too).
+            magnitude = _gradient_magnitude(image, spacing)
+            g_score = _boundary_contrast(geodesic > 0.5, magnitude, edge)
+            h_score = _boundary_contrast(hybrid > 0.5, magnitude, edge)
+            self.last_scores = (g_score, h_score)
+            if g_score > self.contrast_margin * h_score:
+                return self._finish(geodesic, outside, "geodesic")
+            return self._finish(hybrid, outside, "hybrid")
         if geodesic is not None and leaked <= self.leak_limit:
             # Near the ROI's edge a little (an object cut by the image's edge), and about as large as the
             # hybrid's answer: the geodesic one has not leaked, and its boundary follows the image alone.
@@ -163,6 +195,33 @@ class HybridPredictor:
         costs = edge_costs(image, spacing_kji, self.contrast, self.length_per_mm)
         return competition(fg, bg, costs, self.passes)
 
+    def _object_costs(self, costs, raw: np.ndarray, smoothed: np.ndarray, positive: np.ndarray):
+        """The object's step costs with a region term: entering a voxel whose intensity lies more than
+        ``region_tolerance`` spreads from every positive prompt's own intensity costs
+        ``region_weight`` × the excess (None without a weight or a positive prompt).
+
+        Edges alone let the object leak through weak boundaries (an organ beside another of almost the
+        same density in CT); the region term makes every voxel of the wrong intensity on the way cost,
+        so a leak grows dear with its length. Each prompt (connected piece of the positive guidance)
+        has its own intensity and spread (the median and MAD of the raw image around it, floored by
+        the image's noise), so an object of several intensities is clicked part by part."""
+        from scipy import ndimage
+
+        if not self.region_weight or not positive.any():
+            return None
+        pieces, count = ndimage.label(positive)
+        grown = ndimage.grey_dilation(pieces, size=(2 * self.region_radius_voxels + 1,) * 3)
+        noise = float(np.median(np.abs(np.diff(raw, axis=-1)))) * 1.4826 / np.sqrt(2.0)
+        excess = np.full(raw.shape, np.inf, dtype=np.float32)
+        for piece in range(1, min(count, 32) + 1):
+            values = raw[grown == piece]
+            centre = float(np.median(values))
+            spread = max(float(np.median(np.abs(values - centre))) * 1.4826, noise, 1e-6)
+            np.minimum(excess, np.abs(smoothed - np.float32(centre)) - np.float32(self.region_tolerance * spread),
+                       out=excess)
+        voxel_cost = np.float32(self.region_weight) * np.maximum(excess, np.float32(0))
+        return with_voxel_cost(costs, voxel_cost)
+
     def _finish(self, soft: np.ndarray, outside: Optional[np.ndarray], choice: str) -> np.ndarray:
         self.last_choice = choice
         if outside is not None:
@@ -197,3 +256,18 @@ class HybridPredictor:
         fg[positive] = 0
         bg[positive] = inf
         return fg, bg
+
+
+def _gradient_magnitude(image: np.ndarray, spacing) -> np.ndarray:
+    """|grad image| per voxel (central differences, per mm)."""
+    parts = np.gradient(image, *spacing)
+    return np.sqrt(sum(p * p for p in parts)).astype(np.float32)
+
+
+def _boundary_contrast(mask: np.ndarray, magnitude: np.ndarray, edge: np.ndarray) -> float:
+    """Mean gradient magnitude on the mask's boundary voxels, leaving out those next to ``edge``
+    (the ROI's outside, whose boundary is the user's, not the image's); 0 for an empty boundary."""
+    from scipy import ndimage
+
+    boundary = mask & ~ndimage.binary_erosion(mask) & ~ndimage.binary_dilation(edge)
+    return float(magnitude[boundary].mean()) if boundary.any() else 0.0

@@ -32,7 +32,8 @@ PERCENTILE_NORMALIZATION = {"type": "percentile", "lower": 0.5, "upper": 99.5}
 class WorkingInputs:
     """Float32 arrays on the working grid [k, j, i]: normalised image, previous mask (0..1), guidance;
     ``outside`` (bool, optional) marks the working voxels outside the session's region of interest,
-    which are background."""
+    which are background; ``beyond_image`` (bool, optional) the working voxels outside the image itself
+    (an object may reach the image's edge: a scan cuts organs, so that edge is no sign of a leak)."""
 
     image: np.ndarray
     previous: np.ndarray
@@ -40,6 +41,7 @@ class WorkingInputs:
     negative: np.ndarray
     spacing_mm: float
     outside: Optional[np.ndarray] = None
+    beyond_image: Optional[np.ndarray] = None
 
 
 class Predictor(Protocol):

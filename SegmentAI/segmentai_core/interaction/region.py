@@ -17,7 +17,7 @@ import numpy as np
 from ..geometry import Geometry, ijk_to_kji, kji_to_ijk
 from ..inference.canonical import orientation_direction
 
-__all__ = ["RegionSettings", "LocalRegion", "plan_region", "zoom_out_points", "touches_open_border"]
+__all__ = ["RegionSettings", "LocalRegion", "plan_region", "zoom_out_points", "touches_open_border", "beyond_image"]
 
 Slices = Tuple[slice, slice, slice]
 
@@ -111,6 +111,22 @@ def zoom_out_points(region: LocalRegion, geometry: Geometry, factor: float = 1.5
     corners = region.working.corners_lps()
     centre = corners.mean(axis=0)
     return geometry.lps_to_ijk(centre + factor * (corners - centre))
+
+
+def beyond_image(geometry: Geometry, working: Geometry) -> np.ndarray:
+    """Bool [k, j, i] on the ``working`` grid: voxels whose centres lie outside ``geometry``'s image
+    (more than half a voxel beyond its first or last voxel centre along any axis)."""
+    to_image = np.linalg.inv(geometry.ijk_to_lps_matrix()) @ working.ijk_to_lps_matrix()
+    nk, nj, ni = working.shape
+    k = np.arange(nk, dtype=np.float64)[:, None, None]
+    j = np.arange(nj, dtype=np.float64)[None, :, None]
+    i = np.arange(ni, dtype=np.float64)[None, None, :]
+    beyond = np.zeros((nk, nj, ni), dtype=bool)
+    for axis, size in enumerate(geometry.size_ijk):
+        row = to_image[axis]
+        index = row[0] * i + row[1] * j + row[2] * k + row[3]
+        beyond |= (index < -0.5) | (index > size - 0.5)
+    return beyond
 
 
 def touches_open_border(probability: np.ndarray, working: Geometry, geometry: Geometry) -> bool:

@@ -33,7 +33,7 @@ from ..volume import Volume
 from .guidance import guidance_maps
 from .predictors import ModelPredictor, Predictor, RandomWalkerPredictor, WorkingInputs, find_interactive_model
 from .prompts import Prompt, box_extent, box_prompts, check_inside, polyline_samples, to_ijk
-from .region import LocalRegion, plan_region, touches_open_border, zoom_out_points
+from .region import LocalRegion, beyond_image, plan_region, touches_open_border, zoom_out_points
 from .worker import InteractionWorker
 
 __all__ = ["InteractionSession", "Update", "default_predictor"]
@@ -403,7 +403,8 @@ class InteractionSession:
         if self._roi is not None:
             inside = Volume(np.ones(crop_image.array.shape, dtype=np.float32), crop_geometry)
             outside = resample_to(inside, working, order=1, default_value=0.0).array < 0.5
-        inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside)
+        inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside,
+                               beyond_image(image.geometry, working))
         probability = self.worker.call(predictor.predict, inputs)
         if outside is not None:
             probability = np.where(outside, np.float32(0), probability)
