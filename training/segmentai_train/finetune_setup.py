@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .data import TrainingData
@@ -16,7 +17,7 @@ __all__ = ["FinetuneSetup", "Evaluate", "WritePackage", "PredictLogits"]
 
 Evaluate = Callable[[torch.nn.Module, Sequence[CanonicalCase]], float]
 WritePackage = Callable[[Path, Dict[str, Any], Dict[str, torch.Tensor]], Any]
-PredictLogits = Callable[[torch.nn.Module, "np.ndarray"], "np.ndarray"]  # (network, canonical image) -> (C, k, j, i)
+PredictLogits = Callable[[torch.nn.Module, np.ndarray], np.ndarray]  # (network, canonical image) -> (C, k, j, i)
 
 
 @dataclass

@@ -19,8 +19,9 @@ from typing import Any, List
 
 import numpy as np
 
-__all__ = ["input_warnings", "MASK_MAX_DISTINCT"]
+__all__ = ["input_warnings", "looks_like_hounsfield", "MASK_MAX_DISTINCT", "HOUNSFIELD_LOW"]
 
+HOUNSFIELD_LOW = -300.0  # air, lung and bowel gas lie below it in CT; MR and PET are not negative beyond noise
 MASK_MAX_DISTINCT = 8  # a scan has hundreds or thousands of distinct values; a label map a few
 _SAMPLE = 1 << 20
 
@@ -63,3 +64,10 @@ def input_warnings(array: np.ndarray, manifest: Any) -> List[str]:
         return [f"{100 * float(np.mean(sample <= -500)):.0f}% of the voxels are at or below -500 with a floor "
                 f"near {low:.0f}: this looks like CT in Hounsfield units; {model}"]
     return []
+
+
+def looks_like_hounsfield(array: np.ndarray) -> bool:
+    """True when the image's lowest values lie below :data:`HOUNSFIELD_LOW`: CT in Hounsfield units
+    (air, lung or bowel gas somewhere in view), not MR, PET or an image already rescaled."""
+    sample = _sample(array)
+    return bool(sample.size) and float(sample.min()) < HOUNSFIELD_LOW

@@ -33,7 +33,8 @@ class WorkingInputs:
     """Float32 arrays on the working grid [k, j, i]: normalised image, previous mask (0..1), guidance;
     ``outside`` (bool, optional) marks the working voxels outside the session's region of interest,
     which are background; ``beyond_image`` (bool, optional) the working voxels outside the image itself
-    (an object may reach the image's edge: a scan cuts organs, so that edge is no sign of a leak)."""
+    (an object may reach the image's edge: a scan cuts organs, so that edge is no sign of a leak);
+    ``hounsfield`` whether the session's image is CT in Hounsfield units."""
 
     image: np.ndarray
     previous: np.ndarray
@@ -42,6 +43,7 @@ class WorkingInputs:
     spacing_mm: float
     outside: Optional[np.ndarray] = None
     beyond_image: Optional[np.ndarray] = None
+    hounsfield: bool = False
 
 
 class Predictor(Protocol):

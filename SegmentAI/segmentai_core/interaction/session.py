@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import Geometry
 from ..inference.canonical import resample_to
+from ..inference.input_check import looks_like_hounsfield
 from ..inference.normalization import normalize
 from ..volume import Volume
 from .guidance import guidance_maps
@@ -126,6 +127,7 @@ class InteractionSession:
         if volume.array.ndim != 3:
             raise InputError("interactive segmentation needs a 3D image")
         self._image = volume
+        self._hounsfield = looks_like_hounsfield(volume.array)
         self._roi = None
         self.worker.submit(self.predictor.load)  # load the model while the user aims the first click
         self.set_target(None)
@@ -404,7 +406,7 @@ class InteractionSession:
             inside = Volume(np.ones(crop_image.array.shape, dtype=np.float32), crop_geometry)
             outside = resample_to(inside, working, order=1, default_value=0.0).array < 0.5
         inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside,
-                               beyond_image(image.geometry, working))
+                               beyond_image(image.geometry, working), self._hounsfield)
         probability = self.worker.call(predictor.predict, inputs)
         if outside is not None:
             probability = np.where(outside, np.float32(0), probability)
