@@ -11,7 +11,7 @@ Per interaction, on the working grid (the whole region of interest when the sess
    intensity lies more than ``region_tolerance`` spreads from the intensity around a positive prompt
    costs the excess, so a leak through a weak edge into tissue of another density grows dear with
    its length (an organ beside an organ of almost its density in CT);
-2. if that answer stays clear of the region's edge (at most ``leak_tolerance`` of the shell just
+2. if that answer stays clear of the region's edge (at most ``leak_tolerance``, 5 %, of the shell just
    inside the ROI: the ROI was drawn around the object, so an object that fills the shell has leaked
    into its surroundings), it is the answer: large homogeneous objects (a brain, a head) need no more,
    and the network is not run. Faces of the ROI that lie beyond the image are left out of the shell
@@ -59,7 +59,7 @@ class HybridPredictor:
     def __init__(self, model=None, *, confident: float = 0.9, network_cost: float = 0.5,
                  probability_weight: float = 0.3, contrast: float = 1.0, length_per_mm: float = 0.002,
                  smoothing_voxels: float = 0.5, keep_distance_mm: float = 20.0, passes: int = 3,
-                 max_zoom: Optional[float] = None, leak_tolerance: float = 0.02, leak_limit: float = 0.1,
+                 max_zoom: Optional[float] = None, leak_tolerance: float = 0.05, leak_limit: float = 0.1,
                  size_ratio: float = 1.3, refine_band_voxels: float = 1.0,
                  region_weight: float = 1.0, region_tolerance: float = 2.0, region_radius_voxels: int = 2,
                  open_image_edge: bool = True, chooser: str = "contrast", contrast_margin: float = 2.5,
