@@ -1,7 +1,7 @@
 """Markdown tables of an interactive benchmark run (the JSON written by ``bench_interactive.py --out``).
 
     python bench/interactive_report.py docs/benchmarks/interactive.json > /tmp/tables.md
-    python bench/interactive_report.py docs/benchmarks/interactive-latency.json --latency
+    python bench/interactive_report.py run.json --latency      # the latency table only
 
 Per case: Dice after 1, 3, 5 and 10 clicks and NoC@85 for every method (clicks protocol); box Dice, final
 DSC, DSC AUC and final NSD (CVPR protocol); then the means, the targets of issue 12, and latency.
