@@ -15,8 +15,23 @@ else
     bash "$root/scripts/system_deps.sh"
 fi
 export SEGMENTAI_EXTRAS="${SEGMENTAI_EXTRAS:-test}"
+# TotalSegmentator, for its parity test (Testing/Python/test_totalsegmentator_parity.py): the package and
+# dicom2nifti, which it imports, without their dependencies (what it needs to run is in the test extra),
+# in a folder of its own that only that test's subprocesses put on their path.
+totalseg_version="2.18.0"
+export SEGMENTAI_TOTALSEG_SITE="${SEGMENTAI_VENV:-$root/.venv}/totalseg-site"
+if [ "${SEGMENTAI_DRY_RUN:-0}" = "1" ]; then
+    echo "  TotalSegmentator $totalseg_version and dicom2nifti (about 2 MB, no dependencies) into $SEGMENTAI_TOTALSEG_SITE"
+fi
 source "$root/scripts/venv.sh"
 cd "$root"
+if [ ! -d "$SEGMENTAI_TOTALSEG_SITE/totalsegmentator-$totalseg_version.dist-info" ]; then
+    echo "Installing TotalSegmentator $totalseg_version into $SEGMENTAI_TOTALSEG_SITE (for its parity test)"
+    rm -rf "$SEGMENTAI_TOTALSEG_SITE"
+    python -m pip install --quiet --no-deps --target "$SEGMENTAI_TOTALSEG_SITE" \
+        "totalsegmentator==$totalseg_version" "dicom2nifti>=2.4,<3" >>"${SEGMENTAI_VENV:-$root/.venv}/install.log" 2>&1 \
+        || echo "TotalSegmentator could not be installed (see the install log): its parity test skips" >&2
+fi
 set +e
 python -m pytest "$@"
 status=$?

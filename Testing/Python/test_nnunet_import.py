@@ -146,3 +146,40 @@ def test_not_a_model_folder(tmp_path):
         convert_model(tmp_path, tmp_path / "out")
     with pytest.raises(ModelError):
         load_checkpoint(tmp_path / "dataset.json")
+
+
+def _release_folder(tmp_path, mirroring):
+    """An untrained model in TotalSegmentator's release layout whose checkpoint stores ``mirroring``."""
+    import catalog_archives
+    import torch
+
+    folder = next(catalog_archives.tiny_nnunet_release(tmp_path / "release").glob("*__3d_fullres"))
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    content = load_checkpoint(path)
+    content["inference_allowed_mirroring_axes"] = mirroring
+    torch.save(content, path)
+    return folder
+
+
+@pytest.mark.parametrize("stored, expected", [(None, []), ((0, 2), [0, 2])])
+def test_mirror_axes_are_the_checkpoints_and_none_means_no_mirroring(tmp_path, stored, expected):
+    """nnUNetPredictor mirrors nothing where a (NoMirroring) checkpoint stores None: neither does SegmentAI."""
+    package = convert_model(_release_folder(tmp_path, stored), tmp_path / "package")
+    block = package.manifest.extensions["x-nnunet"]
+    assert block["mirror_axes"] == expected
+    assert block["step_size"] == 0.5 and "resample_mm" not in block  # nnU-Net's defaults unless told
+
+
+def test_step_size_and_resampling_of_the_models_own_tool(tmp_path):
+    from segmentai_core.importers.nnunet import convert_nnunet
+
+    folder = _release_folder(tmp_path, None)
+    package = convert_nnunet(folder, tmp_path / "package", step_size=0.8, resample_mm=3.0)
+    block = package.manifest.extensions["x-nnunet"]
+    assert block["step_size"] == 0.8 and block["resample_mm"] == 3.0
+    assert package.manifest.nnunet_settings.resample_mm == 3.0
+    assert package.manifest.inference["overlap"] == pytest.approx(0.2)
+    for bad in ({"step_size": 0.0}, {"step_size": 1.5}, {"resample_mm": -1.0}):
+        with pytest.raises(ModelError):
+            convert_nnunet(folder, tmp_path / "refused", **bad)
+    assert not (tmp_path / "refused").exists()

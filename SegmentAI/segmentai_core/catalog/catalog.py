@@ -102,6 +102,10 @@ class CatalogEntry:
     input_channels: Tuple[str, ...] = ()
     multi_label: bool = False
     segments: Optional[Dict[int, Dict[str, Any]]] = None
+    step_size: Optional[float] = None
+    """Sliding-window step the provider's tool uses (None: the importer's default), see the schema."""
+    resample_mm: Optional[float] = None
+    """Spacing the provider's tool resamples the scan to before nnU-Net (TotalSegmentator), see the schema."""
 
     def style_of(self, class_name: str) -> Optional[Dict[str, Any]]:
         """The provider's colour and terminology of the class named ``class_name`` (None if not given)."""
@@ -165,7 +169,9 @@ def _entry(data: Dict[str, Any]) -> CatalogEntry:
         input_channels=tuple(data.get("input_channels", ())),
         multi_label=bool(data["classes"].get("multi_label", False)),
         segments={int(k): dict(v) for k, v in data["classes"]["segments"].items()}
-        if data["classes"].get("segments") else None)
+        if data["classes"].get("segments") else None,
+        step_size=float(data["step_size"]) if data.get("step_size") is not None else None,
+        resample_mm=float(data["resample_mm"]) if data.get("resample_mm") is not None else None)
 
 
 def _check(data: Any, where: str) -> None:

@@ -255,7 +255,11 @@ def _convert(entry: CatalogEntry, folder: Path, destination: Path, package_id: s
     if entry.importer == "nnunet":
         from ..importers.nnunet import convert_nnunet
 
-        return convert_nnunet(folder, destination, model_id=package_id, version=entry.version)
+        # The provider's own step (TotalSegmentator: 0.8) and resampling give its tool's answer; nnU-Net's
+        # defaults otherwise.
+        options = {"step_size": entry.step_size} if entry.step_size is not None else {}
+        return convert_nnunet(folder, destination, model_id=package_id, version=entry.version,
+                              resample_mm=entry.resample_mm, **options)
     from ..importers.monai_bundle import convert_monai_bundle
 
     return convert_monai_bundle(folder, destination, model_id=package_id, version=entry.version)

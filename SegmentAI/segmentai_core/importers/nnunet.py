@@ -75,6 +75,17 @@ def _find_checkpoints(folder: Path, folds: Optional[Sequence[str]],
     return found
 
 
+def _mirror_axes(content: Dict[str, Any]) -> List[int]:
+    """The axes nnU-Net mirrors at inference for this checkpoint: none where it stores None or nothing.
+
+    ``*_NoMirroring`` trainers (all of TotalSegmentator's) save ``inference_allowed_mirroring_axes``
+    as None, and ``nnUNetPredictor`` then predicts each window once; mirroring every axis instead
+    would differ from it and take 8 forward passes per window.
+    """
+    axes = content.get("inference_allowed_mirroring_axes")
+    return [] if axes is None else [int(a) for a in axes]
+
+
 def _strip_prefixes(state: Dict[str, Any]) -> Dict[str, Any]:
     out = {}
     for key, value in state.items():
@@ -174,6 +185,8 @@ def convert_nnunet(
     folds: Optional[Sequence[str]] = None,
     checkpoint: Optional[str] = None,
     postprocessing: bool = True,
+    step_size: float = 0.5,
+    resample_mm: Optional[float] = None,
 ):
     """Write a SegmentAI package for the nnU-Net model in ``folder`` into the new folder ``destination``.
 
@@ -181,7 +194,8 @@ def convert_nnunet(
     value of the wrong kind (a label that is not an integer...) is one ModelError too.
     """
     try:
-        return _convert_nnunet(folder, destination, model_id, version, folds, checkpoint, postprocessing)
+        return _convert_nnunet(folder, destination, model_id, version, folds, checkpoint, postprocessing, step_size,
+                               resample_mm)
     except KeyError as error:
         raise ModelError(f"{Path(folder).name}: plans.json or dataset.json lacks the entry "
                          f"{error.args[0]!r} that nnU-Net v2 writes") from None
@@ -199,15 +213,26 @@ def _convert_nnunet(
     folds: Optional[Sequence[str]] = None,
     checkpoint: Optional[str] = None,
     postprocessing: bool = True,
+    step_size: float = 0.5,
+    resample_mm: Optional[float] = None,
 ):
     """Write a SegmentAI package for the nnU-Net model in ``folder`` into the new folder ``destination``.
 
     Returns the :class:`~segmentai_core.models.package.ModelPackage`. Checkpoints are read with
     :func:`~.checkpoint.load_checkpoint` and ``postprocessing.pkl`` with a restricted unpickler
-    (no pickled code runs); ``postprocessing=False`` ignores the latter. Every problem is one
+    (no pickled code runs); ``postprocessing=False`` ignores the latter. ``step_size`` is the sliding
+    windows' step as a fraction of the patch: nnU-Net's default 0.5, or what the model's own tool uses
+    (TotalSegmentator predicts its ``total`` and ``total_mr`` tasks at 0.8; the catalog says so).
+    ``resample_mm``: the model runs inside TotalSegmentator's round trip at that spacing (see
+    :mod:`~segmentai_core.inference.resample_first`), as that tool runs it. Every problem is one
     ModelError, raised before anything is written.
     """
     from ..models.package import write_model_package
+
+    if not 0.0 < float(step_size) <= 1.0:
+        raise ModelError(f"step size {step_size} is not in (0, 1] (a fraction of the patch)")
+    if resample_mm is not None and not float(resample_mm) > 0.0:
+        raise ModelError(f"resampling spacing {resample_mm} mm is not positive")
 
     folder = Path(folder).expanduser()
     if not is_nnunet_folder(folder):
@@ -228,8 +253,8 @@ def _convert_nnunet(
         init_args = content.get("init_args") or {}
         configuration_name = configuration_name or init_args.get("configuration")
         trainer = trainer or content.get("trainer_name")
-        if mirror_axes is None and content.get("inference_allowed_mirroring_axes") is not None:
-            mirror_axes = [int(a) for a in content["inference_allowed_mirroring_axes"]]
+        if not fold_names:  # nnUNetPredictor takes the mirror axes from the first fold's checkpoint only
+            mirror_axes = _mirror_axes(content)
         for key, value in _strip_prefixes(content["network_weights"]).items():
             state[f"folds.{fold_name}.{key}"] = value
         fold_names.append(fold_name)
@@ -292,7 +317,7 @@ def _convert_nnunet(
         # Informational: nnU-Net models run in the stored axis order (see x-nnunet), not reoriented.
         "preprocessing": {"orientation": "LPS", "target_spacing": spacing_xyz,
                           "normalization": {"type": "none"}},
-        "inference": {"patch_size": patch_xyz, "overlap": 0.5},
+        "inference": {"patch_size": patch_xyz, "overlap": round(1.0 - float(step_size), 6)},
         "postprocessing": {},
         "weights": {"file": "model.safetensors", "format": "safetensors", "sha256": "0" * 64},
         "license": {"weights": str(dataset.get("license") or "as stated by the model's authors (imported)")},
@@ -312,8 +337,8 @@ def _convert_nnunet(
             "normalization": _normalization(config, plans),
             "resampling_data": _resampling(config, "data", 3),
             "resampling_probabilities": _resampling(config, "probabilities", 1),
-            "mirror_axes": mirror_axes if mirror_axes is not None else list(range(dims)),
-            "step_size": 0.5,
+            "mirror_axes": mirror_axes,
+            "step_size": float(step_size),
             "num_heads": num_heads,
             "in_channels": len(channels),
             "regions_class_order": regions,
@@ -321,6 +346,8 @@ def _convert_nnunet(
             "files": files,
         },
     }
+    if resample_mm is not None:
+        manifest["x-nnunet"]["resample_mm"] = float(resample_mm)
     package = write_model_package(destination, manifest, state)
     kept = Path(package.folder) / "nnunet"
     kept.mkdir()

@@ -13,6 +13,10 @@ Gaussian sliding windows with mirroring (3D windows, or 2D windows slice by slic
 first axis for ``2d``), folds averaged → logits resampled back → soft-max or sigmoid
 regions → label map un-cropped and transposed back → nnU-Net's own postprocessing (the steps of
 its ``postprocessing.pkl``, see :mod:`.nnunet_postprocess`), when the model folder had one.
+
+TotalSegmentator's models (``x-nnunet.resample_mm``, from the catalog) run inside that tool's
+own round trip (:mod:`.resample_first`: closest RAS axis order, linear resampling to its spacing,
+labels back by nearest neighbour), which is what TotalSegmentator does around nnU-Net.
 """
 
 from __future__ import annotations
@@ -224,10 +228,22 @@ def _run_nnunet(segmenter, job: Job) -> SegmentationResult:
     """:meth:`Segmenter.segment` after its prelude, for architectures whose pipeline is nnU-Net's."""
     manifest, timings = segmenter.manifest, job.timings
     config = _config(manifest)
-    prediction = predict_nnunet(job.network, job.volume, config, segmenter.device, job.progress.span(0.02, 0.95),
+    volume, grid = job.volume, None
+    if config.resample_mm:  # TotalSegmentator's models: its own round trip, so the answer is its answer
+        from .resample_first import to_working_grid
+
+        t = time.perf_counter()
+        grid = to_working_grid(volume, config.resample_mm)
+        volume = grid.volume
+        timings["resample_first"] = time.perf_counter() - t
+    prediction = predict_nnunet(job.network, volume, config, segmenter.device, job.progress.span(0.02, 0.95),
                                 timings)
     labels = prediction.labels
-    del prediction
+    del prediction, volume
+    if grid is not None:
+        t = time.perf_counter()
+        labels = grid.labels_back(labels)
+        timings["resample_back"] = time.perf_counter() - t
     t = time.perf_counter()
     # nnU-Net applies it to the exported label map; connectivity does not depend on the axis order.
     apply_nnunet_postprocessing(labels, config.postprocessing)

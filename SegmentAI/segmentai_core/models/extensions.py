@@ -76,6 +76,9 @@ class NNUNetSettings:
     image_reader: str = ""
     files: Dict[str, str] = field(default_factory=dict)
     finetuned_from_fold: Optional[str] = None
+    resample_mm: Optional[float] = None
+    """TotalSegmentator's round trip around nnU-Net at this isotropic spacing (see
+    :mod:`~segmentai_core.inference.resample_first`); None: nnU-Net alone, as ``nnUNetPredictor``."""
 
     @classmethod
     def of(cls, block: Union["NNUNetSettings", Mapping[str, Any]]) -> "NNUNetSettings":
@@ -95,4 +98,5 @@ class NNUNetSettings:
             "batch_size": int(block["batch_size"]) if block.get("batch_size") else None,
             "in_channels": int(block.get("in_channels", 1)),
             "postprocessing": list(block.get("postprocessing") or []),
+            "resample_mm": float(block["resample_mm"]) if block.get("resample_mm") else None,
         })
