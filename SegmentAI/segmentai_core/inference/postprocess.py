@@ -31,7 +31,8 @@ try:  # optional: component sizes in one C++ pass
 except ImportError:  # pragma: no cover - exercised where fastremap is absent
     fastremap = None
 
-__all__ = ["clean_labels", "keep_largest_component", "fill_holes", "drop_off_intensity", "bounding_box", "label_boxes"]
+__all__ = ["clean_labels", "keep_largest_component", "fill_holes", "fill_slice_holes", "drop_off_intensity",
+           "bounding_box", "label_boxes"]
 
 Box = Tuple[slice, ...]
 
@@ -193,6 +194,42 @@ def fill_holes(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box
                 region = labelmap[boxes[value]]
                 empty = region[found] == 0
                 region[tuple(axis[empty] for axis in found)] = value
+    return labelmap
+
+
+def _slice_holes(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Background voxels enclosed by ``mask`` within their own slice across ``axis`` (4-connected
+    background of the slice not reaching the slice's edge), for all slices in one labelling."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    plane = [slice(None)] * 3
+    plane[axis] = 1
+    structure[tuple(plane)] = ndimage.generate_binary_structure(2, 1)
+    background, count = ndimage.label(~mask, structure)
+    if count == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    outside = np.zeros(count + 1, dtype=bool)
+    for other in range(3):
+        if other != axis:
+            outside[np.unique(np.take(background, 0, axis=other))] = True
+            outside[np.unique(np.take(background, -1, axis=other))] = True
+    outside[0] = True
+    return ~outside[background]
+
+
+def fill_slice_holes(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box] = None) -> np.ndarray:
+    """Fill, for each label, the background enclosed in a slice along any of the three axes (in place).
+
+    A cavity that opens to the outside somewhere in 3D is no hole for :func:`fill_holes`, but it is
+    enclosed in most of its slices: a brain's ventricles reach the outside through the fourth
+    ventricle's narrow exits, and a brain mask (ROBEX's, FSL's) includes them. Never takes other
+    labels' voxels; the order of ``labels`` decides where two labels enclose the same voxel.
+    """
+    for value, box in _boxes(labelmap, list(labels), within).items():
+        region = labelmap[box]
+        mask = region == value
+        for axis in range(3):
+            mask |= _slice_holes(mask, axis) & (region == 0)
+        region[mask & (region == 0)] = value
     return labelmap
 
 

@@ -320,6 +320,11 @@ class ModelManifest:
         return bool(self.postprocessing.get("fill_holes", False))
 
     @property
+    def fill_slice_holes(self) -> bool:
+        """Also fill background enclosed within a slice along any axis (a brain's ventricles)."""
+        return bool(self.postprocessing.get("fill_slice_holes", False))
+
+    @property
     def weights_file(self) -> str:
         return str(self.weights["file"])
 
