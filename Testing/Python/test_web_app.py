@@ -229,8 +229,9 @@ def test_workflow_segment_click_undo_save_download(server, page, tmp_path):
     page.wait_for_timeout(1500)  # let the views stream the new overlay
     _save_shot(page, "segmented")
 
-    # A positive click in the middle of the axial view (inside the brain) refines the segment.
-    page.click("#sai-click-positive")
+    # A background click in the middle of the axial view (inside the brain, where the segment holds
+    # every voxel once its ventricles are filled) refines the segment.
+    page.click("#sai-click-negative")
     view = max(page.query_selector_all("img.image-display-area"),
                key=lambda e: (e.bounding_box() or {"width": 0})["width"])
     box = view.bounding_box()

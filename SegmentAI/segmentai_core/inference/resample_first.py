@@ -20,7 +20,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..geometry import Geometry, kji_to_ijk
 from ..volume import Volume
 
 __all__ = ["WorkingGrid", "to_working_grid"]
@@ -90,6 +90,6 @@ def to_working_grid(volume: Volume, spacing_mm: float) -> WorkingGrid:
         array = ndimage.zoom(np.asarray(array, dtype=np.float64), zoom, order=1, mode="nearest").astype(np.int32)
         spacing_kji = target
     ras_direction_lps = np.diag([-1.0, -1.0, 1.0])  # columns: i → R, j → A, k → S, in LPS
-    geometry = Geometry.create(array.shape, spacing=tuple(spacing_kji[::-1]), origin=volume.geometry.origin,
+    geometry = Geometry.create(array.shape, spacing=kji_to_ijk(spacing_kji), origin=volume.geometry.origin,
                                direction=ras_direction_lps)
     return WorkingGrid(Volume(np.ascontiguousarray(array), geometry), perm, flips, reordered_shape, resampled)
