@@ -20,7 +20,7 @@ from ..volume import Volume
 from .device import select_device
 from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
-from .postprocess import clean_labels, drop_off_intensity, fill_slice_holes
+from .postprocess import clean_labels, drop_off_intensity
 from .preprocess import prepare_input
 from .restore import restore_labels
 from .windows import WindowPlan, predict_probabilities
@@ -180,9 +180,7 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
         drop_off_intensity(labels, volume.array, manifest.intensity_range, within=box)
     if box is not None:
         clean_labels(labels, manifest.label_values, largest=manifest.largest_component,
-                     holes=manifest.fill_holes, within=box)
-        if manifest.fill_slice_holes:
-            fill_slice_holes(labels, manifest.label_values, within=box)
+                     holes=manifest.fill_holes, within=box, slice_holes=manifest.fill_slice_holes)
     timings["postprocess"] = time.perf_counter() - t
     progress.update(1.0, "Done")
     return SegmentationResult(Volume(labels, volume.geometry), list(manifest.labels), manifest.full_id,

@@ -17,7 +17,7 @@ lookup, and many labels with one component each are left as they are.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -226,32 +226,42 @@ def fill_slice_holes(labelmap: np.ndarray, labels: Iterable[int], within: Option
     """
     for value, box in _boxes(labelmap, list(labels), within).items():
         region = labelmap[box]
-        mask = region == value
+        mask, empty = region == value, region == 0
         for axis in range(3):
-            mask |= _slice_holes(mask, axis) & (region == 0)
-        region[mask & (region == 0)] = value
+            mask |= _slice_holes(mask, axis) & empty
+        region[mask & empty] = value
     return labelmap
 
 
 def clean_labels(labelmap: np.ndarray, labels: Iterable[int], *, largest: bool, holes: bool,
-                 within: Optional[Box] = None) -> np.ndarray:
-    """:func:`keep_largest_component` (if ``largest``), then :func:`fill_holes` (if ``holes``), in place.
+                 within: Optional[Box] = None, slice_holes: bool = False) -> np.ndarray:
+    """:func:`keep_largest_component` (if ``largest``), then :func:`fill_holes` (if ``holes``), then
+    :func:`fill_slice_holes` (if ``slice_holes``), in place."""
+    labels = list(labels)
+    _clean_labels_3d(labelmap, labels, largest, holes, within)
+    if slice_holes:
+        fill_slice_holes(labelmap, labels, within=within)
+    return labelmap
+
+
+def _clean_labels_3d(labelmap: np.ndarray, labels: List[int], largest: bool, holes: bool,
+                     within: Optional[Box]) -> None:
+    """Keep the largest component and fill 3D holes, in place.
 
     For one label (the usual binary model) both labellings share one mask and run side by side:
     cc3d releases the GIL, so on two cores the hole search costs no extra time. The holes found
     before dropping the small components are kept only when there was nothing to drop.
     """
-    labels = list(labels)
     if not (len(labels) == 1 and largest and holes and cc3d is not None and labelmap.ndim == 3):
         if largest:
             keep_largest_component(labelmap, labels, within=within)
         if holes:
             fill_holes(labelmap, labels, within=within)
-        return labelmap
+        return
     value = labels[0]
     box = _boxes(labelmap, labels, within).get(value)
     if box is None:
-        return labelmap
+        return
     region = labelmap[box]
     mask = region == value
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -264,7 +274,6 @@ def clean_labels(labelmap: np.ndarray, labels: Iterable[int], *, largest: bool, 
         found = _holes(mask)  # the holes of what is left (a dropped piece may have sat in one)
     if found is not None:
         region[found & (region == 0)] = value
-    return labelmap
 
 
 def drop_off_intensity(labelmap: np.ndarray, image: np.ndarray, ranges: Mapping[int, Tuple[float, float]],
