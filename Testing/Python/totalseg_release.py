@@ -125,8 +125,9 @@ def tool_env(home: Path, segmentai_home: Optional[Path] = None) -> Dict[str, str
 
 
 def run_tool(tool: str, image: Path, output: Path, env: Dict[str, str], timeout_s: float = 300.0) -> Dict[str, float]:
-    """Run ``tool`` (``totalseg`` or ``segmentai``) on ``image`` in a fresh subprocess; its JSON line
-    plus ``process_s``, the subprocess's whole wall time (Python, torch and the tool imported).
+    """Run ``tool`` (``totalseg``, ``totalseg-default``, ``totalseg-ml`` or ``segmentai``) on ``image`` in a
+    fresh subprocess; its JSON line plus ``process_s``, the subprocess's whole wall time (Python, torch and
+    the tool imported).
 
     Threads: TotalSegmentator on CPU sets torch to one thread per logical CPU; SegmentAI keeps
     torch's default (one per physical core). Neither is changed here: each runs as its users run it.
@@ -180,33 +181,46 @@ def _register_trainer() -> None:
     ts_nnunet.custom_trainers.setdefault(TS_TRAINER, getattr(lengths, TS_TRAINER))
 
 
-def _run_totalseg(image: str, output: str) -> None:
+def _run_totalseg(image: str, output: str, mode: str = "test") -> None:
+    """TotalSegmentator's ``total --fast`` on CPU. ``mode``: ``test`` one file per class written by one
+    process; ``default`` its defaults (one file per class, six saving processes); ``ml`` its ``--ml``
+    option (one multi-label file)."""
     from totalsegmentator.python_api import totalsegmentator
 
     _register_trainer()
-
-    # TotalSegmentator's --fast total task on CPU as its users run it; one file per class.
-    totalsegmentator(image, output, task="total", fast=True, ml=False, device="cpu", quiet=True,
-                     nr_thr_resamp=1, nr_thr_saving=1)
+    options = {"test": {"nr_thr_resamp": 1, "nr_thr_saving": 1}, "default": {}, "ml": {"ml": True}}[mode]
+    totalsegmentator(image, output, task="total", fast=True, device="cpu", quiet=True, **options)
 
 
-def _run_segmentai(image: str, output: str) -> None:
+def _run_segmentai(image: str, output: str) -> Dict[str, float]:
+    """``segmentai segment`` with ``--timings``; returns its per-stage seconds (read … write)."""
+    import contextlib
+    import io
+
     from segmentai_core.cli.main import main
 
-    code = main(["segment", image, "-o", output, "--model", "total_fast", "--device", "cpu", "--quiet"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["segment", image, "-o", output, "--model", "total_fast", "--device", "cpu", "--quiet",
+                     "--timings"])
     if code != 0:
         raise SystemExit(code)
+    return json.loads(printed.getvalue().strip().splitlines()[-1])["timings_s"]
 
 
 def _peak_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0  # KiB on Linux
 
 
-if __name__ == "__main__":  # python totalseg_release.py totalseg|segmentai IMAGE OUTPUT
+if __name__ == "__main__":  # python totalseg_release.py totalseg[-default|-ml]|segmentai IMAGE OUTPUT
     tool, image_path, output_path = sys.argv[1:4]
     start = time.perf_counter()
-    {"totalseg": _run_totalseg, "segmentai": _run_segmentai}[tool](image_path, output_path)
+    runners = {"totalseg": _run_totalseg, "segmentai": _run_segmentai,
+               "totalseg-default": lambda i, o: _run_totalseg(i, o, "default"),
+               "totalseg-ml": lambda i, o: _run_totalseg(i, o, "ml")}
+    stages = runners[tool](image_path, output_path)
     seconds = time.perf_counter() - start
     # The largest child (nnU-Net's preprocessing/export workers) apart from this process's own peak.
     print(json.dumps({"tool": tool, "run_s": seconds, "peak_rss_mib": _peak_mib(resource.RUSAGE_SELF),
-                      "children_peak_rss_mib": _peak_mib(resource.RUSAGE_CHILDREN)}))
+                      "children_peak_rss_mib": _peak_mib(resource.RUSAGE_CHILDREN),
+                      **({"stages_s": stages} if stages else {})}))

@@ -120,11 +120,15 @@ def _to_labels(logits: np.ndarray, regions: Optional[List[int]],
 
 
 def _default_batch(patch: Sequence[int]) -> int:
-    """Windows per forward pass: 4 for 3D; for 2D as many as hold about 4 M voxels (at most 32),
-    since a 2D window is one slice thick and one window per pass leaves the cores mostly idle."""
+    """Windows per forward pass. 3D: up to 4 while the batch holds at most 2 M voxels, so a release-size
+    window (TotalSegmentator's 112×112×128, 1.6 M voxels) runs alone — batching such windows bought
+    nothing on 2 cores (5.7 vs 5.3 s per window) and took 12 GB instead of 3.8 GB with 118 classes,
+    while small windows gain from it (32³: 0.075 vs 0.094 s). 2D: as many as hold about 4 M voxels
+    (at most 32), since a 2D window is one slice thick and one window per pass leaves the cores idle."""
+    voxels = int(np.prod(patch))
     if len(patch) == 3:
-        return 4
-    return int(max(1, min(32, 2**22 // int(np.prod(patch)))))
+        return int(max(1, min(4, 2**21 // voxels)))
+    return int(max(1, min(32, 2**22 // voxels)))
 
 
 def preprocess_nnunet(volume: Volume, config: Union[NNUNetSettings, Dict[str, Any]]) -> NNUNetInput:

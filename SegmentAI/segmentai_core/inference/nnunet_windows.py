@@ -127,7 +127,11 @@ def predict_logits(
                 out = forward(member, batch)
                 for dims in mirrors:
                     out = out + torch.flip(forward(member, torch.flip(batch, dims)), dims)
-                out = ((out / (len(mirrors) + 1)) * weights).float().cpu()
+                # In place (the same values as nnU-Net's ``prediction *= gaussian``): with 100+ classes a
+                # window's logits are gigabytes, and every copy costs as much time as memory.
+                if mirrors:
+                    out.div_(len(mirrors) + 1)
+                out = out.mul_(weights).float().cpu()
                 for index, window in enumerate(windows):
                     logits[(slice(None),) + window] += out[index]
                     total[window] += weights_cpu
