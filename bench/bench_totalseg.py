@@ -16,8 +16,9 @@ order (TotalSegmentator reorders them to RAS): 256×256×128 at 1.5×1.5×2.5 mm
 512×512×300 at 0.78×0.78×1.5 mm. Each tool runs in a fresh subprocess per repeat, as its users run
 it: TotalSegmentator with its defaults (one file per class, six saving processes) and with ``--ml``
 (one multi-label file, the closer match to SegmentAI's one ``.seg.nrrd``); SegmentAI with its
-defaults. Reported per case: the call's wall time, the whole process's (imports included), peak RSS
-of the process and of its largest child, SegmentAI's stages, and the label maps' agreement.
+defaults, and with ``--precision bfloat16`` where the CPU runs it natively. Reported per case: the
+call's wall time, the whole process's (imports included), peak RSS of the process and of its largest
+child, SegmentAI's stages, and the label maps' agreement.
 
     python bench/bench_totalseg.py --out docs/benchmarks/totalseg.json
     python bench/totalseg_report.py docs/benchmarks/totalseg.json
@@ -54,7 +55,7 @@ CASES = {
     "ct-256x256x128": {"shape_kji": (128, 256, 256), "spacing_xyz": (1.5, 1.5, 2.5)},
     "ct-512x512x300": {"shape_kji": (300, 512, 512), "spacing_xyz": (0.78125, 0.78125, 1.5)},
 }
-TOOLS = ("segmentai", "totalseg-default", "totalseg-ml")
+TOOLS = ("segmentai", "segmentai-bfloat16", "totalseg-default", "totalseg-ml")
 # The tiny model's plans are at 3.5 × 1 × 1 mm: on the full CT its windows would number thousands.
 TINY_CASES = ("ct-256x256x128",)
 
@@ -203,13 +204,29 @@ def agreement(ours: Path, theirs_dir: Path, theirs_ml: Path, class_names: Dict[i
             "voxels": int(our.size)}
 
 
+def unique_parameters(weights: Dict) -> int:
+    """Parameters of a state dict, each stored tensor once (nnU-Net's decoder holds the encoder, so its
+    state dict names the encoder's weights twice)."""
+    seen, total = set(), 0
+    for tensor in weights.values():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.numel())
+        if key not in seen:
+            seen.add(key)
+            total += tensor.numel()
+    return total
+
+
 def run_case(model: str, case: str, image: Path, env: Dict[str, str], work: Path, repeats: int,
              class_names: Dict[int, str]) -> Dict:
-    outputs = {"segmentai": work / f"{model}-{case}.seg.nrrd", "totalseg-default": work / f"{model}-{case}-files",
-               "totalseg-ml": work / f"{model}-{case}-ml.nii.gz"}
-    runs: Dict[str, List[Dict]] = {tool: [] for tool in TOOLS}
+    from segmentai_core.inference.precision import bfloat16_supported
+
+    outputs = {"segmentai": work / f"{model}-{case}.seg.nrrd",
+               "segmentai-bfloat16": work / f"{model}-{case}-bf16.seg.nrrd",
+               "totalseg-default": work / f"{model}-{case}-files", "totalseg-ml": work / f"{model}-{case}-ml.nii.gz"}
+    tools = [t for t in TOOLS if t != "segmentai-bfloat16" or bfloat16_supported()]
+    runs: Dict[str, List[Dict]] = {tool: [] for tool in tools}
     for _ in range(repeats):
-        for tool in TOOLS:
+        for tool in tools:
             target = outputs[tool]
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
             runs[tool].append(tr.run_tool(tool, image, target, env, timeout_s=3600))
@@ -226,6 +243,12 @@ def run_case(model: str, case: str, image: Path, env: Dict[str, str], work: Path
     if ml_file.is_dir():  # TotalSegmentator names the file itself when given a folder
         ml_file = next(ml_file.glob("*.nii*"))
     result["agreement"] = agreement(outputs["segmentai"], outputs["totalseg-default"], ml_file, class_names)
+    if "segmentai-bfloat16" in best:
+        fast = best["segmentai-bfloat16"]
+        result["bfloat16"] = {"speedup_vs_ml": best["totalseg-ml"]["run_s"] / fast["run_s"],
+                              "speedup_vs_float32": ours["run_s"] / fast["run_s"],
+                              "agreement": agreement(outputs["segmentai-bfloat16"], outputs["totalseg-default"],
+                                                     ml_file, class_names)}
     return result
 
 
@@ -265,7 +288,7 @@ def main() -> None:
         checkpoint = next(home.rglob("checkpoint_final.pth"))
         weights = load_checkpoint(checkpoint)["network_weights"]
         names = class_map["total"] if model != "tiny" else {v: n for v, n in tr.CLASS_NAMES.items()}
-        report["models"][model] = {"parameters": int(sum(w.numel() for w in weights.values())),
+        report["models"][model] = {"parameters": unique_parameters(weights),
                                    "checkpoint_mib": checkpoint.stat().st_size / 2**20, "cases": {}}
         for case in args.cases.split(","):
             if model == "tiny" and case not in TINY_CASES:

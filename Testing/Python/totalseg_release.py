@@ -125,9 +125,9 @@ def tool_env(home: Path, segmentai_home: Optional[Path] = None) -> Dict[str, str
 
 
 def run_tool(tool: str, image: Path, output: Path, env: Dict[str, str], timeout_s: float = 300.0) -> Dict[str, float]:
-    """Run ``tool`` (``totalseg``, ``totalseg-default``, ``totalseg-ml`` or ``segmentai``) on ``image`` in a
-    fresh subprocess; its JSON line plus ``process_s``, the subprocess's whole wall time (Python, torch and
-    the tool imported).
+    """Run ``tool`` (``totalseg``, ``totalseg-default``, ``totalseg-ml``, ``segmentai`` or
+    ``segmentai-bfloat16``) on ``image`` in a fresh subprocess; its JSON line plus ``process_s``, the
+    subprocess's whole wall time (Python, torch and the tool imported).
 
     Threads: TotalSegmentator on CPU sets torch to one thread per logical CPU; SegmentAI keeps
     torch's default (one per physical core). Neither is changed here: each runs as its users run it.
@@ -192,7 +192,7 @@ def _run_totalseg(image: str, output: str, mode: str = "test") -> None:
     totalsegmentator(image, output, task="total", fast=True, device="cpu", quiet=True, **options)
 
 
-def _run_segmentai(image: str, output: str) -> Dict[str, float]:
+def _run_segmentai(image: str, output: str, precision: str = "float32") -> Dict[str, float]:
     """``segmentai segment`` with ``--timings``; returns its per-stage seconds (read … write)."""
     import contextlib
     import io
@@ -202,7 +202,7 @@ def _run_segmentai(image: str, output: str) -> Dict[str, float]:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(["segment", image, "-o", output, "--model", "total_fast", "--device", "cpu", "--quiet",
-                     "--timings"])
+                     "--timings", "--precision", precision])
     if code != 0:
         raise SystemExit(code)
     return json.loads(printed.getvalue().strip().splitlines()[-1])["timings_s"]
@@ -217,7 +217,8 @@ if __name__ == "__main__":  # python totalseg_release.py totalseg[-default|-ml]|
     start = time.perf_counter()
     runners = {"totalseg": _run_totalseg, "segmentai": _run_segmentai,
                "totalseg-default": lambda i, o: _run_totalseg(i, o, "default"),
-               "totalseg-ml": lambda i, o: _run_totalseg(i, o, "ml")}
+               "totalseg-ml": lambda i, o: _run_totalseg(i, o, "ml"),
+               "segmentai-bfloat16": lambda i, o: _run_segmentai(i, o, "bfloat16")}
     stages = runners[tool](image_path, output_path)
     seconds = time.perf_counter() - start
     # The largest child (nnU-Net's preprocessing/export workers) apart from this process's own peak.

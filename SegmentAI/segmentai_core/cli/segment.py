@@ -30,6 +30,9 @@ def register(subparsers) -> None:
                              "only the networks that segment them")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="mirror test-time augmentation (slower, slightly smoother)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="the network's arithmetic: bfloat16 is about 1.7-2.5x faster on CPUs with AMX or "
+                             "AVX-512 BF16 and differs from float32 in a few boundary voxels per thousand")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--overview", type=Path, default=None, metavar="PNG", help="also write a PNG overview")
     parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
@@ -60,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     roi = [name for name in (args.roi or "").split(",") if name.strip()]
     # A catalog model of several networks (TotalSegmentator's total) runs its parts and merges them.
     segmenter = multipart_segmenter(args.model, roi=roi, device=args.device, tta=args.tta,
-                                    memory_budget_bytes=budget)
+                                    memory_budget_bytes=budget, precision=args.precision)
     if segmenter is None:
         package = resolve_model(args.model, trust_code=args.trust_code)
-        segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget)
+        segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget,
+                              precision=args.precision)
     whole = roi and not isinstance(segmenter, MultiPartSegmenter)  # one network: runs whole, other classes dropped
     if whole:
         class_values({label.value: label.name for label in segmenter.manifest.labels}, roi, str(args.model))

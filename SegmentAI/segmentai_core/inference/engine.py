@@ -21,6 +21,7 @@ from .device import select_device
 from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
 from .postprocess import clean_labels, drop_off_intensity
+from .precision import check_precision, network_precision
 from .preprocess import prepare_input
 from .restore import restore_labels
 from .windows import WindowPlan, predict_probabilities
@@ -56,10 +57,12 @@ class Segmenter:
         device: ``auto`` (CUDA → MPS → CPU), ``cpu``, ``cuda`` or ``mps``.
         tta: mirror test-time augmentation over the manifest's ``mirror_axes``.
         memory_budget_bytes: RAM the job may use (default: ¾ of the available memory).
+        precision: the forward passes' arithmetic, ``float32`` or ``bfloat16`` (see :mod:`.precision`;
+            InputError where the device cannot run it natively).
     """
 
     def __init__(self, package, device: str = "auto", tta: bool = False,
-                 memory_budget_bytes: Optional[int] = None) -> None:
+                 memory_budget_bytes: Optional[int] = None, precision: str = "float32") -> None:
         self.package = package
         self.manifest = package.manifest
         if len(self.manifest.input_channels) != 1:
@@ -69,6 +72,7 @@ class Segmenter:
                 f"({', '.join(self.manifest.input_channels)}); 'segment' runs single-channel models "
                 "(use 'segmentai refine' for interactive models)")
         self.device = select_device(device)
+        self.precision = check_precision(precision, self.device)
         self.tta = tta
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes()
         self._network = None
@@ -137,7 +141,10 @@ class Segmenter:
         progress.update(0.0, "Loading the model")
         network = self.network
         job = Job(volume, network, progress, name, notes, {"load_model": time.perf_counter() - t})
-        return pipeline.run(self, job)
+        if self.precision != "float32":
+            notes.append(f"the network ran in {self.precision} (not bit-equal to float32)")
+        with network_precision(self.precision):
+            return pipeline.run(self, job)
 
 
 def _check_generic(segmenter: Segmenter, volume: Volume, name: str) -> None:
