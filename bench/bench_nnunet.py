@@ -27,14 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "SegmentAI"), str(ROOT / "Testing" / "Python"), str(Path(__file__).parent)]
 
+from machine import peak_rss_mib  # noqa: E402  (the process's own peak, not one inherited at fork)
 from nnunet_report import CASE_SPACING_XYZ, MODEL_FEATURES  # noqa: E402  (the page states them)
 
 # CASE_SPACING_XYZ differs from the model's (3.5, 1, 1): both resamplings run.
 MODEL_SHAPE_KJI = (64, 64, 24)
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_nnunet(args) -> np.ndarray:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -148,7 +147,9 @@ def child(args) -> None:
 
     from segmentai_core.inference import engine, windows  # noqa: F401
 
-    runtime_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from machine import peak_rss_mib
+
+    runtime_mib = peak_rss_mib()
     if args.method == "segmentai":
         result = run_segmentai(args.path, args.threads, args.device)
     elif args.method == "reference":
@@ -159,7 +160,7 @@ def child(args) -> None:
         result = run_many_classes(args.path, args.threads, args.many_classes)
     else:
         result = run_monai(args.path, args.threads, args.device, args.sw_batch_size)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak_rss_mib()
     result["runtime_rss_mib"] = runtime_mib
     result["work_rss_mib"] = result["peak_rss_mib"] - runtime_mib
     print(json.dumps(result))

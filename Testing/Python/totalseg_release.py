@@ -10,7 +10,8 @@
 - :func:`release_zip`: that folder zipped as the release archive, for ``segmentai models install
   total_fast --from-file``.
 - ``python totalseg_release.py totalseg|segmentai ...``: one run of either tool in this process,
-  printing a JSON line with its time and the process's peak RSS (``ru_maxrss``, children apart);
+  printing a JSON line with its time and the process's own peak RSS (``VmHWM``; its largest child's
+  ``ru_maxrss`` apart, which counts what the child shared with it at the fork);
   :func:`run_tool` starts it in a fresh subprocess.
 
 TotalSegmentator is not a dependency of SegmentAI: ``scripts/test.sh`` installs it without its
@@ -209,6 +210,13 @@ def _run_segmentai(image: str, output: str, precision: str = "float32") -> Dict[
 
 
 def _peak_mib(who: int) -> float:
+    """Peak RSS in MiB: this process's own (bench/machine.py's VmHWM: ``ru_maxrss`` of a process
+    survives fork and exec, so it would start at the spawning benchmark's size), or the largest child's."""
+    if who == resource.RUSAGE_SELF:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from machine import peak_rss_mib
+
+        return peak_rss_mib()
     return resource.getrusage(who).ru_maxrss / 1024.0  # KiB on Linux
 
 
