@@ -34,8 +34,6 @@ from nnunet_report import CASE_SPACING_XYZ, MODEL_FEATURES  # noqa: E402  (the p
 MODEL_SHAPE_KJI = (64, 64, 24)
 
 
-
-
 def run_nnunet(args) -> np.ndarray:
     import torch
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO

@@ -158,9 +158,7 @@ def release_size_model(template: Path, target_home: Path) -> Path:
                   "inference_allowed_mirroring_axes": None, "current_epoch": 4000,
                   "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "dataset_json": dataset}}
     torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
-    (target_home / "config.json").write_text(json.dumps(
-        {"totalseg_id": "totalseg_segmentai_bench", "send_usage_stats": False, "prediction_counter": 0,
-         "statistics_disclaimer_shown": True}, indent=4))
+    tr.write_offline_config(target_home, "totalseg_segmentai_bench")
     return folder
 
 
@@ -175,33 +173,38 @@ def install(home: Path, segmentai_home: Path, archive: Path) -> Dict[str, str]:
     return env
 
 
-def agreement(ours: Path, theirs_dir: Path, theirs_ml: Path, class_names: Dict[int, str]) -> Dict[str, float]:
-    """Dice of SegmentAI's label map against TotalSegmentator's (per-class files and ``--ml`` file),
-    over the classes either finds; streamed one class at a time (117 full-size masks do not fit)."""
+def agreements(ours: List[Path], theirs_dir: Path, theirs_ml: Path, class_names: Dict[int, str]) -> List[Dict]:
+    """For each of SegmentAI's label maps ``ours``: Dice against TotalSegmentator's (per-class files and
+    ``--ml`` file) over the classes either finds. TotalSegmentator's outputs are read once, one class at
+    a time (117 full-size masks do not fit)."""
     import SimpleITK as sitk
 
     from segmentai_core.io import read_segmentation
 
-    labelmap, labels = read_segmentation(ours)[:2]
-    by_name = {label.name: label.value for label in labels}
-    our = labelmap.array
+    maps = []
+    for path in ours:
+        labelmap, labels = read_segmentation(path)[:2]
+        maps.append((labelmap.array, {label.name: label.value for label in labels}))
     ml = sitk.GetArrayFromImage(sitk.ReadImage(str(theirs_ml)))
-    to_ours = np.zeros(max(int(ml.max()), max(class_names)) + 1, dtype=our.dtype)  # their value → ours
-    for value, name in class_names.items():
-        to_ours[value] = by_name.get(name, 0)
-    voxels_differing = int(np.count_nonzero(to_ours[ml] != our))
-    dice_files, dice_ml = [], []
+    results = []
+    for our, by_name in maps:
+        to_ours = np.zeros(max(int(ml.max()), max(class_names)) + 1, dtype=our.dtype)  # their value → ours
+        for value, name in class_names.items():
+            to_ours[value] = by_name.get(name, 0)
+        results.append({"dice_files": [], "dice_ml": [], "voxels_differing": int(np.count_nonzero(to_ours[ml] != our))})
     for value, name in sorted(class_names.items()):
-        mine = our == by_name[name] if name in by_name else np.zeros(our.shape, bool)
         path = theirs_dir / f"{name}.nii.gz"
-        theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(path))) > 0 if path.exists() else np.zeros(our.shape, bool)
-        if mine.any() or theirs.any():
-            dice_files.append(tr.dice(mine, theirs))
-        if mine.any() or (ml == value).any():
-            dice_ml.append(tr.dice(mine, ml == value))
-    return {"classes_compared": len(dice_files), "min_dice_vs_files": min(dice_files, default=1.0),
-            "min_dice_vs_ml": min(dice_ml, default=1.0), "voxels_differing_vs_ml": voxels_differing,
-            "voxels": int(our.size)}
+        theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(path))) > 0 if path.exists() else np.zeros(ml.shape, bool)
+        theirs_ml_class = ml == value
+        for (our, by_name), result in zip(maps, results):
+            mine = our == by_name[name] if name in by_name else np.zeros(our.shape, bool)
+            if mine.any() or theirs.any():
+                result["dice_files"].append(tr.dice(mine, theirs))
+            if mine.any() or theirs_ml_class.any():
+                result["dice_ml"].append(tr.dice(mine, theirs_ml_class))
+    return [{"classes_compared": len(r["dice_files"]), "min_dice_vs_files": min(r["dice_files"], default=1.0),
+             "min_dice_vs_ml": min(r["dice_ml"], default=1.0), "voxels_differing_vs_ml": r["voxels_differing"],
+             "voxels": int(ml.size)} for r in results]
 
 
 def unique_parameters(weights: Dict) -> int:
@@ -228,7 +231,10 @@ def run_case(model: str, case: str, image: Path, env: Dict[str, str], work: Path
     for _ in range(repeats):
         for tool in tools:
             target = outputs[tool]
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
             runs[tool].append(tr.run_tool(tool, image, target, env, timeout_s=3600))
             print(f"  {model} {case} {tool}: {runs[tool][-1]['run_s']:.1f} s", file=sys.stderr, flush=True)
     best = {tool: min(r, key=lambda x: x["run_s"]) for tool, r in runs.items()}
@@ -239,16 +245,14 @@ def run_case(model: str, case: str, image: Path, env: Dict[str, str], work: Path
               "process_speedup_vs_ml": best["totalseg-ml"]["process_s"] / ours["process_s"],
               "rss_ratio_vs_ml": ours["peak_rss_mib"] / max(best["totalseg-ml"]["peak_rss_mib"],
                                                            best["totalseg-ml"]["children_peak_rss_mib"])}
-    ml_file = outputs["totalseg-ml"]
-    if ml_file.is_dir():  # TotalSegmentator names the file itself when given a folder
-        ml_file = next(ml_file.glob("*.nii*"))
-    result["agreement"] = agreement(outputs["segmentai"], outputs["totalseg-default"], ml_file, class_names)
+    ours_tools = [tool for tool in ("segmentai", "segmentai-bfloat16") if tool in best]
+    found = agreements([outputs[tool] for tool in ours_tools], outputs["totalseg-default"], outputs["totalseg-ml"],
+                       class_names)
+    result["agreement"] = found[0]
     if "segmentai-bfloat16" in best:
         fast = best["segmentai-bfloat16"]
         result["bfloat16"] = {"speedup_vs_ml": best["totalseg-ml"]["run_s"] / fast["run_s"],
-                              "speedup_vs_float32": ours["run_s"] / fast["run_s"],
-                              "agreement": agreement(outputs["segmentai-bfloat16"], outputs["totalseg-default"],
-                                                     ml_file, class_names)}
+                              "speedup_vs_float32": ours["run_s"] / fast["run_s"], "agreement": found[1]}
     return result
 
 

@@ -77,10 +77,15 @@ def place_tiny_model(model_folder: Path, home: Path) -> Path:
     checkpoint["trainer_name"] = TS_TRAINER
     checkpoint["inference_allowed_mirroring_axes"] = None
     torch.save(checkpoint, target / "fold_0" / "checkpoint_final.pth")
-    config = {"totalseg_id": "totalseg_segmentai_test", "send_usage_stats": False, "prediction_counter": 0,
+    write_offline_config(home, "totalseg_segmentai_test")
+    return target
+
+
+def write_offline_config(home: Path, totalseg_id: str) -> None:
+    """TotalSegmentator's ``config.json`` in ``home`` with usage statistics off (nothing leaves the machine)."""
+    config = {"totalseg_id": totalseg_id, "send_usage_stats": False, "prediction_counter": 0,
               "statistics_disclaimer_shown": True}
     (home / "config.json").write_text(json.dumps(config, indent=4))
-    return target
 
 
 def release_zip(home: Path, archive: Path) -> Path:

@@ -140,9 +140,9 @@ class Segmenter:
         pipeline.check(self, volume, name)
         progress.update(0.0, "Loading the model")
         network = self.network
-        job = Job(volume, network, progress, name, notes, {"load_model": time.perf_counter() - t})
         if self.precision != "float32":
             notes.append(f"the network ran in {self.precision} (not bit-equal to float32)")
+        job = Job(volume, network, progress, name, notes, {"load_model": time.perf_counter() - t})
         with network_precision(self.precision):
             return pipeline.run(self, job)
 
