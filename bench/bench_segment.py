@@ -79,12 +79,20 @@ def run_segmentai(path: str, threads: int, device: str, suffix: str = ".segmenta
 def run_reference(path: str, threads: int, device: str) -> dict:
     """SegmentAI's former restore (every class, full resolution) and SciPy postprocessing."""
     from segmentai_core.inference import engine, postprocess, restore
+    from segmentai_core.models.registry import ModelRegistry
 
     def former_restore(probabilities, canonical, original, values, progress):
         labels = restore.probabilities_to_labels_reference(probabilities, canonical, original, values, progress)
         return labels, tuple(slice(0, n) for n in labels.shape)  # the whole grid: postprocess scans it all
 
+    def former_clean(labels, values, *, largest, holes, within=None):
+        # Slice-wise holes were filled at full resolution (now on the model's grid, before the restore).
+        return postprocess.clean_labels(labels, values, largest=largest, holes=holes, within=within,
+                                        slice_holes=ModelRegistry().default().manifest.fill_slice_holes)
+
     engine.restore_labels = former_restore
+    engine.fill_slice_holes_in_probabilities = lambda probabilities, largest: 0
+    engine.clean_labels = former_clean
     postprocess.cc3d = None  # SciPy, over the whole grid that former_restore reports as its box
     return run_segmentai(path, threads, device, suffix=".reference.nii.gz")
 
@@ -228,6 +236,7 @@ def main() -> None:
             "voxels_differing": int((ours != theirs).sum()),
             "former_pipeline": best["reference"],
             "voxels_differing_from_former_pipeline": int((ours != former).sum()),
+            "dice_vs_former_pipeline": dice(ours, former),
             "total_excluding_io_over_network": best["segmentai"]["segment_s"] / stages["network"],
             "total_excluding_io_and_model_load_over_network":
                 (best["segmentai"]["segment_s"] - stages["load_model"]) / stages["network"],

@@ -46,3 +46,33 @@ def test_open_notches_and_other_labels_are_left_alone():
     assert (filled[other] == 7).all()
     assert not (filled[notch] == 3).any()  # open to the side in every slice: not a hole
     assert np.array_equal(postprocess.fill_slice_holes(np.zeros((8, 8, 8), np.uint8), [1]), np.zeros((8, 8, 8)))
+
+
+def test_slice_holes_filled_on_the_model_grid_reach_the_input_grid():
+    """The engine fills slice-wise holes on the model's grid (``fill_slice_holes_in_probabilities``):
+    the cavity becomes certain object there, and the restore to a grid twice as fine fills it too."""
+    from segmentai_core.geometry import Geometry
+    from segmentai_core.inference.restore import restore_labels
+    from segmentai_core.progress import Progress
+
+    mask, cavity = _ball_with_open_cavity()
+    probabilities = np.stack([1.0 - 0.9 * mask, 0.9 * mask]).astype(np.float32)
+    filled = postprocess.fill_slice_holes_in_probabilities(probabilities, largest=True)
+    assert filled >= int(cavity.sum())
+    assert (probabilities[1][cavity] == 1).all() and (probabilities[0][cavity] == 0).all()
+    assert np.allclose(probabilities[1][~cavity & mask], 0.9)  # the rest is untouched
+    coarse = Geometry.create(mask.shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    fine = Geometry.create(tuple(2 * n for n in mask.shape), (1.0, 1.0, 1.0), (-0.5, -0.5, -0.5), np.eye(3))
+    labels, _ = restore_labels(probabilities, coarse, fine, [1], Progress())
+    k, j, i = np.nonzero(cavity)
+    assert (labels[2 * k, 2 * j, 2 * i] == 1).all()  # every cavity voxel's fine counterpart is object
+
+
+def test_many_classes_fill_each_its_own_slice_holes():
+    mask, cavity = _ball_with_open_cavity()
+    probabilities = np.zeros((3,) + mask.shape, dtype=np.float32)
+    probabilities[0] = ~mask
+    probabilities[2] = mask
+    postprocess.fill_slice_holes_in_probabilities(probabilities, largest=False)
+    assert (np.argmax(probabilities, axis=0)[cavity] == 2).all()
+    assert not probabilities[1].any()

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - exercised where fastremap is absent
     fastremap = None
 
 __all__ = ["clean_labels", "keep_largest_component", "fill_holes", "fill_slice_holes", "drop_off_intensity",
-           "bounding_box", "label_boxes"]
+           "bounding_box", "label_boxes", "fill_slice_holes_in_probabilities"]
 
 Box = Tuple[slice, ...]
 
@@ -231,6 +231,33 @@ def fill_slice_holes(labelmap: np.ndarray, labels: Iterable[int], within: Option
             mask |= _slice_holes(mask, axis) & empty
         region[mask & empty] = value
     return labelmap
+
+
+def fill_slice_holes_in_probabilities(probabilities: np.ndarray, largest: bool) -> int:
+    """Fill slice-wise holes on the model's grid, before the labels go back to the input grid.
+
+    ``probabilities`` is (classes, k, j, i) with class 0 the background (modified in place). The
+    arg-max labels are cleaned as :func:`clean_labels` would (largest component if ``largest``, 3D
+    holes, holes in a slice along any axis) and every background voxel that cleaning fills is made
+    certain of its label, so that the restore (linear interpolation) carries the fill to the input
+    grid. Slice-hole filling costs a 2D labelling of every slice along three axes: at full
+    resolution on a 512x512x300 CT that is 0.6 s (2.6x the network), here a fraction of it. The 3D
+    steps still run on the input grid afterwards, where they are exact. Returns the voxels filled.
+    """
+    if probabilities.shape[0] == 2:
+        winner = (probabilities[1] > 0.5).astype(np.uint8)
+    else:
+        winner = np.argmax(probabilities, axis=0).astype(np.uint8 if probabilities.shape[0] <= 256 else np.uint16)
+    cleaned = winner.copy()
+    clean_labels(cleaned, range(1, probabilities.shape[0]), largest=largest, holes=True, slice_holes=True)
+    filled = (cleaned != 0) & (winner == 0)
+    count = int(np.count_nonzero(filled))
+    if count:
+        where = np.nonzero(filled)
+        values = cleaned[where]
+        probabilities[(slice(None),) + where] = 0
+        probabilities[(values,) + where] = 1
+    return count
 
 
 def clean_labels(labelmap: np.ndarray, labels: Iterable[int], *, largest: bool, holes: bool,
