@@ -20,6 +20,7 @@ from slicer.ScriptedLoadableModule import (
 )
 
 DEVICES, SAMPLE_NAME = ["auto", "cuda", "mps", "cpu"], "SegmentAIBrainT1"
+PRECISIONS = ["float32", "bfloat16"]  # segmentai_core.inference.precision.PRECISIONS (no core import at load)
 
 
 class SegmentAI(ScriptedLoadableModule):
@@ -62,6 +63,7 @@ class SegmentAIParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     model: str = ""
     device: Annotated[str, Choice(DEVICES)] = "auto"
+    precision: Annotated[str, Choice(PRECISIONS)] = "float32"
     outputSegmentation: vtkMRMLSegmentationNode
     datasetDir: pathlib.Path
     finetuneEpochs: int = 5
@@ -144,12 +146,13 @@ class SegmentAILogic(ScriptedLoadableModuleLogic):
         return model_choices(self.mrml.registry)
 
     def startSegmentation(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None,
-                          onProgress: Optional[Callable[[float, str], None]] = None):
-        return self.mrml.start(volumeNode, model, device, onProgress, into=outputSegmentation)
+                          onProgress: Optional[Callable[[float, str], None]] = None, precision: str = "float32"):
+        return self.mrml.start(volumeNode, model, device, onProgress, into=outputSegmentation, precision=precision)
 
-    def segment(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None):
+    def segment(self, volumeNode, model=None, device: str = "auto", outputSegmentation=None,
+                precision: str = "float32"):
         """Segment ``volumeNode`` and wait (batch mode); returns the segmentation node."""
-        return self.mrml.segment(volumeNode, model, device, into=outputSegmentation)
+        return self.mrml.segment(volumeNode, model, device, into=outputSegmentation, precision=precision)
 
     @property
     def workflow(self):

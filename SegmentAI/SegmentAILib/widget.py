@@ -221,7 +221,7 @@ class Widget(VTKObservationMixin):
         with self.gui.tryWithErrorDisplay(_("Failed to start segmentation.")):
             p = self._parameterNode
             self._job = self.logic.startSegmentation(p.inputVolume, p.model or None, p.device, p.outputSegmentation,
-                                                     self.onProgress)
+                                                     self.onProgress, precision=p.precision)
             self.ui.statusLabel.text = _("Segmenting with {model}...").format(model=self._job.model_id)
             self._timer.start()
         self.updateButtons()

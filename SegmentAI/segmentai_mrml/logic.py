@@ -88,7 +88,7 @@ class SegmentationLogic:
     def __init__(self, scene, registry=None) -> None:
         self.scene = scene
         self._registry = registry
-        self._segmenters: Dict[Tuple[str, str], object] = {}
+        self._segmenters: Dict[Tuple[str, str, str], object] = {}
 
     # --- models ----------------------------------------------------------------------------------
 
@@ -112,31 +112,35 @@ class SegmentationLogic:
             return model
         return self.registry.get(model)
 
-    def segmenter(self, model=None, device: str = "auto"):
-        """A cached :class:`Segmenter` (the network is loaded once per model and device); a multi-part catalog
-        model's id (TotalSegmentator's ``total``) gives the segmenter that runs its parts and merges them."""
+    def segmenter(self, model=None, device: str = "auto", precision: str = "float32"):
+        """A cached :class:`Segmenter` (the network is loaded once per model, device and precision); a
+        multi-part catalog model's id (TotalSegmentator's ``total``) gives the segmenter that runs its parts
+        and merges them. ``precision``: ``float32`` or ``bfloat16`` (an InputError where the device lacks it)."""
         from segmentai_core.catalog.multipart import multipart_segmenter
         from segmentai_core.inference.engine import Segmenter
 
-        merged = multipart_segmenter(model, self.registry, device=device) if isinstance(model, str) else None
+        merged = (multipart_segmenter(model, self.registry, device=device, precision=precision)
+                  if isinstance(model, str) else None)
         if merged is not None:
             return merged
         package = self.model(model)
-        key = (str(package.folder), device)
+        key = (str(package.folder), device, precision)
         if key not in self._segmenters:
-            self._segmenters[key] = Segmenter(package, device=device)
+            self._segmenters[key] = Segmenter(package, device=device, precision=precision)
         return self._segmenters[key]
 
     # --- running -----------------------------------------------------------------------------------
 
     def segment(self, volume_node, model=None, device: str = "auto", name: Optional[str] = None,
-                progress_callback: Optional[ProgressCallback] = None, into=None):
+                progress_callback: Optional[ProgressCallback] = None, into=None, precision: str = "float32"):
         """Segment ``volume_node`` in the calling thread (batch mode); returns the new segmentation node."""
-        job = self.start(volume_node, model, device, progress_callback, name=name, into=into, thread=False)
+        job = self.start(volume_node, model, device, progress_callback, name=name, into=into, thread=False,
+                         precision=precision)
         return self.finish(job)
 
     def start(self, volume_node, model=None, device: str = "auto", on_progress: Optional[ProgressCallback] = None,
-              name: Optional[str] = None, into=None, thread: bool = True) -> SegmentationJob:
+              name: Optional[str] = None, into=None, thread: bool = True,
+              precision: str = "float32") -> SegmentationJob:
         """Start segmenting ``volume_node`` (call on the main thread); returns the running job.
 
         The voxels are copied here; the worker never reads the scene. Errors in the arguments
@@ -145,7 +149,7 @@ class SegmentationLogic:
         if volume_node is None or self.scene.GetNodeByID(volume_node.GetID()) is not volume_node:
             raise InputError("select an input volume that is in the scene")
         volume = volume_from_node(volume_node)
-        segmenter = self.segmenter(model, device)
+        segmenter = self.segmenter(model, device, precision)
         model_id = getattr(segmenter, "model_id", None) or segmenter.manifest.full_id  # a merged model: its own id
         job = SegmentationJob(volume_node.GetID(), model_id, device, on_progress, name, into)
 

@@ -41,6 +41,7 @@ class WebConfig:
     token: Optional[str] = None
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     device: str = "auto"
+    precision: str = "float32"
     open_browser: bool = False
 
     @property
@@ -81,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="the network's arithmetic for Segment (default float32; bfloat16 is faster on CPUs "
+                             "with AMX or AVX-512 BF16 and on GPUs, not bit-equal)")
     parser.add_argument("--open-browser", action="store_true", help="open the page in a browser")
 
 
@@ -113,7 +117,7 @@ def config_from_args(args: argparse.Namespace, environ: Optional[dict] = None) -
     dataset = (args.dataset.expanduser().resolve() if args.dataset is not None else _default_dataset(data_dir))
     runs = args.runs.expanduser().resolve() if args.runs is not None else dataset.parent / "segmentai-runs"
     return WebConfig(host=args.host, port=args.port, data_dir=data_dir, dataset_dir=dataset, runs_dir=runs,
-                     token=token, max_upload_mb=args.max_upload_mb, device=args.device,
+                     token=token, max_upload_mb=args.max_upload_mb, device=args.device, precision=args.precision,
                      open_browser=args.open_browser)
 
 

@@ -251,7 +251,7 @@ class PanelLogic(PromptActions):
             return
         self.state.sai_click_mode = "off"
         self.job = self.logic.start(self.volume_node, self.listed_model(), self.config.device,
-                                    into=self.segmentation_node)
+                                    into=self.segmentation_node, precision=self.config.precision)
         self.state.sai_busy, self.state.sai_progress, self.state.sai_progress_text = True, 0.0, "Starting"
         self.state.sai_message = ""
         asyncio.get_event_loop().create_task(self._watch_segmentation(self.job))

@@ -106,11 +106,11 @@ class FakeUi:
 class FakeParameterNode:
     """The parameter node wrapper's fields; setting one fires ModifiedEvent, as the wrapper does."""
 
-    FIELDS = ("inputVolume", "model", "device", "outputSegmentation", "datasetDir", "finetuneEpochs")
+    FIELDS = ("inputVolume", "model", "device", "outputSegmentation", "datasetDir", "finetuneEpochs", "precision")
 
     def __init__(self) -> None:
         object.__setattr__(self, "_observers", {})
-        for name, value in zip(self.FIELDS, (None, "", "auto", None, pathlib.Path("."), 5)):
+        for name, value in zip(self.FIELDS, (None, "", "auto", None, pathlib.Path("."), 5, "float32")):
             object.__setattr__(self, name, value)
         self.gui_tags = []
 
@@ -217,8 +217,9 @@ class FakeLogic:
     def modelCard(self, model: str) -> str:
         return f"card of {model}"
 
-    def startSegmentation(self, volume, model, device, outputSegmentation, onProgress):
+    def startSegmentation(self, volume, model, device, outputSegmentation, onProgress, precision="float32"):
         self._record("startSegmentation", volume, model, device, outputSegmentation)
+        self.precision = precision
         self.job = FakeJob(model)
         self.onProgress = onProgress
         return self.job
@@ -374,8 +375,10 @@ def test_panel_starts_with_the_first_volume_the_models_and_the_dataset_folder(pa
 
 def test_segment_runs_in_the_background_and_the_result_enables_refinement(panel):
     widget, logic, gui, ui, scene, volume = panel
+    logic.parameterNode.precision = "bfloat16"
     ui.segmentButton.click()
     assert logic.calls[-1] == ("startSegmentation", volume, "tiny@1.0.0", "auto", None)
+    assert logic.precision == "bfloat16"  # the panel's Precision choice reaches the logic
     assert gui.timers[0].active and ui.cancelButton.enabled and not ui.segmentButton.enabled
     assert ui.statusLabel.text == "Segmenting with tiny@1.0.0..."
     logic.onProgress(0.5, "Sliding window")

@@ -28,6 +28,7 @@ def test_local_by_default_and_token_elsewhere(monkeypatch):
     assert parse_config(["--host", "10.1.2.3", "--token", "my-secret-token"]).token == "my-secret-token"
     monkeypatch.setenv("SEGMENTAI_WEB_TOKEN", "from-the-environment")
     assert parse_config(["--host", "10.1.2.3"]).token == "from-the-environment"
+    assert local.precision == "float32" and parse_config(["--precision", "bfloat16"]).precision == "bfloat16"
     assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
 

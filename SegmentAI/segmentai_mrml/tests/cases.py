@@ -219,6 +219,29 @@ class SegmentationLogicTest(_SceneCase):
         self.assertEqual(reports[-1], 1.0)
         self.assertEqual(reports, sorted(reports))
 
+    def test_bfloat16_precision_reaches_the_engine_or_is_refused_before_anything_starts(self) -> None:
+        from segmentai_core.errors import InputError
+        from segmentai_core.inference.engine import Segmenter
+        from segmentai_core.inference.precision import bfloat16_supported
+        from segmentai_core.metrics import dice
+
+        from segmentai_mrml.segmentation_nodes import labelmap_from_segmentation
+
+        image, _ = oblique_phantom()
+        node = self.add_volume(image)
+        before = self.scene.GetNumberOfNodes()
+        if not bfloat16_supported():
+            with self.assertRaises(InputError):
+                self.logic().segment(node, "tiny-test", "cpu", precision="bfloat16")
+            self.assertEqual(self.scene.GetNumberOfNodes(), before)  # nothing added
+            return
+        logic = self.logic()
+        segmentation = logic.segment(node, "tiny-test", "cpu", precision="bfloat16")
+        self.assertEqual(logic.segmenter("tiny-test", "cpu", "bfloat16").precision, "bfloat16")
+        expected = Segmenter(self.package, device="cpu").segment(image).labelmap.array
+        got = labelmap_from_segmentation(segmentation, node).array
+        self.assertGreater(dice(got > 0, expected > 0), 0.95)
+
     def test_background_run_reports_progress_on_the_calling_thread(self) -> None:
         image, _ = oblique_phantom()
         node = self.add_volume(image)
