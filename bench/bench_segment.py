@@ -85,10 +85,13 @@ def run_reference(path: str, threads: int, device: str) -> dict:
         labels = restore.probabilities_to_labels_reference(probabilities, canonical, original, values, progress)
         return labels, tuple(slice(0, n) for n in labels.shape)  # the whole grid: postprocess scans it all
 
+    # Slice-wise holes were filled at full resolution (now on the model's grid, before the restore);
+    # the flag is read here, once, not in the timed postprocessing.
+    slice_holes = ModelRegistry().default().manifest.fill_slice_holes
+
     def former_clean(labels, values, *, largest, holes, within=None):
-        # Slice-wise holes were filled at full resolution (now on the model's grid, before the restore).
         return postprocess.clean_labels(labels, values, largest=largest, holes=holes, within=within,
-                                        slice_holes=ModelRegistry().default().manifest.fill_slice_holes)
+                                        slice_holes=slice_holes)
 
     engine.restore_labels = former_restore
     engine.fill_slice_holes_in_probabilities = lambda probabilities, largest: 0

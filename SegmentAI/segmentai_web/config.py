@@ -20,6 +20,7 @@ from typing import List, Optional
 from urllib.parse import quote
 
 from segmentai_core.errors import InputError
+from segmentai_core.inference.precision import PRECISIONS
 
 __all__ = ["WebConfig", "add_arguments", "config_from_args", "is_loopback", "TOKEN_ENV"]
 
@@ -82,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest accepted upload in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
                         help="the network's arithmetic for Segment (default float32; bfloat16 is faster on CPUs "
                              "with AMX or AVX-512 BF16 and on GPUs, not bit-equal)")
     parser.add_argument("--open-browser", action="store_true", help="open the page in a browser")
