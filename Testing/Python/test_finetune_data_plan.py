@@ -179,9 +179,10 @@ def test_epoch_plan_fills_the_time_left_and_keeps_one_epoch_for_packaging(monkey
     clock[0], trainer._epoch_t0 = 1590.0, 1570.0  # later: 20 s epochs, 10 s left
     FinetuneTrainer.plan_epochs(trainer, 30)
     assert ft.epochs == 31  # no time for another: this was the last
-    trainer.epoch, ft.epochs = 10, 60
-    assert not FinetuneTrainer._may_stop_early(trainer) and (setattr(trainer, "epoch", 30) or True)
-    assert FinetuneTrainer._may_stop_early(trainer)  # early stopping only in the budget's second half
+    trainer.epoch, trainer.wait, ft.epochs = 40, 12, 60
+    assert not FinetuneTrainer._may_stop_early(trainer)  # 12 epochs without a gain: not half the plan
+    trainer.wait = 30
+    assert FinetuneTrainer._may_stop_early(trainer)  # no gain for half the planned epochs: the run may stop
 
 
 def test_cli_minutes_without_epochs_fills_the_budget():

@@ -18,6 +18,7 @@ from ..models.architectures import NNUNET
 from ..progress import Progress
 from ..volume import Volume
 from .device import select_device
+from .intensity_gate import gate_probabilities, normalized_ranges
 from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
 from .postprocess import clean_labels, drop_off_intensity, fill_slice_holes_in_probabilities
@@ -26,7 +27,7 @@ from .preprocess import prepare_input
 from .restore import restore_labels
 from .windows import WindowPlan, predict_probabilities
 
-__all__ = ["Segmenter", "SegmentationResult", "check_input"]
+__all__ = ["Segmenter", "SegmentationResult", "check_input", "window_plan"]
 
 
 def _estimate_bytes_per_voxel(manifest) -> float:
@@ -47,6 +48,20 @@ def _pipeline(manifest) -> Pipeline:
 
         return NNUNET_PIPELINE
     return GENERIC_PIPELINE
+
+
+def window_plan(manifest, budget_bytes: int, tta: bool = False) -> WindowPlan:
+    """How :meth:`Segmenter.segment` runs ``manifest``'s network on the canonical grid (also used by
+    training to validate a new package the way the engine will run it)."""
+    return WindowPlan(
+        num_classes=manifest.num_classes, patch_kji=manifest.patch_size_kji,
+        overlap=manifest.overlap, divisor_kji=manifest.size_divisor_kji,
+        mirror_axes_kji=manifest.mirror_axes_kji if tta else (),
+        whole_volume_ok=_whole_volume_ok(manifest),
+        bytes_per_voxel=_estimate_bytes_per_voxel(manifest), budget_bytes=int(budget_bytes),
+        crop_foreground=manifest.crop_foreground, spatial_dims=manifest.dimensions,
+        blend_mode=manifest.blend_mode, sigma_scale=manifest.sigma_scale,
+    )
 
 
 class Segmenter:
@@ -99,17 +114,8 @@ class Segmenter:
         return volume.array.size * (4.0 + 1.0) + canonical_voxels * 4.0 * (2 + 2 * classes) + 64e6
 
     def plan(self, num_voxels: float) -> WindowPlan:
-        dims = self.manifest.dimensions
         budget = cuda_free_bytes(self.device) or self.memory_budget_bytes
-        return WindowPlan(
-            num_classes=self.manifest.num_classes, patch_kji=self.manifest.patch_size_kji,
-            overlap=self.manifest.overlap, divisor_kji=self.manifest.size_divisor_kji,
-            mirror_axes_kji=self.manifest.mirror_axes_kji if self.tta else (),
-            whole_volume_ok=_whole_volume_ok(self.manifest),
-            bytes_per_voxel=_estimate_bytes_per_voxel(self.manifest), budget_bytes=int(budget * 0.8),
-            crop_foreground=self.manifest.crop_foreground, spatial_dims=dims,
-            blend_mode=self.manifest.blend_mode, sigma_scale=self.manifest.sigma_scale,
-        )
+        return window_plan(self.manifest, int(budget * 0.8), self.tta)
 
     def _check_window_fits(self, name: str) -> None:
         """One sliding window (input, activations, probabilities) must fit the budget: checked before allocating."""
@@ -156,6 +162,10 @@ def _check_generic(segmenter: Segmenter, volume: Volume, name: str) -> None:
             f"the memory budget of {segmenter.memory_budget_bytes / GIB:.1f} GiB; crop the volume or raise the budget"
         )
     segmenter._check_window_fits(name)
+    manifest = segmenter.manifest
+    if manifest.intensity_gate:  # a gate the model's normalisation cannot express is refused before any work
+        normalized_ranges(manifest.intensity_gate, manifest.label_values,
+                          manifest.preprocessing.get("normalization", {}))
 
 
 def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
@@ -172,9 +182,13 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
                                           progress.span(0.1, 0.8))
     notes.extend(plan.notes)
     timings["network"] = time.perf_counter() - t
-    del prepared.array
 
     t = time.perf_counter()
+    if manifest.intensity_gate:  # on the model's grid, where the fine-tuning run chose it
+        ranges = normalized_ranges(manifest.intensity_gate, manifest.label_values,
+                                   manifest.preprocessing.get("normalization", {}))
+        gate_probabilities(probabilities, prepared.array, ranges)
+    del prepared.array
     if manifest.fill_slice_holes:  # on the model's grid: a fraction of the cost at full resolution
         fill_slice_holes_in_probabilities(probabilities, largest=manifest.largest_component)
     timings["postprocess"] = time.perf_counter() - t

@@ -316,6 +316,13 @@ class ModelManifest:
         return {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
 
     @property
+    def intensity_gate(self) -> Dict[int, Tuple[float, float]]:
+        """Per label value, the HU fences of the voxel-wise gate on the model's grid (empty: none);
+        see :mod:`segmentai_core.inference.intensity_gate`."""
+        ranges = self.postprocessing.get("intensity_gate") or {}
+        return {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+
+    @property
     def fill_holes(self) -> bool:
         return bool(self.postprocessing.get("fill_holes", False))
 
