@@ -85,7 +85,7 @@ def run_reference(path: str, threads: int, device: str) -> dict:
         labels = restore.probabilities_to_labels_reference(probabilities, canonical, original, values, progress)
         return labels, tuple(slice(0, n) for n in labels.shape)  # the whole grid: postprocess scans it all
 
-    # Slice-wise holes were filled at full resolution (now on the model's grid, before the restore);
+    # Every step ran at full resolution (now on the model's grid, before the restore);
     # the flag is read here, once, not in the timed postprocessing.
     slice_holes = ModelRegistry().default().manifest.fill_slice_holes
 
@@ -94,7 +94,8 @@ def run_reference(path: str, threads: int, device: str) -> dict:
                                         slice_holes=slice_holes)
 
     engine.restore_labels = former_restore
-    engine.fill_slice_holes_in_probabilities = lambda probabilities, largest: 0
+    engine.clean_probabilities = lambda probabilities, **steps: (0, 0)
+    engine.cleans_on_input_grid = lambda manifest: True
     engine.clean_labels = former_clean
     postprocess.cc3d = None  # SciPy, over the whole grid that former_restore reports as its box
     return run_segmentai(path, threads, device, suffix=".reference.nii.gz")

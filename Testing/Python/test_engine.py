@@ -211,3 +211,24 @@ def test_segment_write_read_round_trip_on_oblique_anisotropic_grid(tmp_path, tin
     assert back.geometry.same_grid(loaded.geometry, 1e-3)
     assert np.array_equal(back.array, result.labelmap.array)
     assert labels[0].name == "Object"
+
+
+def test_network_loading_beside_preprocessing_still_refuses_a_tampered_model(tmp_path):
+    """The network loads in a thread while the input is resampled: what loading raises reaches the
+    caller unchanged, and the stages still add up to the job's own wall time."""
+    import time
+
+    from segmentai_core.errors import ModelError
+    from segmentai_core.testing import make_tiny_package
+
+    image, _ = blob_phantom(shape=(24, 24, 24), seed=3)
+    package = make_tiny_package(tmp_path / "tiny")
+    t = time.perf_counter()
+    result = Segmenter(package, device="cpu").segment(image)
+    wall = time.perf_counter() - t
+    assert list(result.timings)[0] == "load_model" and result.timings["load_model"] > 0
+    assert sum(result.timings.values()) <= wall
+    weights = package.weights_path
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ModelError, match="hash mismatch"):
+        Segmenter(package, device="cpu").segment(image)

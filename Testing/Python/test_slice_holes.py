@@ -49,7 +49,7 @@ def test_open_notches_and_other_labels_are_left_alone():
 
 
 def test_slice_holes_filled_on_the_model_grid_reach_the_input_grid():
-    """The engine fills slice-wise holes on the model's grid (``fill_slice_holes_in_probabilities``):
+    """The engine fills slice-wise holes on the model's grid (``clean_probabilities``):
     the cavity becomes certain object there, and the restore to a grid twice as fine fills it too."""
     from segmentai_core.geometry import Geometry
     from segmentai_core.inference.restore import restore_labels
@@ -57,8 +57,8 @@ def test_slice_holes_filled_on_the_model_grid_reach_the_input_grid():
 
     mask, cavity = _ball_with_open_cavity()
     probabilities = np.stack([1.0 - 0.9 * mask, 0.9 * mask]).astype(np.float32)
-    filled = postprocess.fill_slice_holes_in_probabilities(probabilities, largest=True)
-    assert filled >= int(cavity.sum())
+    filled, dropped = postprocess.clean_probabilities(probabilities, largest=True, holes=True, slice_holes=True)
+    assert filled >= int(cavity.sum()) and dropped == 0
     assert (probabilities[1][cavity] == 1).all() and (probabilities[0][cavity] == 0).all()
     assert np.allclose(probabilities[1][~cavity & mask], 0.9)  # the rest is untouched
     coarse = Geometry.create(mask.shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
@@ -73,6 +73,33 @@ def test_many_classes_fill_each_its_own_slice_holes():
     probabilities = np.zeros((3,) + mask.shape, dtype=np.float32)
     probabilities[0] = ~mask
     probabilities[2] = mask
-    postprocess.fill_slice_holes_in_probabilities(probabilities, largest=False)
+    postprocess.clean_probabilities(probabilities, largest=False, holes=True, slice_holes=True)
     assert (np.argmax(probabilities, axis=0)[cavity] == 2).all()
     assert not probabilities[1].any()
+
+
+def test_pieces_dropped_on_the_model_grid_are_gone_on_the_input_grid():
+    """Keep-largest on the model's grid: a dropped island becomes certain background there, so the
+    restore to a finer, shifted grid leaves one piece; ``drop=False`` applies only the fills."""
+    from segmentai_core.geometry import Geometry
+    from segmentai_core.inference.restore import restore_labels
+    from segmentai_core.progress import Progress
+
+    mask, _ = _ball_with_open_cavity()
+    island = np.zeros_like(mask)
+    island[1:3, 1:3, 1:3] = True
+    assert not (mask & island).any()
+    foreground = mask | island
+    probabilities = np.stack([1.0 - 0.8 * foreground, 0.8 * foreground]).astype(np.float32)
+    kept = probabilities.copy()
+    assert postprocess.clean_probabilities(kept, largest=True, holes=False, slice_holes=False,
+                                           drop=False) == (0, 0)
+    assert np.array_equal(kept, probabilities)
+    filled, dropped = postprocess.clean_probabilities(probabilities, largest=True, holes=False, slice_holes=False)
+    assert (filled, dropped) == (0, int(island.sum()))
+    assert (probabilities[0][island] == 1).all() and not probabilities[1][island].any()
+    coarse = Geometry.create(mask.shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    fine = Geometry.create(tuple(2 * n for n in mask.shape), (1.0, 1.0, 1.0), (-0.5, -0.5, -0.5), np.eye(3))
+    labels, _ = restore_labels(probabilities, coarse, fine, [1], Progress())
+    import cc3d
+    assert cc3d.connected_components(labels, connectivity=26).max() == 1

@@ -7,6 +7,8 @@ model's architecture (:mod:`.engine` for SegmentAI's, :mod:`.nnunet_pipeline` fo
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List
 
@@ -34,14 +36,27 @@ class SegmentationResult:
 
 @dataclass
 class Job:
-    """One segmentation after the prelude: the checked input (the job's own copy) and the loaded network."""
+    """One segmentation after the prelude: the checked input (the job's own copy) and its network.
+
+    ``loading`` is the network, or a :class:`~concurrent.futures.Future` of it while it loads beside
+    the pipeline's first steps; :attr:`network` waits for it (the wait is added to ``load_model``, so
+    the stages still add up to the wall time) and re-raises what loading raised.
+    """
 
     volume: Volume
-    network: Any
+    loading: Any
     progress: Progress
     name: str
     notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def network(self) -> Any:
+        if isinstance(self.loading, Future):
+            t = time.perf_counter()
+            self.loading = self.loading.result()
+            self.timings["load_model"] = self.timings.get("load_model", 0.0) + time.perf_counter() - t
+        return self.loading
 
 
 @dataclass(frozen=True)
