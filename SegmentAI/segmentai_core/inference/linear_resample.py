@@ -57,21 +57,29 @@ def resample_linear_axis_parallel(array: np.ndarray, source: Geometry, target: G
     order = [source_axis for source_axis, _ in axes]
     target_axis = {source_axis: d for d, source_axis in enumerate(order)}
     d_k, d_j, d_i = target_axis[0], target_axis[1], target_axis[2]
-    # ITK's order: along i, then j, then k (source ijk), in double precision. Along i, plane by
-    # plane of the source: only the planes and rows some target point uses are read, in cache.
+    # ITK's order: along i, then j, then k (source ijk), in double precision. Along i and j, plane
+    # by plane of the source: only the planes and rows some target point uses are read, in cache,
+    # and no plane-sized intermediate is kept (fresh memory costs page faults: 0.3 s instead of
+    # 0.08 s on a 512x512x300 input in a new process when the i-pass of every plane was stored).
     planes, rows = picks[d_k][0], picks[d_j][0]
     needed_i, low_i, high_i, weight_i = picks[d_i]
     low_i, high_i = needed_i[low_i], needed_i[high_i]
-    work = np.empty((len(planes), len(rows), len(low_i)), dtype=np.float64)
+    _, low_j, high_j, weight_j = picks[d_j]
+    weight_j = weight_j[:, None]
+    work = np.empty((len(planes), len(low_j), len(low_i)), dtype=np.float64)
+    line = np.empty((len(rows), len(low_i)), dtype=np.float64)
     for n, plane in enumerate(planes):
         part = array[plane][rows]
         first = part[:, low_i].astype(np.float64)
-        np.multiply(part[:, high_i] - first, weight_i, out=work[n])
-        work[n] += first
+        np.multiply(part[:, high_i] - first, weight_i, out=line)
+        line += first
+        below = line[low_j]
+        np.subtract(line[high_j], below, out=work[n])
+        work[n] *= weight_j
+        work[n] += below
     work = work.transpose([{d_k: 0, d_j: 1, d_i: 2}[d] for d in range(3)])
-    for d in (d_j, d_k):
-        _, low, high, weight = picks[d]
-        work = _lerp(np.take(work, low, axis=d), np.take(work, high, axis=d), weight, d)
+    _, low, high, weight = picks[d_k]
+    work = _lerp(np.take(work, low, axis=d_k), np.take(work, high, axis=d_k), weight, d_k)
     out = work.astype(np.float32)
     for d, mask in enumerate(inside):
         if not mask.all():

@@ -246,12 +246,17 @@ def clean_probabilities(probabilities: np.ndarray, *, largest: bool, holes: bool
     HU on the input grid, where the 3D steps then run again). Returns the voxels filled and dropped.
 
     A linear restore of a cleaned field can, in principle, open a hole or an island narrower than a
-    model voxel; on the bench volumes and the reference brain masks it changed 0 to 2 voxels.
+    model voxel; on the bench volumes and the reference brain masks it changed 0 to 2 voxels. With
+    many classes a dropped piece made certain background pulls its neighbours' boundary voxels to
+    background in the interpolation (1.1 % of the voxels differed on the 104-class bench), so the
+    engine keeps the 3D steps of such models on the input grid (:func:`~.engine.cleans_on_input_grid`).
     """
     if probabilities.shape[0] == 2:
         winner = (probabilities[1] > 0.5).astype(np.uint8)
     else:
-        winner = np.argmax(probabilities, axis=0).astype(np.uint8 if probabilities.shape[0] <= 256 else np.uint16)
+        from .restore import argmax_classes  # here: restore's own import chain stays free of postprocessing
+
+        winner = argmax_classes(probabilities)  # numpy's argmax(axis=0) makes a copy of every class
     cleaned = winner.copy()
     clean_labels(cleaned, range(1, probabilities.shape[0]), largest=largest, holes=holes, slice_holes=slice_holes)
     changed = (cleaned != winner) & (winner == 0) if not drop else cleaned != winner

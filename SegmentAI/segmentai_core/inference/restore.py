@@ -105,7 +105,7 @@ class _AxisMap:
         return np.take(moved, index[2], axis=2)
 
 
-def _argmax_classes(probabilities: np.ndarray) -> np.ndarray:
+def argmax_classes(probabilities: np.ndarray) -> np.ndarray:
     """``argmax`` over the first axis (first class on ties), a running maximum: numpy's strided
     ``argmax(axis=0)`` over 105 classes takes 10x longer."""
     best = probabilities[0].copy()
@@ -155,7 +155,7 @@ def restore_labels(
     if num_classes == 2:  # p0 = 1 - p1 before and after linear interpolation: one channel decides
         winner = (probabilities[1] > 0.5).astype(np.uint8)
     else:
-        winner = _argmax_classes(probabilities)
+        winner = argmax_classes(probabilities)
     cells, mixed = _cell_classes(winner)
     occupied = np.argwhere(cells > 0)
     if not len(occupied):
