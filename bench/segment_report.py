@@ -8,6 +8,7 @@ The tables in ``docs/benchmarks.md`` are pasted from this output, never typed by
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def render(report: dict) -> str:
                   "",
                   "| restore (s) | postprocess (s) | restore + postprocess (s) | work memory (MiB) | "
                   "float32 input (MiB) | probabilities on the 1.5 mm grid (MiB) | voxels differing from the plain "
-                  "definition | postprocess on the 1.5 mm grid, then restore (s) | voxels that order changes |",
+                  "definition | two-class order: holes on the 1.5 mm grid, restore, keep-largest (s) | "
+                  "voxels that order changes |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                   f"| {_s(many['restore_s'])} | {_s(many['postprocess_s'])} | "
                   f"{_s(many['restore_plus_postprocess_s'])} | "
@@ -108,6 +110,14 @@ def targets(report: dict) -> list:
         parts = []
         if "over_network" in target:
             stages, ratio = case["segmentai"]["stages_s"], case["total_excluding_io_over_network"]
+            per_run = case.get("total_over_network_per_run")
+            spread = ""
+            if per_run:  # judged on the median run, not on the fastest one
+                ratio = statistics.median(per_run)
+                again_runs = case["second_call_total_over_network_per_run"]
+                spread = (f"median of {len(per_run)} runs, each in a new process: "
+                          f"{', '.join(f'{r:.2f}' for r in per_run)}; their second calls "
+                          f"{', '.join(f'{r:.2f}' for r in again_runs)}; the fastest run: ")
             former = case.get("former_pipeline")
             was = (f"; the former pipeline was {former['segment_s'] / former['stages_s']['network']:.1f}×"
                    if former else "")
@@ -116,7 +126,8 @@ def targets(report: dict) -> list:
                      f"{case['second_call_total_over_network']:.1f}× (network {_s(second['stages_s']['network'])} s "
                      f"of {_s(second['segment_s'])} s)" if second else "")
             parts.append(f"total excluding file I/O ≤ {target['over_network']:g}× the network time — "
-                         f"{_met(ratio <= target['over_network'])} ({ratio:.1f}×: network {_s(stages['network'])} s, "
+                         f"{_met(ratio <= target['over_network'])} ({ratio:.2f}×, {spread}network "
+                         f"{_s(stages['network'])} s, "
                          f"restore {_s(stages['restore'])} s, postprocess {_s(stages['postprocess'])} s, "
                          f"preprocess {_s(stages['preprocess'])} s{was}{again})")
         if "speed_up" in target:

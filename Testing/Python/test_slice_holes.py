@@ -49,7 +49,7 @@ def test_open_notches_and_other_labels_are_left_alone():
 
 
 def test_slice_holes_filled_on_the_model_grid_reach_the_input_grid():
-    """The engine fills slice-wise holes on the model's grid (``clean_probabilities``):
+    """The engine fills slice-wise holes on the model's grid (``fill_holes_in_probabilities``):
     the cavity becomes certain object there, and the restore to a grid twice as fine fills it too."""
     from segmentai_core.geometry import Geometry
     from segmentai_core.inference.restore import restore_labels
@@ -57,8 +57,8 @@ def test_slice_holes_filled_on_the_model_grid_reach_the_input_grid():
 
     mask, cavity = _ball_with_open_cavity()
     probabilities = np.stack([1.0 - 0.9 * mask, 0.9 * mask]).astype(np.float32)
-    filled, dropped = postprocess.clean_probabilities(probabilities, largest=True, holes=True, slice_holes=True)
-    assert filled >= int(cavity.sum()) and dropped == 0
+    filled = postprocess.fill_holes_in_probabilities(probabilities, largest=True, slice_holes=True)
+    assert filled >= int(cavity.sum())
     assert (probabilities[1][cavity] == 1).all() and (probabilities[0][cavity] == 0).all()
     assert np.allclose(probabilities[1][~cavity & mask], 0.9)  # the rest is untouched
     coarse = Geometry.create(mask.shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
@@ -73,14 +73,14 @@ def test_many_classes_fill_each_its_own_slice_holes():
     probabilities = np.zeros((3,) + mask.shape, dtype=np.float32)
     probabilities[0] = ~mask
     probabilities[2] = mask
-    postprocess.clean_probabilities(probabilities, largest=False, holes=True, slice_holes=True)
+    postprocess.fill_holes_in_probabilities(probabilities, largest=False, slice_holes=True)
     assert (np.argmax(probabilities, axis=0)[cavity] == 2).all()
     assert not probabilities[1].any()
 
 
-def test_pieces_dropped_on_the_model_grid_are_gone_on_the_input_grid():
-    """Keep-largest on the model's grid: a dropped island becomes certain background there, so the
-    restore to a finer, shifted grid leaves one piece; ``drop=False`` applies only the fills."""
+def test_pieces_are_dropped_on_the_input_grid_not_on_the_model_grid():
+    """Fills only on the model's grid: an island stays in the probabilities (a piece joined on the
+    coarse grid can come apart after the restore), and keep-largest on the input grid drops it."""
     from segmentai_core.geometry import Geometry
     from segmentai_core.inference.restore import restore_labels
     from segmentai_core.progress import Progress
@@ -88,18 +88,16 @@ def test_pieces_dropped_on_the_model_grid_are_gone_on_the_input_grid():
     mask, _ = _ball_with_open_cavity()
     island = np.zeros_like(mask)
     island[1:3, 1:3, 1:3] = True
-    assert not (mask & island).any()
     foreground = mask | island
     probabilities = np.stack([1.0 - 0.8 * foreground, 0.8 * foreground]).astype(np.float32)
-    kept = probabilities.copy()
-    assert postprocess.clean_probabilities(kept, largest=True, holes=False, slice_holes=False,
-                                           drop=False) == (0, 0)
-    assert np.array_equal(kept, probabilities)
-    filled, dropped = postprocess.clean_probabilities(probabilities, largest=True, holes=False, slice_holes=False)
-    assert (filled, dropped) == (0, int(island.sum()))
-    assert (probabilities[0][island] == 1).all() and not probabilities[1][island].any()
+    before = probabilities.copy()
+    assert postprocess.fill_holes_in_probabilities(probabilities, largest=True, slice_holes=False) == 0
+    assert np.array_equal(probabilities, before)  # the open cavity is no 3D hole; the island is kept
     coarse = Geometry.create(mask.shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
     fine = Geometry.create(tuple(2 * n for n in mask.shape), (1.0, 1.0, 1.0), (-0.5, -0.5, -0.5), np.eye(3))
-    labels, _ = restore_labels(probabilities, coarse, fine, [1], Progress())
+    labels, box = restore_labels(probabilities, coarse, fine, [1], Progress())
     import cc3d
+    assert cc3d.connected_components(labels, connectivity=26).max() == 2
+    postprocess.keep_largest_component(labels, [1], within=box)
     assert cc3d.connected_components(labels, connectivity=26).max() == 1
+    assert not labels[:6, :6, :6].any()
