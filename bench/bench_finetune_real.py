@@ -51,13 +51,14 @@ def test_scores(package, tests) -> list:
     return scores
 
 
-def run_training(source, data: Path, out: Path, minutes: float, from_scratch: bool, seed: int) -> dict:
+def run_training(source, data: Path, out: Path, minutes: float, from_scratch: bool, seed: int,
+                 parent_anchor=None) -> dict:
     from segmentai_core.models.package import ModelPackage
     from segmentai_train.finetune import finetune
 
     t = time.perf_counter()
     result = finetune(source, data, out, time_limit_s=minutes * 60, fill_budget=True, from_scratch=from_scratch,
-                      device="cpu", progress_bar=False, seed=seed, accept_worse=True)
+                      device="cpu", progress_bar=False, seed=seed, accept_worse=True, parent_anchor=parent_anchor)
     seconds = time.perf_counter() - t
     package = ModelPackage.open(result.package_dir)
     training = package.manifest.extensions.get("x-training", {})
@@ -78,6 +79,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON results file (rewritten after each case)")
     parser.add_argument("--work", type=Path, default=None, help="keep datasets and runs here")
+    parser.add_argument("--parent-anchor", type=float, default=None,
+                        help="L2-SP weight of the fine-tuned runs (default: the training package's own choice)")
     args = parser.parse_args(argv)
     import torch
 
@@ -90,7 +93,8 @@ def main(argv=None) -> None:
     source = ModelRegistry().get(args.model)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-finetune-real-"))
     report = {"machine": describe(), "model": source.full_id, "minutes": args.minutes, "threads": args.threads,
-              "seed": args.seed, "load_average_at_start": list(os.getloadavg()), "cases": []}
+              "seed": args.seed, "parent_anchor": args.parent_anchor,
+              "load_average_at_start": list(os.getloadavg()), "cases": []}
     for name in args.cases or list(CASES):
         case, corrected, tests = load_case(name)
         data = work / f"data-{name}"
@@ -104,7 +108,8 @@ def main(argv=None) -> None:
                "parent": {"test": test_scores(source, tests)}}
         runs = [("finetuned", False)] + ([] if args.no_scratch else [("scratch", True)])
         for key, scratch in runs:
-            run = run_training(source, data, work / f"run-{name}-{key}", args.minutes, scratch, args.seed)
+            run = run_training(source, data, work / f"run-{name}-{key}", args.minutes, scratch, args.seed,
+                               args.parent_anchor)
             run["test"] = test_scores(run.pop("package"), tests)
             row[key] = run
             print(json.dumps({"case": name, key: run}), flush=True)

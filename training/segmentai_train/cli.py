@@ -80,6 +80,9 @@ def _finetune_parser(sub) -> None:
     p.add_argument("--from-scratch", action="store_true",
                    help="train the parent's architecture from freshly initialised weights (a baseline to compare "
                         "fine-tuning with)")
+    p.add_argument("--parent-anchor", type=float, default=None, metavar="WEIGHT",
+                   help="pull the weights toward the parent's (L2-SP: WEIGHT x their summed squared difference); "
+                        "default 0.01 when the parent's own labels are trained, else 0")
     p.add_argument("--keep-parent-preprocessing", dest="plan_data", action="store_false",
                    help="keep the parent's modality, normalisation, spacing and postprocessing instead of choosing "
                         "them from the cases (CT window, spacing for the structure's size)")

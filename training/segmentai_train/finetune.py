@@ -250,8 +250,13 @@ def prepare_run(model, data: Path, out: Path, config: FinetuneConfig, device: to
     if config.fill_budget and config.time_limit_s:
         deadline = started + config.time_limit_s
         config.epochs = config.max_epochs  # until the first epoch has been timed
+    anchor_weight = parent_anchor_weight(config, setup.keep_head)
+    anchor = ({name: p.detach().clone() for name, p in network.named_parameters()}  # the parent's, before any resume
+              if anchor_weight > 0 else None)
     trainer = FinetuneTrainer(network, _loss(setup.num_classes, config.class_weights), sampler, out, config, groups,
-                              validate, device, dist, deadline=deadline)
+                              validate, device, dist, deadline=deadline, anchor=anchor, anchor_weight=anchor_weight)
+    if anchor is not None:
+        say(f"  weights pulled toward the parent's (L2-SP, weight {anchor_weight:g}): its own labels are trained")
     say(f"{len(train_cases)} training case(s), {len(val_cases)} validation case(s) ({validation}); "
         f"measuring the parent's validation Dice...")
     checkpoint = out / CHECKPOINT
@@ -352,6 +357,16 @@ def package_run(run: PreparedRun) -> FinetuneResult:
                           "worse_than_parent": worse, "parent": manifest.full_id, "epochs": result.epochs}),
               flush=True)
     return result
+
+
+def parent_anchor_weight(config: FinetuneConfig, keep_head: bool) -> float:
+    """The L2-SP weight of a run: the configured one, else 0.01 when the parent's own labels are
+    trained (its head kept) and 0 otherwise; never from scratch (there is no parent to keep)."""
+    if config.from_scratch:
+        return 0.0
+    if config.parent_anchor is not None:
+        return max(0.0, float(config.parent_anchor))
+    return 0.01 if keep_head else 0.0
 
 
 def _left_right_flip(setup, config: FinetuneConfig) -> Optional[int]:

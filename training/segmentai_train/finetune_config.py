@@ -48,4 +48,8 @@ class FinetuneConfig:
     fill_budget: bool = False  # with time_limit_s: plan the epochs (and the schedule) to fill the budget
     max_epochs: int = 400  # the most epochs a budget-filling run plans
     calibrate_threshold: bool = True  # new classes: decision threshold chosen on the held-aside/held-out validation
+    # Pull toward the parent's weights (L2-SP: weight x sum of squared differences), for runs that keep
+    # the parent's own labels (its head kept); None: 0.01 there, 0 for new classes (their parent
+    # features come from another task) and from scratch.
+    parent_anchor: Optional[float] = None
     from_scratch: bool = False  # the parent's architecture and preprocessing, but none of its weights (a baseline)

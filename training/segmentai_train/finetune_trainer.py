@@ -37,7 +37,8 @@ class FinetuneTrainer(Trainer):
 
     def __init__(self, network: torch.nn.Module, loss: torch.nn.Module, sampler: ShardedPatchSampler, out_dir: Path,
                  config: "FinetuneConfig", groups: List[Dict], validate_fn, device: torch.device,
-                 dist: DistContext, deadline: Optional[float] = None) -> None:
+                 dist: DistContext, deadline: Optional[float] = None,
+                 anchor: Optional[Dict[str, torch.Tensor]] = None, anchor_weight: float = 0.0) -> None:
         train_config = TrainConfig(epochs=config.epochs, iterations_per_epoch=config.iterations_per_epoch,
                                    learning_rate=config.learning_rate, weight_decay=config.weight_decay,
                                    warmup_iterations=config.warmup_iterations, schedule=config.schedule,
@@ -46,6 +47,10 @@ class FinetuneTrainer(Trainer):
         super().__init__(network, loss.to(device), sampler, out_dir, train_config, validate_fn, str(device))
         self.ft = config
         self.dist = dist
+        # L2-SP: the parent's parameters (same names as the network's) and the weight of the pull.
+        self.anchor = None if anchor is None or anchor_weight <= 0 else [
+            (parameter, anchor[name].to(device)) for name, parameter in network.named_parameters() if name in anchor]
+        self.anchor_weight = anchor_weight
         self.sampler = sampler
         self.model = network
         if dist.enabled:
@@ -167,6 +172,8 @@ class FinetuneTrainer(Trainer):
             with context:
                 with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.use_amp):
                     loss = self.loss(self.model(image), label) / self.ft.accumulate
+                    if self.anchor is not None:
+                        loss = loss + self._anchor_penalty() / self.ft.accumulate
                 self.scaler.scale(loss).backward()
             total += float(loss.detach())
         self.scaler.unscale_(self.optimizer)
@@ -176,6 +183,10 @@ class FinetuneTrainer(Trainer):
         self.step += 1
         self._report_step(total)
         return total
+
+    def _anchor_penalty(self) -> torch.Tensor:
+        """``anchor_weight`` x the summed squared distance of the parameters from the parent's."""
+        return self.anchor_weight * sum(((p - a) ** 2).sum() for p, a in self.anchor)
 
     def _report_step(self, loss: float) -> None:
         if self._bar is not None:
