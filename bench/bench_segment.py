@@ -85,8 +85,8 @@ def run_reference(path: str, threads: int, device: str) -> dict:
         labels = restore.probabilities_to_labels_reference(probabilities, canonical, original, values, progress)
         return labels, tuple(slice(0, n) for n in labels.shape)  # the whole grid: postprocess scans it all
 
-    # Every step ran at full resolution (now on the model's grid, before the restore);
-    # the flag is read here, once, not in the timed postprocessing.
+    # Every step ran at full resolution (now holes are filled on the model's grid, before the
+    # restore); the flag is read here, once, not in the timed postprocessing.
     slice_holes = ModelRegistry().default().manifest.fill_slice_holes
 
     def former_clean(labels, values, *, largest, holes, within=None):

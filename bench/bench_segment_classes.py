@@ -6,10 +6,9 @@ probabilities, boundaries a few voxels wide, background outside the head); the s
 to the input grid and postprocessed (largest component and hole filling for every class), with
 the time and the RSS added by those two steps. The engine's order for two-class models (holes
 filled on the 1.5 mm grid before the restore, keep-largest after it) is timed after that, with the
-voxels it changes.
-A random-weight network is not used: its label map
-changes class from voxel to voxel, nothing like an organ atlas, and there a restore that
-interpolates only at boundaries interpolates everywhere (tried: minutes for 104 classes).
+voxels it changes. A random-weight network is not used: its label map changes class from voxel to
+voxel, nothing like an organ atlas, and there a restore that interpolates only at boundaries
+interpolates everywhere (tried: minutes for 104 classes).
 Called by ``bench_segment.py --many-classes N`` in a fresh subprocess.
 """
 

@@ -48,7 +48,7 @@ class FinetuneTrainer(Trainer):
         self.ft = config
         self.dist = dist
         # L2-SP: the parent's parameters (same names as the network's) and the weight of the pull.
-        self.anchor = None if anchor is None or anchor_weight <= 0 else [
+        self.anchor = None if anchor is None else [
             (parameter, anchor[name].to(device)) for name, parameter in network.named_parameters() if name in anchor]
         self.anchor_weight = anchor_weight
         self.sampler = sampler

@@ -175,7 +175,7 @@ def _check_generic(segmenter: Segmenter, volume: Volume, name: str) -> None:
 
 
 def cleans_on_input_grid(manifest: ModelManifest) -> bool:
-    """Whether hole filling runs on the input grid rather than the model's.
+    """Whether keep-largest and hole filling both run on the input grid (after the restore).
 
     Holes (3D, and slice-wise for the brain model) are filled on the model's grid, where they cost
     a fraction (0.35 s at full resolution on a 512x512x300 input, the network's own time), and they

@@ -22,6 +22,8 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from .restore import argmax_classes
+
 try:  # optional accelerator: same results, 4-6x faster
     import cc3d
 except ImportError:  # pragma: no cover - exercised where cc3d is absent
@@ -251,8 +253,6 @@ def fill_holes_in_probabilities(probabilities: np.ndarray, *, largest: bool, sli
     if probabilities.shape[0] == 2:
         winner = (probabilities[1] > 0.5).astype(np.uint8)
     else:
-        from .restore import argmax_classes  # here: restore's own import chain stays free of postprocessing
-
         winner = argmax_classes(probabilities)  # numpy's argmax(axis=0) makes a copy of every class
     cleaned = winner.copy()
     clean_labels(cleaned, range(1, probabilities.shape[0]), largest=largest, holes=True, slice_holes=slice_holes)
