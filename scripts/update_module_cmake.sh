@@ -14,7 +14,7 @@ set(MODULE_NAME SegmentAI)
 set(MODULE_PYTHON_SCRIPTS
   ${MODULE_NAME}.py
 EOF
-(cd SegmentAI && find segmentai_core segmentai_mrml segmentai_web -name "*.py" -not -path "*/__pycache__/*" | LC_ALL=C sort | sed 's/^/  /')
+(cd SegmentAI && find SegmentAILib segmentai_core segmentai_mrml segmentai_web -name "*.py" -not -path "*/__pycache__/*" | LC_ALL=C sort | sed 's/^/  /')
 cat <<'EOF'
   )
 
@@ -57,7 +57,7 @@ endforeach()
 
 #-----------------------------------------------------------------------------
 if(BUILD_TESTING)
-  # SegmentAITest.runTest() runs the shared MRML-layer cases (segmentai_mrml/testing.py) and the workflow.
+  # SegmentAITest.runTest() runs the shared MRML-layer cases (segmentai_mrml/tests/cases.py) and the workflow.
   slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)
 endif()
 EOF

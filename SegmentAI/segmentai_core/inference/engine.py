@@ -20,6 +20,7 @@ from ..models.manifest import ModelManifest
 from ..progress import Progress
 from ..volume import Volume
 from .device import select_device
+from .hugepages import avoid_hugepage_stalls
 from .intensity_gate import gate_probabilities, normalized_ranges
 from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
@@ -93,6 +94,7 @@ class Segmenter:
         self.tta = tta
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes()
         self._network = None
+        avoid_hugepage_stalls()  # a whole-volume job's first call would otherwise wait on compaction
 
     @property
     def network(self):
