@@ -43,6 +43,18 @@ def render(report: dict) -> str:
             f"{case['voxels_differing']:,} | {case['voxels_differing_from_former_pipeline']:,} | "
             f"{ours['work_rss_mib']:.0f} / {theirs['work_rss_mib']:.0f} | "
             f"{_s(ours.get('read_s', 0))} / {_s(ours.get('write_s', 0))} |")
+    cold = [case for case in report["cases"] if case.get("cold_cli_runs")]
+    if cold:
+        lines += ["", "#### A first segmentation: `segmentai segment` in a new process", "",
+                  "| input | wall, median (s) | walls of the runs (s) | read / segment / write in the median run (s) |",
+                  "|---|---:|---|---:|"]
+        for case in cold:
+            runs = sorted(case["cold_cli_runs"], key=lambda r: r["wall_s"])
+            middle = runs[(len(runs) - 1) // 2]["timings_s"]
+            segment = sum(v for k, v in middle.items() if k not in ("read", "write"))
+            lines.append(f"| {case['size']} | {_s(case['cold_cli_wall_s_median'])} | "
+                         f"{', '.join(_s(r['wall_s']) for r in case['cold_cli_runs'])} | "
+                         f"{_s(middle['read'])} / {_s(segment)} / {_s(middle['write'])} |")
     for case in report["cases"]:
         ours, theirs = case["segmentai"], case["monai_sliding_window"]
         former = case.get("former_pipeline", {}).get("stages_s", {})

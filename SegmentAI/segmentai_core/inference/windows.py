@@ -2,8 +2,9 @@
 
 Two strategies:
 
-* **windows** (default): MONAI's ``sliding_window_inference`` with Gaussian blending (or the
-  manifest's ``blend_mode``, e.g. ``constant`` for imported bundles that use it) over the
+* **windows** (default): sliding windows with Gaussian blending (or the manifest's
+  ``blend_mode``, e.g. ``constant`` for imported bundles that use it), MONAI's
+  ``sliding_window_inference`` arithmetic without importing MONAI (:mod:`.sliding_window`), over the
   foreground box, windows batched as the memory budget allows (same output as one at a time),
   the batch halved on out-of-memory, and CPU as the last resort. Equal output to MONAI's own
   pipeline (Dice 1.0 in ``bench/``) when the foreground box is the whole volume.
@@ -148,7 +149,8 @@ def _window_count(shape: Sequence[int], patch: Sequence[int], overlap: float) ->
 
 def _windows(network, image: np.ndarray, plan: WindowPlan, device, progress: Progress, batch_size: int) -> np.ndarray:
     import torch
-    from monai.inferers import sliding_window_inference
+
+    from .sliding_window import sliding_window_logits
 
     total = max(1, int(np.ceil(_window_count(image.shape, plan.patch_kji, plan.overlap) / batch_size)))
     done = [0]
@@ -160,12 +162,11 @@ def _windows(network, image: np.ndarray, plan: WindowPlan, device, progress: Pro
         return out
 
     with torch.inference_mode():
-        logits = sliding_window_inference(
-            torch.from_numpy(image)[None, None], roi_size=plan.patch_kji, sw_batch_size=batch_size,
-            predictor=predictor, overlap=plan.overlap, mode=plan.blend_mode, sigma_scale=plan.sigma_scale,
-            sw_device=device, device="cpu",
+        logits = sliding_window_logits(
+            torch.from_numpy(image)[None, None], plan.patch_kji, batch_size, predictor,
+            overlap=plan.overlap, mode=plan.blend_mode, sigma_scale=plan.sigma_scale, device=device,
         )
-        probabilities = torch.softmax(torch.as_tensor(logits).float(), dim=1)[0].numpy()
+        probabilities = torch.softmax(logits, dim=1)[0].numpy()
     progress.update(1.0, "Network done")
     return probabilities
 
