@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT / "SegmentAI"))
 
 from segmentai_core.testing import TINY_MANIFEST, make_tiny_package  # noqa: E402 - after the path is set
 
-__all__ = ["ROOT", "TINY_ARGS", "TINY_MANIFEST", "env", "make_dataset", "make_tiny_package", "manifest_dict",
-           "write_raw_package"]
+__all__ = ["ROOT", "TINY_ARGS", "TINY_MANIFEST", "env", "fresh_python_json", "make_dataset", "make_tiny_package",
+           "manifest_dict", "write_raw_package"]
 
 
 # --- helpers shared by the test files (import them from conftest, not from another test file) -------------
@@ -92,6 +92,16 @@ def env() -> dict:
     """The environment of a child process that imports SegmentAI and the training package from this checkout."""
     paths = [str(ROOT / "SegmentAI"), str(ROOT / "training"), os.environ.get("PYTHONPATH", "")]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
+
+
+def fresh_python_json(code: str):
+    """Run ``code`` in a new interpreter (cwd ``SegmentAI/``, nothing imported yet) and parse the last
+    line it prints as JSON: for checks of what a process imports."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT / "SegmentAI")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

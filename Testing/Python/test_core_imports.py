@@ -1,12 +1,10 @@
 """The core must import without Slicer, Qt, ctk or VTK (it is used outside Slicer too)."""
 
-import json
 import pkgutil
-import subprocess
-import sys
 from pathlib import Path
 
 import segmentai_core
+from conftest import fresh_python_json
 
 FORBIDDEN = ("slicer", "qt", "ctk", "vtk", "PythonQt", "vtkmodules")
 
@@ -28,9 +26,7 @@ def test_every_core_module_imports_without_slicer_qt_ctk_vtk():
         "import segmentai_core.inference.engine, segmentai_core.models.networks\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(segmentai_core.__file__).parents[1])
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = fresh_python_json(code)
     offenders = [m for m in loaded if m.split(".")[0] in FORBIDDEN]
     assert offenders == []
 

@@ -1,12 +1,8 @@
 """SegmentAI's sliding windows give MONAI's values exactly, and segmenting never imports MONAI."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import fresh_python_json
 
 from segmentai_core.inference.sliding_window import importance_map, sliding_window_logits, window_starts
 
@@ -60,7 +56,7 @@ def test_importance_map_peaks_at_the_centre_and_never_reaches_zero():
         importance_map((3, 3), "median", 0.125)
 
 
-def test_segment_does_not_import_monai(tmp_path):
+def test_segment_does_not_import_monai():
     """MONAI's import (2.3-2.6 s here) was most of a first ``segment``'s network stage."""
     code = (
         "import json, sys\n"
@@ -75,8 +71,4 @@ def test_segment_does_not_import_monai(tmp_path):
         "Segmenter(ModelRegistry().default(), device='cpu').segment(volume)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'monai')))\n"
     )
-    import segmentai_core
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(segmentai_core.__file__).parents[1])
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert fresh_python_json(code) == []
