@@ -37,6 +37,18 @@ def test_recipe_help_prints_usage_and_exits_0(module):
     assert not (ROOT / "--help").exists()  # build_sample once took '--help' for its output folder
 
 
+def test_recipe_leaves_out_only_its_own_training_heads(tmp_path):
+    """``--leave-out`` names a training head (ROBEX, ICBM152 2009a); anything else, FSL's test head
+    included, is a usage error before any data is fetched."""
+    from segmentai_train.recipes import brain_extraction
+
+    for name in ("fsl_mni152", "nope"):
+        with pytest.raises(SystemExit) as stopped:
+            brain_extraction.main(["--out", str(tmp_path), "--leave-out", name])
+        assert stopped.value.code == 2
+    assert not any(tmp_path.iterdir())
+
+
 def test_package_recipe_without_arguments_is_a_usage_error():
     done = subprocess.run([sys.executable, "-m", "segmentai_train.recipes.package_brain_extraction"],
                           capture_output=True, text=True, env=_env(), timeout=120, cwd=ROOT)
