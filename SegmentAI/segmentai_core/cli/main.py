@@ -90,6 +90,11 @@ def dispatch(parser: argparse.ArgumentParser, argv: Optional[List[str]], interru
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from ..inference.hugepages import avoid_hugepage_stalls
+
+    # Before the first volume is read: its array copy is the process's first large allocation, and
+    # numpy's huge-page advice made that copy of a 150 MB head take 0.36 s instead of 0.06 s.
+    avoid_hugepage_stalls()
     try:
         parser = build_parser()  # imports the commands: Ctrl-C can come here too
     except KeyboardInterrupt:
