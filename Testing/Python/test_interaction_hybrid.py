@@ -243,3 +243,23 @@ def test_ct_in_hounsfield_units_is_answered_by_the_geodesic_competition_alone(wo
         for score in _clicks(session, truth, spacing, 2):
             assert score >= 0.85
             assert engine.last_network is None and engine.last_choice == "geodesic"
+
+
+def test_a_flood_of_a_small_image_is_seen_without_an_roi(engine):
+    """Where the working grid reaches beyond the image on every face there is no grid face inside the
+    image to serve as the leak shell; the image's outermost voxels stand in, so an object that fills
+    the image is taken for a leak and the network is asked."""
+    from segmentai_core.interaction.predictors import WorkingInputs
+
+    shape = (32, 32, 32)
+    rng = np.random.default_rng(0)
+    beyond = np.ones(shape, dtype=bool)
+    beyond[4:28, 4:28, 4:28] = False
+    image = np.where(beyond, 0.0, 0.5 + rng.normal(0, 0.01, shape)).astype(np.float32)  # no edge inside
+    positive = np.zeros(shape, dtype=np.float32)
+    positive[16, 16, 16] = 1.0
+    inputs = WorkingInputs(image, np.zeros(shape, np.float32), positive, np.zeros(shape, np.float32), 1.5,
+                           None, beyond, False)
+    engine.predict(inputs)
+    assert engine.last_leak > engine.leak_tolerance  # the geodesic answer reached the image's end all round
+    assert engine.last_network is not None  # so the network was asked

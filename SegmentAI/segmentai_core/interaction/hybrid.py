@@ -130,6 +130,12 @@ class HybridPredictor:
         edge = outside if outside is not None else border
         shell_edge = edge if inputs.beyond_image is None or not self.open_image_edge else edge & ~inputs.beyond_image
         shell = ndimage.binary_dilation(shell_edge) & ~edge
+        if outside is None and inputs.beyond_image is not None and not shell.any() and inputs.beyond_image.any():
+            # The working grid reaches beyond the image on every face (a small image): without a
+            # shell there is no leak check, and a click near a weak edge floods the whole image
+            # unseen. The image's own outermost voxels stand in: an object may reach the scan's end
+            # in places, but one that covers more than ``leak_tolerance`` of it has spread.
+            shell = ~inputs.beyond_image & ndimage.binary_dilation(inputs.beyond_image)
         geodesic, leaked = None, 1.0
         if self.model is None or self.choose:
             # From the clicks alone (the previous mask is the clicks' own earlier answer), unless no
