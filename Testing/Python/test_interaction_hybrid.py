@@ -263,3 +263,24 @@ def test_a_flood_of_a_small_image_is_seen_without_an_roi(engine):
     engine.predict(inputs)
     assert engine.last_leak > engine.leak_tolerance  # the geodesic answer reached the image's end all round
     assert engine.last_network is not None  # so the network was asked
+
+
+def test_a_click_in_mixed_tissue_does_not_switch_the_region_term_off():
+    """A click whose surroundings are mixed tissue has a spread that admits nearly every intensity; it
+    is capped at ``region_spread_cap`` times the median spread of the other positive clicks."""
+    rng = np.random.default_rng(0)
+    shape = (9, 9, 40)
+    raw = np.full(shape, 0.2, dtype=np.float32) + rng.normal(0, 0.005, shape).astype(np.float32)
+    raw[..., 12:25] = rng.random((9, 9, 13))  # mixed tissue
+    raw[..., 30:] = 0.95  # another tissue, unlike both clicks
+    positive = np.zeros(shape, dtype=bool)
+    positive[4, 4, 5] = True  # in the homogeneous tissue
+    positive[4, 4, 18] = True  # in the mixed one
+    zero = edge_costs(np.zeros(shape, np.float32), contrast=0.0, length=0.0)
+
+    def entering_cost(predictor):
+        steps = predictor._object_costs(zero, raw, raw, positive)[2]  # along i: 0.5 * (v[i] + v[i + 1])
+        return float(steps[4, 4, 35])  # between two voxels of the other tissue
+
+    assert entering_cost(HybridPredictor(None, region_spread_cap=None)) == 0.0  # the term is off there
+    assert entering_cost(HybridPredictor(None)) > 0.2  # capped: the other tissue is unlike both clicks
