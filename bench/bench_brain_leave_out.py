@@ -29,10 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 def head_scores(package_dir: Path, case: str = "robex") -> dict:
     """Dice, HD95 and the neck and hole volumes (mL) of ``package_dir``'s model on a public head."""
-    from scipy import ndimage
-
     from segmentai_core.inference.canonical import canonical_geometry, resample_to
     from segmentai_core.inference.engine import Segmenter
+    from segmentai_core.inference.postprocess import fill_slice_holes
     from segmentai_core.io import read_volume
     from segmentai_core.metrics import evaluate_labelmaps
     from segmentai_core.models.package import ModelPackage
@@ -47,20 +46,15 @@ def head_scores(package_dir: Path, case: str = "robex") -> dict:
     grid = canonical_geometry(mask.geometry, "RAS", [1.0, 1.0, 1.0])  # 1 mm voxels: counts are mm³
     truth = resample_to(mask, grid, order=0).array > 0
     ours = resample_to(predicted, grid, order=0).array > 0
-    lowest = int(np.flatnonzero(truth.any(axis=(1, 2)))[0])  # array axis 0 runs inferior → superior
-    enclosed = ours.copy()
-    for axis in range(3):
-        for n in range(ours.shape[axis]):
-            index = [slice(None)] * 3
-            index[axis] = n
-            enclosed[tuple(index)] |= ndimage.binary_fill_holes(ours[tuple(index)])
-    head_below = int(np.flatnonzero(resample_to(image, grid, order=1).array.any(axis=(1, 2)))[0])
+    # Array axis 0 runs inferior → superior from the image's lowest slice: 1 voxel = 1 mm below it.
+    lowest = int(np.flatnonzero(truth.any(axis=(1, 2)))[0])
+    enclosed = fill_slice_holes(ours.astype(np.uint8), [1]) > 0  # the engine's own slice-hole definition
     return {
         "case": case, "dice": round(float(scores["dice"]), 4), "hd95_mm": round(float(scores["hd95"]), 2),
         "reference_ml": round(truth.sum() / 1000, 1), "predicted_ml": round(ours.sum() / 1000, 1),
         "missed_ml": round((truth & ~ours).sum() / 1000, 1), "added_ml": round((ours & ~truth).sum() / 1000, 1),
         "below_reference_brain_ml": round(ours[:lowest].sum() / 1000, 1),
-        "image_below_reference_brain_mm": lowest - head_below,
+        "image_below_reference_brain_mm": lowest,
         "missed_inside_slice_holes_ml": round((enclosed & ~ours & truth).sum() / 1000, 1),
     }
 

@@ -6,7 +6,7 @@ constant or Gaussian blending), the same float32 values as ``monai.inferers.slid
 exactly). It exists because importing ``monai`` costs 2.3-2.6 s on this project's 2-core machines
 (``monai/__init__`` loads nearly every MONAI submodule, ignite and torch.distributed with them),
 which every first ``segment`` of a process paid inside its network stage: ten times the network's
-own 0.2 s on a 512x512x300 head (``bench/bench_segment.py --cold``).
+own 0.2 s on a 512x512x300 head (``cold_cli`` in ``bench/bench_segment.py``).
 
 The windows: per axis, steps of ``int(window * (1 - overlap))`` voxels (the window itself where it
 spans the axis), the last window moved back to end at the edge. An image smaller than the window is
@@ -79,7 +79,8 @@ def sliding_window_logits(image, window: Sequence[int], batch_size: int, predict
     device = device or image.device
     original = tuple(image.shape[2:])
     pads = _padding(original, window)
-    if any(before or after for before, after in pads):
+    padded = any(before or after for before, after in pads)
+    if padded:
         image = F.pad(image, [v for pair in reversed(pads) for v in pair], mode="constant", value=0.0)
     size = tuple(image.shape[2:])
     positions = list(itertools.product(*(window_starts(n, w, overlap) for n, w in zip(size, window))))
@@ -101,6 +102,6 @@ def sliding_window_logits(image, window: Sequence[int], batch_size: int, predict
         for values, region in zip(logits, group):
             output[(slice(0, 1), slice(None)) + region] += values
     output /= count
-    if any(before or after for before, after in pads):
+    if padded:
         output = output[(slice(None), slice(None)) + tuple(slice(b, b + n) for (b, _), n in zip(pads, original))]
     return output
