@@ -52,13 +52,15 @@ def test_scores(package, tests) -> list:
 
 
 def run_training(source, data: Path, out: Path, minutes: float, from_scratch: bool, seed: int,
-                 parent_anchor=None) -> dict:
+                 parent_anchor=None, bn_mode=None) -> dict:
     from segmentai_core.models.package import ModelPackage
     from segmentai_train.finetune import finetune
 
     t = time.perf_counter()
+    extra = {} if bn_mode is None else {"bn_mode": bn_mode}
     result = finetune(source, data, out, time_limit_s=minutes * 60, fill_budget=True, from_scratch=from_scratch,
-                      device="cpu", progress_bar=False, seed=seed, accept_worse=True, parent_anchor=parent_anchor)
+                      device="cpu", progress_bar=False, seed=seed, accept_worse=True, parent_anchor=parent_anchor,
+                      **extra)
     seconds = time.perf_counter() - t
     package = ModelPackage.open(result.package_dir)
     training = package.manifest.extensions.get("x-training", {})
@@ -81,6 +83,8 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep datasets and runs here")
     parser.add_argument("--parent-anchor", type=float, default=None,
                         help="L2-SP weight of the fine-tuned runs (default: the training package's own choice)")
+    parser.add_argument("--bn", choices=["train", "frozen"], default=None,
+                        help="batch-norm statistics of the runs (default: the training package's own choice)")
     args = parser.parse_args(argv)
     import torch
 
@@ -93,7 +97,7 @@ def main(argv=None) -> None:
     source = ModelRegistry().get(args.model)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-finetune-real-"))
     report = {"machine": describe(), "model": source.full_id, "minutes": args.minutes, "threads": args.threads,
-              "seed": args.seed, "parent_anchor": args.parent_anchor,
+              "seed": args.seed, "parent_anchor": args.parent_anchor, "bn": args.bn,
               "load_average_at_start": list(os.getloadavg()), "cases": []}
     for name in args.cases or list(CASES):
         case, corrected, tests = load_case(name)
@@ -109,7 +113,7 @@ def main(argv=None) -> None:
         runs = [("finetuned", False)] + ([] if args.no_scratch else [("scratch", True)])
         for key, scratch in runs:
             run = run_training(source, data, work / f"run-{name}-{key}", args.minutes, scratch, args.seed,
-                               args.parent_anchor)
+                               args.parent_anchor, args.bn)
             run["test"] = test_scores(run.pop("package"), tests)
             row[key] = run
             print(json.dumps({"case": name, key: run}), flush=True)
