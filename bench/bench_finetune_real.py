@@ -52,15 +52,14 @@ def test_scores(package, tests) -> list:
 
 
 def run_training(source, data: Path, out: Path, minutes: float, from_scratch: bool, seed: int,
-                 parent_anchor=None, bn_mode=None) -> dict:
+                 parent_anchor, bn_mode: str) -> dict:
     from segmentai_core.models.package import ModelPackage
     from segmentai_train.finetune import finetune
 
     t = time.perf_counter()
-    extra = {} if bn_mode is None else {"bn_mode": bn_mode}
     result = finetune(source, data, out, time_limit_s=minutes * 60, fill_budget=True, from_scratch=from_scratch,
                       device="cpu", progress_bar=False, seed=seed, accept_worse=True, parent_anchor=parent_anchor,
-                      **extra)
+                      bn_mode=bn_mode)
     seconds = time.perf_counter() - t
     package = ModelPackage.open(result.package_dir)
     training = package.manifest.extensions.get("x-training", {})
@@ -72,6 +71,8 @@ def run_training(source, data: Path, out: Path, minutes: float, from_scratch: bo
 
 
 def main(argv=None) -> None:
+    from segmentai_train.finetune_config import FinetuneConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="brain-t1-extraction")
     parser.add_argument("--cases", nargs="+", default=None, help="case names (default: all)")
@@ -83,8 +84,8 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep datasets and runs here")
     parser.add_argument("--parent-anchor", type=float, default=None,
                         help="L2-SP weight of the fine-tuned runs (default: the training package's own choice)")
-    parser.add_argument("--bn", choices=["train", "frozen"], default=None,
-                        help="batch-norm statistics of the runs (default: the training package's own choice)")
+    parser.add_argument("--bn", choices=["train", "frozen"], default=FinetuneConfig.bn_mode,
+                        help="batch-norm statistics of the runs (default: the training package's, %(default)s)")
     args = parser.parse_args(argv)
     import torch
 
