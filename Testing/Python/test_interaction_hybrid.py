@@ -279,7 +279,7 @@ def test_a_click_in_mixed_tissue_does_not_switch_the_region_term_off():
     zero = edge_costs(np.zeros(shape, np.float32), contrast=0.0, length=0.0)
 
     def entering_cost(predictor):
-        steps = predictor._object_costs(zero, raw, raw, positive)[2]  # along i: 0.5 * (v[i] + v[i + 1])
+        steps = predictor._object_costs(zero, raw, raw, positive)[(0, 0, 1)]  # along i: 0.5 * (v[i] + v[i + 1])
         return float(steps[4, 4, 35])  # between two voxels of the other tissue
 
     assert entering_cost(HybridPredictor(None, region_spread_cap=None)) == 0.0  # the term is off there
