@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import Geometry
 
-__all__ = ["Prompt", "to_ijk", "polyline_samples", "box_prompts", "SPACES"]
+__all__ = ["Prompt", "to_ijk", "polyline_samples", "box_prompts", "centre_retracted", "SPACES"]
 
 SPACES = ("ras", "lps", "ijk")
 
@@ -95,12 +95,35 @@ def box_extent(corner1_ijk: np.ndarray, corner2_ijk: np.ndarray) -> Tuple[np.nda
     return lo, hi, int(flat[0]) if len(flat) else -1
 
 
-def box_prompts(box: Prompt) -> List[Prompt]:
-    """The guidance a box gives the predictor: a positive click at its centre and, for a 2D box,
-    a negative scribble along its outline on that slice (the object does not cross the outline)."""
+BOX_CENTRE_RETRACT_FRACTION = 0.1
+"""A negative click within this fraction of a box's half-extent (per axis, at least one voxel) from
+the box's centre retracts the box's centre seed."""
+
+
+def centre_retracted(box: Prompt, later: Sequence[Prompt]) -> bool:
+    """Whether a later negative click lies at the box's centre (within ``BOX_CENTRE_RETRACT_FRACTION``
+    of its half-extent): the user says the centre is not the object, so its seed goes.
+
+    A box's object seed is its centre, which misses a hollow or curved object (a skull's box centre
+    is the brain; a lateral ventricle's lies beside the C). The standard clicker's first correction
+    then lands in that wrong blob, at its deepest point, near the centre; with the seed kept, the
+    click only fights it. On the bench's CVPR protocol (31 cases) the rule changed two cases, both
+    up (brain1's final DSC 0.32 -> 0.58, the lateral ventricle's 0.69 -> 0.75); a quarter of the
+    half-extent also retracted seeds that lay in the object (the CT liver 0.62 -> 0.57), and any
+    negative click anywhere lowered the mean DSC AUC from 2.50 to 2.30."""
+    lo, hi, _ = box_extent(box.array[0], box.array[1])
+    centre, reach = (lo + hi) / 2.0, BOX_CENTRE_RETRACT_FRACTION * np.maximum((hi - lo) / 2.0, 1.0)
+    return any(p.kind == "point" and not p.positive and np.all(np.abs(p.array[0] - centre) <= reach)
+               for p in later)
+
+
+def box_prompts(box: Prompt, later: Sequence[Prompt] = ()) -> List[Prompt]:
+    """The guidance a box gives the predictor: a positive click at its centre (unless a ``later``
+    prompt retracted it, :func:`centre_retracted`) and, for a 2D box, a negative scribble along its
+    outline on that slice (the object does not cross the outline)."""
     lo, hi, flat = box_extent(box.array[0], box.array[1])
     centre = (lo + hi) / 2.0
-    prompts = [Prompt("point", (tuple(centre),), True)]
+    prompts = [] if centre_retracted(box, later) else [Prompt("point", (tuple(centre),), True)]
     if flat >= 0:
         a, b = [axis for axis in range(3) if axis != flat]
         corners = []

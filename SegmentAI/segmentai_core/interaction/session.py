@@ -392,8 +392,8 @@ class InteractionSession:
         previous mask as the predictor saw it there."""
         image, mask = self._require_image(), self._require_mask()
         guidance: List[Prompt] = []
-        for prompt in prompts:
-            guidance.extend(box_prompts(prompt) if prompt.kind == "box" else [prompt])
+        for n, prompt in enumerate(prompts):
+            guidance.extend(box_prompts(prompt, prompts[n + 1:]) if prompt.kind == "box" else [prompt])
         crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
         crop_image = Volume(image.array[crop], crop_geometry)
         background = float(crop_image.array.min()) if crop_image.array.size else 0.0
