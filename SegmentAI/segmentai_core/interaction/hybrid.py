@@ -50,8 +50,9 @@ A length term of 0 (the skull's Dice@5 0.82) lost on the abdominal CT organs (me
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -160,13 +161,16 @@ class HybridPredictor:
             # unseen. The image's own outermost voxels stand in: an object may reach the scan's end
             # in places, but one that covers more than ``leak_tolerance`` of it has spread.
             shell = ~inputs.beyond_image & ndimage.binary_dilation(inputs.beyond_image)
+        # |grad image|, computed at most once: both the neighbourhood tie-break and the chooser use it.
+        gradient = functools.cache(lambda: _gradient_magnitude(image, spacing))
         geodesic, leaked = None, 1.0
         if self.model is None or self.choose:
             # From the clicks alone (the previous mask is the clicks' own earlier answer), unless no
             # positive prompt is in view: then the previous mask away from the prompts is the object.
             fg, bg = self._click_seeds(positive, negative, previous, outside, border, None,
                                        keep=not positive.any(), spacing_mm=inputs.spacing_mm)
-            geodesic, leaked = self._geodesic_answer(image, inputs.image, spacing, fg, bg, positive, shell, edge)
+            geodesic, leaked = self._geodesic_answer(image, inputs.image, spacing, fg, bg, positive, shell, edge,
+                                                     gradient)
             self.last_leak = leaked
             if self.model is None or (inputs.hounsfield and not self.network_in_ct):
                 return self._finish(geodesic, outside, "geodesic")
@@ -182,9 +186,8 @@ class HybridPredictor:
         if geodesic is not None and self.chooser == "contrast":
             # The answer whose boundary lies on stronger image edges (a leak's boundary crosses flat
             # tissue; a network blob's boundary, in an organ the network does not know, too).
-            magnitude = _gradient_magnitude(image, spacing)
-            g_score = _boundary_contrast(geodesic > 0.5, magnitude, edge)
-            h_score = _boundary_contrast(hybrid > 0.5, magnitude, edge)
+            g_score = _boundary_contrast(geodesic > 0.5, gradient(), edge)
+            h_score = _boundary_contrast(hybrid > 0.5, gradient(), edge)
             self.last_scores = (g_score, h_score)
             if g_score > self.contrast_margin * h_score and leaked <= self.flood_limit:
                 return self._finish(geodesic, outside, "geodesic")
@@ -198,7 +201,8 @@ class HybridPredictor:
         return self._finish(hybrid, outside, "hybrid")
 
     def _geodesic_answer(self, image: np.ndarray, raw: np.ndarray, spacing, fg: np.ndarray, bg: np.ndarray,
-                         positive: np.ndarray, shell: np.ndarray, edge: Optional[np.ndarray] = None):
+                         positive: np.ndarray, shell: np.ndarray, edge: Optional[np.ndarray] = None,
+                         gradient: Optional[Callable[[], np.ndarray]] = None):
         """The clicks' geodesic answer and the share of the leak shell it covers.
 
         Computed on the 26 neighbours (``neighbourhood``) and on the 6 face neighbours
@@ -219,7 +223,7 @@ class HybridPredictor:
         least = min(c[1] for c in candidates)
         tied = [c for c in candidates if c[1] <= least + self.leak_tie]
         if len(tied) > 1:
-            magnitude = _gradient_magnitude(image, spacing)
+            magnitude = gradient() if gradient is not None else _gradient_magnitude(image, spacing)
             border = edge if edge is not None else np.zeros(image.shape, dtype=bool)
             scores = [_boundary_contrast(c[0] > 0.5, magnitude, border) for c in tied]
             best = tied[int(np.argmax(scores))]  # argmax: the first of equal scores
