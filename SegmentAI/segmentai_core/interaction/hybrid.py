@@ -133,6 +133,7 @@ class HybridPredictor:
         self.last_network: Optional[np.ndarray] = None
         self.last_choice: Optional[str] = None
         self.last_candidates: list = []  # the geodesic answers weighed (for traces)
+        self._region_cache: Optional[tuple] = None  # (raw, smoothed, positive, voxel cost) of this interaction
 
     def load(self) -> None:
         if self.model is not None:
@@ -145,7 +146,7 @@ class HybridPredictor:
         positive, negative = inputs.positive > 0.5, inputs.negative > 0.5
         previous = inputs.previous > 0.5
         outside = inputs.outside if inputs.outside is not None and inputs.outside.any() else None
-        self.last_network, self.last_choice = None, None
+        self.last_network, self.last_choice, self._region_cache = None, None, None
         if not positive.any() and not previous.any():
             return np.zeros(shape, dtype=np.float32)
         image = inputs.image.astype(np.float32)
@@ -308,10 +309,19 @@ class HybridPredictor:
         the object spread through weak edges. Relative to the other clicks, not to the image's
         intensity range: a cap of a tenth of that range (measured) narrowed a thin tube's
         partial-volume edge, whose every click sees mixed tissue (None: no cap)."""
+        voxel_cost = self._region_cost(raw, smoothed, positive)
+        return None if voxel_cost is None else with_voxel_cost(costs, voxel_cost)
+
+    def _region_cost(self, raw: np.ndarray, smoothed: np.ndarray, positive: np.ndarray) -> Optional[np.ndarray]:
+        """The region term's cost per voxel (see :meth:`_object_costs`), computed once for the same three
+        arrays: every candidate answer of an interaction shares it."""
         from scipy import ndimage
 
         if not self.region_weight or not positive.any():
             return None
+        cached = self._region_cache
+        if cached is not None and cached[0] is raw and cached[1] is smoothed and cached[2] is positive:
+            return cached[3]
         pieces, count = ndimage.label(positive)
         grown = ndimage.grey_dilation(pieces, size=(2 * self.region_radius_voxels + 1,) * 3)
         noise = float(np.median(np.abs(np.diff(raw, axis=-1)))) * 1.4826 / np.sqrt(2.0)
@@ -328,10 +338,11 @@ class HybridPredictor:
             np.minimum(excess, np.abs(smoothed - np.float32(centre)) - np.float32(self.region_tolerance * spread),
                        out=excess)
         voxel_cost = np.float32(self.region_weight) * np.maximum(excess, np.float32(0))
-        return with_voxel_cost(costs, voxel_cost)
+        self._region_cache = (raw, smoothed, positive, voxel_cost)  # the arrays held: no id is reused
+        return voxel_cost
 
     def _finish(self, soft: np.ndarray, outside: Optional[np.ndarray], choice: str) -> np.ndarray:
-        self.last_choice = choice
+        self.last_choice, self._region_cache = choice, None
         if outside is not None:
             soft[outside] = 0
         return soft
