@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from segmentai_core.interaction.geodesic import competition, edge_costs, geodesic_distance
-from segmentai_core.interaction.hybrid import HybridPredictor
+from segmentai_core.interaction.hybrid import HybridPredictor, _gradient_magnitude
 
 INF = np.float32(np.inf)
 
@@ -61,6 +61,13 @@ def _wall_with_diagonal_gaps(shape=(12, 12, 60)) -> np.ndarray:
     return image
 
 
+def _geodesic_answer(predictor: HybridPredictor, image: np.ndarray, fg, bg, shell):
+    """The predictor's geodesic answer on 1 mm voxels, with no ROI edge and no region term."""
+    spacing = (1.0, 1.0, 1.0)
+    return predictor._geodesic_answer(image, spacing, fg, bg, shell, np.zeros(image.shape, dtype=bool),
+                                      lambda: _gradient_magnitude(image, spacing), lambda: None)
+
+
 def test_the_hybrid_takes_the_face_neighbour_answer_where_diagonal_steps_leak():
     image = _wall_with_diagonal_gaps()
     fg = np.full(image.shape, INF, dtype=np.float32)
@@ -69,10 +76,9 @@ def test_the_hybrid_takes_the_face_neighbour_answer_where_diagonal_steps_leak():
     bg[:, :, 59] = 0  # the background far behind it
     shell = np.zeros(image.shape, dtype=bool)
     shell[:, :, 30] = True  # the ROI's edge, behind the wall (nearer the click than the background seeds)
-    positive = fg == 0
     both = HybridPredictor(None, region_weight=0.0)
-    answer, leaked = both._geodesic_answer(image, image, (1.0, 1.0, 1.0), fg, bg, positive, shell)
+    answer, leaked = _geodesic_answer(both, image, fg, bg, shell)
     assert leaked == 0.0 and (answer[:, :, :20] > 0.5).all() and not (answer[:, :, 22:] > 0.5).any()
     only_26 = HybridPredictor(None, region_weight=0.0, fallback_neighbourhood=None)
-    answer, leaked = only_26._geodesic_answer(image, image, (1.0, 1.0, 1.0), fg, bg, positive, shell)
+    answer, leaked = _geodesic_answer(only_26, image, fg, bg, shell)
     assert leaked == 1.0  # through the gaps: the whole shell behind the wall

@@ -133,7 +133,6 @@ class HybridPredictor:
         self.last_network: Optional[np.ndarray] = None
         self.last_choice: Optional[str] = None
         self.last_candidates: list = []  # the geodesic answers weighed (for traces)
-        self._region_cache: Optional[tuple] = None  # (raw, smoothed, positive, voxel cost) of this interaction
 
     def load(self) -> None:
         if self.model is not None:
@@ -146,7 +145,7 @@ class HybridPredictor:
         positive, negative = inputs.positive > 0.5, inputs.negative > 0.5
         previous = inputs.previous > 0.5
         outside = inputs.outside if inputs.outside is not None and inputs.outside.any() else None
-        self.last_network, self.last_choice, self._region_cache = None, None, None
+        self.last_network, self.last_choice = None, None
         if not positive.any() and not previous.any():
             return np.zeros(shape, dtype=np.float32)
         image = inputs.image.astype(np.float32)
@@ -167,16 +166,17 @@ class HybridPredictor:
             # unseen. The image's own outermost voxels stand in: an object may reach the scan's end
             # in places, but one that covers more than ``leak_tolerance`` of it has spread.
             shell = ~inputs.beyond_image & ndimage.binary_dilation(inputs.beyond_image)
-        # |grad image|, computed at most once: both the neighbourhood tie-break and the chooser use it.
+        # Computed at most once per interaction, each shared by every competition that needs it:
+        # |grad image| (the neighbourhood tie-break and the chooser), the region term's voxel cost.
         gradient = functools.cache(lambda: _gradient_magnitude(image, spacing))
+        region = functools.cache(lambda: self._region_cost(inputs.image, image, positive))
         geodesic, leaked = None, 1.0
         if self.model is None or self.choose:
             # From the clicks alone (the previous mask is the clicks' own earlier answer), unless no
             # positive prompt is in view: then the previous mask away from the prompts is the object.
             fg, bg = self._click_seeds(positive, negative, previous, outside, border, None,
                                        keep=not positive.any(), spacing_mm=inputs.spacing_mm)
-            geodesic, leaked = self._geodesic_answer(image, inputs.image, spacing, fg, bg, positive, shell, edge,
-                                                     gradient)
+            geodesic, leaked = self._geodesic_answer(image, spacing, fg, bg, shell, edge, gradient, region)
             self.last_leak = leaked
             if self.model is None or (inputs.hounsfield and not self.network_in_ct):
                 return self._finish(geodesic, outside, "geodesic")
@@ -188,7 +188,7 @@ class HybridPredictor:
                                    spacing_mm=inputs.spacing_mm)
         extra = (np.float32(self.probability_weight) * probability,)
         costs = edge_costs(image, spacing, self.contrast, self.length_per_mm, extra, self.hybrid_neighbourhood)
-        hybrid = competition(fg, bg, costs, self.passes, self._object_costs(costs, inputs.image, image, positive))
+        hybrid = competition(fg, bg, costs, self.passes, _with_region(costs, region()))
         if geodesic is not None and self.chooser == "contrast":
             # The answer whose boundary lies on stronger image edges (a leak's boundary crosses flat
             # tissue; a network blob's boundary, in an organ the network does not know, too).
@@ -206,10 +206,11 @@ class HybridPredictor:
                 return self._finish(geodesic, outside, "geodesic")
         return self._finish(hybrid, outside, "hybrid")
 
-    def _geodesic_answer(self, image: np.ndarray, raw: np.ndarray, spacing, fg: np.ndarray, bg: np.ndarray,
-                         positive: np.ndarray, shell: np.ndarray, edge: Optional[np.ndarray] = None,
-                         gradient: Optional[Callable[[], np.ndarray]] = None):
-        """The clicks' geodesic answer and the share of the leak shell it covers.
+    def _geodesic_answer(self, image: np.ndarray, spacing, fg: np.ndarray, bg: np.ndarray, shell: np.ndarray,
+                         edge: np.ndarray, gradient: Callable[[], np.ndarray],
+                         region: Callable[[], Optional[np.ndarray]]):
+        """The clicks' geodesic answer and the share of the leak shell it covers (``gradient``: the
+        image's |grad|, ``region``: the region term's voxel cost, each computed on first use).
 
         Computed on the 26 neighbours (``neighbourhood``) and on the 6 face neighbours
         (``fallback_neighbourhood``): the one that touches the shell less wins, and of two that touch it
@@ -227,18 +228,16 @@ class HybridPredictor:
         parts: the CT skull's bone, 200 mm around the brain, lost to the brain's shorter paths. Only a
         boundary on clearly stronger edges (the bone's) sets the term aside: on the bench (31 cases)
         the skull's Dice@5 0.63 -> 0.81 (Grow-from-seeds 0.79) with a margin of 1.1, the same with
-        1.05 and 1.15 (the CT head then falls 0.02 behind Grow-from-seeds), while a margin of 1.0 lost
+        1.05 and 1.15 (but with 1.15 the CT head falls 0.04 behind Grow-from-seeds), while a margin of 1.0 lost
         on the abdominal CT (its spleen and muscle boundaries score within 6 % either way), and choosing
         it by the leak alone lost more (the CT spleen's CVPR final DSC 0.53 -> 0.33). It costs a third
         solve: the latency's p50 0.21 -> 0.33 s, p95 0.44 -> 0.76 s; computed only for a clean answer, it never won on a
         leaking one on the bench."""
         self.last_candidates = []
-        magnitude = functools.cache(lambda: gradient() if gradient is not None else _gradient_magnitude(image, spacing))
-        border = edge if edge is not None else np.zeros(image.shape, dtype=bool)
 
         def solve(neighbourhood: int, length: float):
             costs = edge_costs(image, spacing, self.contrast, length, neighbourhood=neighbourhood)
-            answer = competition(fg, bg, costs, self.passes, self._object_costs(costs, raw, image, positive))
+            answer = competition(fg, bg, costs, self.passes, _with_region(costs, region()))
             leak = float(np.count_nonzero((answer > 0.5) & shell)) / max(1, int(np.count_nonzero(shell)))
             trace = {"neighbourhood": neighbourhood, "length": length, "leak": leak,
                      "size": int(np.count_nonzero(answer > 0.5))}
@@ -247,7 +246,7 @@ class HybridPredictor:
 
         def contrast(candidate) -> float:
             if "contrast" not in candidate[3]:
-                candidate[3]["contrast"] = _boundary_contrast(candidate[0] > 0.5, magnitude(), border)
+                candidate[3]["contrast"] = _boundary_contrast(candidate[0] > 0.5, gradient(), edge)
             return candidate[3]["contrast"]
 
         candidates = [solve(n, self.length_per_mm)
@@ -309,19 +308,15 @@ class HybridPredictor:
         the object spread through weak edges. Relative to the other clicks, not to the image's
         intensity range: a cap of a tenth of that range (measured) narrowed a thin tube's
         partial-volume edge, whose every click sees mixed tissue (None: no cap)."""
-        voxel_cost = self._region_cost(raw, smoothed, positive)
-        return None if voxel_cost is None else with_voxel_cost(costs, voxel_cost)
+        return _with_region(costs, self._region_cost(raw, smoothed, positive))
 
     def _region_cost(self, raw: np.ndarray, smoothed: np.ndarray, positive: np.ndarray) -> Optional[np.ndarray]:
-        """The region term's cost per voxel (see :meth:`_object_costs`), computed once for the same three
-        arrays: every candidate answer of an interaction shares it."""
+        """The region term's cost per voxel (see :meth:`_object_costs`; None without a weight or a
+        positive prompt)."""
         from scipy import ndimage
 
         if not self.region_weight or not positive.any():
             return None
-        cached = self._region_cache
-        if cached is not None and cached[0] is raw and cached[1] is smoothed and cached[2] is positive:
-            return cached[3]
         pieces, count = ndimage.label(positive)
         grown = ndimage.grey_dilation(pieces, size=(2 * self.region_radius_voxels + 1,) * 3)
         noise = float(np.median(np.abs(np.diff(raw, axis=-1)))) * 1.4826 / np.sqrt(2.0)
@@ -337,12 +332,10 @@ class HybridPredictor:
                 spread = min(spread, self.region_spread_cap * float(np.median(np.delete(spreads, n))))
             np.minimum(excess, np.abs(smoothed - np.float32(centre)) - np.float32(self.region_tolerance * spread),
                        out=excess)
-        voxel_cost = np.float32(self.region_weight) * np.maximum(excess, np.float32(0))
-        self._region_cache = (raw, smoothed, positive, voxel_cost)  # the arrays held: no id is reused
-        return voxel_cost
+        return np.float32(self.region_weight) * np.maximum(excess, np.float32(0))
 
     def _finish(self, soft: np.ndarray, outside: Optional[np.ndarray], choice: str) -> np.ndarray:
-        self.last_choice, self._region_cache = choice, None
+        self.last_choice = choice
         if outside is not None:
             soft[outside] = 0
         return soft
@@ -375,6 +368,11 @@ class HybridPredictor:
         fg[positive] = 0
         bg[positive] = inf
         return fg, bg
+
+
+def _with_region(costs, voxel_cost: Optional[np.ndarray]):
+    """The object's step costs: ``costs`` with the region term's ``voxel_cost`` (None: no region term)."""
+    return None if voxel_cost is None else with_voxel_cost(costs, voxel_cost)
 
 
 def _gradient_magnitude(image: np.ndarray, spacing) -> np.ndarray:
