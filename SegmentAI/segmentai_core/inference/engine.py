@@ -24,7 +24,8 @@ from .hugepages import avoid_hugepage_stalls
 from .intensity_gate import gate_probabilities, normalized_ranges
 from .job import Job, Pipeline, SegmentationResult, check_input
 from .memory import GIB, cuda_free_bytes, default_budget_bytes
-from .postprocess import clean_labels, drop_off_intensity, fill_holes_in_probabilities, keep_largest_component
+from .postprocess import (clean_labels, drop_off_intensity, fill_holes_in_probabilities, keep_largest_component,
+                          keep_largest_single_label)
 from .precision import check_precision, network_precision
 from .preprocess import prepare_input
 from .restore import restore_labels
@@ -236,6 +237,8 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
     if box is not None and on_input_grid:
         clean_labels(labels, manifest.label_values, largest=manifest.largest_component,
                      holes=manifest.fill_holes, within=box)
+    elif box is not None and manifest.largest_component and len(manifest.label_values) == 1:
+        keep_largest_single_label(labels, box)  # the restore wrote that one label only
     elif box is not None and manifest.largest_component:
         keep_largest_component(labels, manifest.label_values, within=box)
     timings["postprocess"] += time.perf_counter() - t

@@ -33,7 +33,8 @@ try:  # optional: component sizes in one C++ pass
 except ImportError:  # pragma: no cover - exercised where fastremap is absent
     fastremap = None
 
-__all__ = ["clean_labels", "keep_largest_component", "fill_holes", "fill_slice_holes", "drop_off_intensity",
+__all__ = ["clean_labels", "keep_largest_component", "keep_largest_single_label", "fill_holes", "fill_slice_holes",
+           "drop_off_intensity",
            "bounding_box", "label_boxes", "fill_holes_in_probabilities"]
 
 Box = Tuple[slice, ...]
@@ -90,7 +91,10 @@ def _component_sizes(components: np.ndarray, count: int) -> Tuple[np.ndarray, np
 
 
 def _largest_only(mask: np.ndarray) -> Optional[np.ndarray]:
-    """Voxels of ``mask`` outside its largest 26-connected component (None when it has one component)."""
+    """Voxels of ``mask`` outside its largest 26-connected component (None when it has one component).
+
+    With cc3d, ``mask`` may also be a label map holding a single non-zero value (cc3d's
+    ``binary_image`` reads every non-zero voxel as foreground): no boolean copy is made."""
     if cc3d is not None and mask.ndim in (2, 3):
         components, count = cc3d.connected_components(mask, connectivity=26 if mask.ndim == 3 else 8,
                                                       return_N=True, binary_image=True)
@@ -100,7 +104,7 @@ def _largest_only(mask: np.ndarray) -> Optional[np.ndarray]:
         return None
     sizes = _component_sizes(components, count)[0] if cc3d is not None else np.bincount(components.ravel())
     sizes[0] = 0
-    return mask & (components != int(np.argmax(sizes)))  # ties: the first in scan order
+    return (mask != 0) & (components != int(np.argmax(sizes)))  # ties: the first in scan order
 
 
 def _holes(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -161,6 +165,24 @@ def keep_largest_component(labelmap: np.ndarray, labels: Iterable[int], within: 
         drop = _largest_only(region == value)
         if drop is not None:
             region[drop] = 0
+    return labelmap
+
+
+def keep_largest_single_label(labelmap: np.ndarray, within: Box) -> np.ndarray:
+    """:func:`keep_largest_component` for a label map that holds one label only, 0 outside ``within``
+    (the restore's output of a one-label model), in place; returned.
+
+    The components are found on ``within`` as it is: no bounding box of the label is searched
+    first (6-12 ms of the 0.06-0.07 s keep-largest took on a 512x512x300 head; cc3d itself takes
+    the same 0.045 s on the label map's view as on a boolean mask). The answer is the same, since
+    the box only adds background and cropping keeps the scan order that decides ties."""
+    if cc3d is None or labelmap.ndim != 3:
+        values = np.unique(labelmap[within])
+        return keep_largest_component(labelmap, [int(v) for v in values if v], within=within)
+    region = labelmap[within]
+    drop = _largest_only(region)
+    if drop is not None:
+        region[drop] = 0
     return labelmap
 
 

@@ -32,10 +32,22 @@ def prepare_input(volume: Volume, preprocessing: Mapping) -> PreparedInput:
     field of view take the input's minimum (air/background), not zero, before normalisation.
     """
     target = canonical_geometry(volume.geometry, preprocessing["orientation"], preprocessing["target_spacing"])
-    background = float(np.min(volume.array)) if volume.array.size else 0.0
+    # The minimum is a full pass over the input (9 ms on a 512x512x300 CT); the canonical grid
+    # lies inside the input's field of view by construction, so it is only computed when it is used.
+    inside = _within_field_of_view(volume.geometry, target)
+    background = 0.0 if inside or not volume.array.size else float(np.min(volume.array))
     resampled = resample_to(volume, target, order=1, default_value=background)
     array = normalize(resampled.array, preprocessing.get("normalization", {"type": "none"}))
     return PreparedInput(array, target, volume.geometry)
+
+
+def _within_field_of_view(source: Geometry, target: Geometry, slack: float = 1e-3) -> bool:
+    """Whether every voxel centre of ``target`` lies inside ``source``'s grid, where linear
+    interpolation never falls back to the default value (continuous index in [-0.5, n - 0.5) on
+    each axis, as ITK tests it). A grid is convex, so its eight corner voxels decide."""
+    ijk = source.lps_to_ijk(target.corners_lps())
+    size = np.asarray(source.size_ijk, dtype=float)
+    return bool(np.all(ijk >= -0.5 + slack) and np.all(ijk < size - 0.5 - slack))
 
 
 def prepare_label(label: Volume, canonical: Geometry) -> np.ndarray:

@@ -99,10 +99,12 @@ class _AxisMap:
         for c, n in zip(self.coords, cells.transpose(self.axes).shape):
             inside = (c >= -0.5) & (c < n - 1.5)  # ITK: [-0.5, size - 0.5) is inside the grid
             index.append(np.where(inside, np.clip(np.floor(c).astype(np.int64) + 2, 1, n), 0))
-        # One axis at a time: the first two takes work on small arrays, only the last one is box-sized.
-        moved = np.take(moved, index[0], axis=0)
+        # One axis at a time, the innermost first: the later takes copy whole rows, then whole
+        # planes (memory-speed copies), where gathering single voxels along i last took 2-4x longer
+        # (0.015-0.019 s against 0.004-0.010 s for a 170x350x372 box).
+        moved = np.take(moved, index[2], axis=2)
         moved = np.take(moved, index[1], axis=1)
-        return np.take(moved, index[2], axis=2)
+        return np.take(moved, index[0], axis=0)
 
 
 def argmax_classes(probabilities: np.ndarray) -> np.ndarray:
