@@ -9,15 +9,11 @@ which is how ``docs/images/web-*.png`` are made).
 
 from __future__ import annotations
 
-import ctypes.util
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -27,31 +23,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("SEGMENTAI_CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(Path(__file__).parent))
+from web_harness import CHROMIUM, CHROMIUM_ARGS, ROOT, WebServer, server_env, skip_unless_ready  # noqa: E402
+
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 TOKEN = "test-token-0123456789"
 DATA_FILE_NAME = "head.nii.gz"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-
-def _missing() -> str:
-    """Why the browser tests cannot run here ('' when they can)."""
-    for module, package in (("playwright", "playwright"), ("trame_slicer", "trame-slicer[standalone]")):
-        if importlib.util.find_spec(module) is None:
-            return f"{package} is not installed (pip install -e '.[test]')"
-    if not Path(CHROMIUM).exists():
-        return f"no chromium at {CHROMIUM} (apt-get install chromium, or scripts/system_deps.sh)"
-    if ctypes.util.find_library("EGL") is None:
-        return "no EGL library for offscreen rendering (apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
-    return ""
-
-
-MISSING = _missing()
-if MISSING and os.environ.get("CI", "").lower() == "true":
-    raise RuntimeError(f"the web tests must run in CI: {MISSING}")  # collection error, never a silent skip
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+pytestmark = skip_unless_ready("web tests", [("playwright", "playwright"),
+                                              ("trame_slicer", "trame-slicer[standalone]")], browser=True)
 
 
 def _save_shot(page, name: str) -> Path:
@@ -65,7 +45,7 @@ def _save_shot(page, name: str) -> Path:
     return path
 
 
-class Server:
+class Server(WebServer):
     """A ``segmentai web`` child process on a free port of 127.0.0.1."""
 
     def __init__(self, tmp: Path) -> None:
@@ -75,33 +55,8 @@ class Server:
         (self.data / "sub").mkdir(parents=True)
         shutil.copyfile(ROOT / "Resources" / "SampleData" / "sample_t1.nii.gz", self.data / "sub" / DATA_FILE_NAME)
         (self.data / "notes.txt").write_text("not an image\n")
-        env = dict(os.environ, SEGMENTAI_HOME=str(tmp / "home"), SEGMENTAI_WEB_TOKEN=TOKEN,
-                   VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow", PYTHONUNBUFFERED="1",
-                   OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT / "SegmentAI"))
-        self.log = open(tmp / "server.log", "w+")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "segmentai_core.cli.main", "web", "--port", "0", "--dataset", str(self.dataset),
-             "--device", "cpu", "--max-upload-mb", "50", "--data", str(self.data)],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=tmp, start_new_session=True)
-        self.url = self._wait_ready(timeout=90)
-
-    def _wait_ready(self, timeout: float) -> str:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            match = re.search(r"SegmentAI web ready: (http://127\.0\.0\.1:\d+/)", line)
-            if match:
-                return match.group(1)
-        text = self.log_text()
-        self.stop()
-        raise RuntimeError(f"the server did not start; its log:\n{text[-3000:]}")
-
-    def log_text(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+        super().__init__(tmp, ["--dataset", str(self.dataset), "--max-upload-mb", "50", "--data", str(self.data)],
+                         server_env(tmp, SEGMENTAI_WEB_TOKEN=TOKEN, OMP_NUM_THREADS="2"))
 
     def status(self) -> dict:
         with urllib.request.urlopen(f"{self.url}segmentai/status?secret={TOKEN}", timeout=30) as response:
@@ -116,16 +71,6 @@ class Server:
             time.sleep(0.25)
             status = self.status()
         return status
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,8 @@ press Cancel. Playwright drives Debian's chromium. No test reaches the internet.
 
 from __future__ import annotations
 
-import ctypes.util
-import importlib.util
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -23,31 +18,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import catalog_archives as ca  # noqa: E402
+from web_harness import CHROMIUM, CHROMIUM_ARGS, ROOT, WebServer, server_env, skip_unless_ready  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("SEGMENTAI_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 TOKEN = "test-token-catalog-0123"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def _missing() -> str:
-    for module, package in (("playwright", "playwright"), ("trame_slicer", "trame-slicer[standalone]"),
-                            ("monai", "monai")):
-        if importlib.util.find_spec(module) is None:
-            return f"{package} is not installed (pip install -e '.[test]')"
-    if not Path(CHROMIUM).exists():
-        return f"no chromium at {CHROMIUM} (apt-get install chromium, or scripts/system_deps.sh)"
-    if ctypes.util.find_library("EGL") is None:
-        return "no EGL library for offscreen rendering (apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
-    return ""
-
-
-MISSING = _missing()
-if MISSING and os.environ.get("CI", "").lower() == "true":
-    raise RuntimeError(f"the web tests must run in CI: {MISSING}")
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+pytestmark = skip_unless_ready("web tests", [("playwright", "playwright"),
+                                              ("trame_slicer", "trame-slicer[standalone]"), ("monai", "monai")],
+                               browser=True)
 
 
 @pytest.fixture(scope="module")
@@ -71,32 +50,12 @@ def archives(tmp_path_factory):
 @pytest.fixture(scope="module")
 def web(tmp_path_factory, archives):
     tmp = tmp_path_factory.mktemp("web")
-    env = dict(os.environ, SEGMENTAI_HOME=str(tmp / "home"), SEGMENTAI_WEB_TOKEN=TOKEN,
-               SEGMENTAI_CATALOG=str(archives.catalog), VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow",
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT / "SegmentAI"))
-    log = open(tmp / "server.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "segmentai_core.cli.main", "web", "--port", "0", "--dataset",
-                                str(tmp / "dataset"), "--device", "cpu"], stdout=subprocess.PIPE, stderr=log,
-                               text=True, env=env, cwd=tmp, start_new_session=True)
-    url, deadline = None, time.time() + 90
-    while url is None and time.time() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        match = re.search(r"SegmentAI web ready: (http://127\.0\.0\.1:\d+/)", line)
-        url = match.group(1) if match else None
+    env = server_env(tmp, SEGMENTAI_WEB_TOKEN=TOKEN, SEGMENTAI_CATALOG=str(archives.catalog), OMP_NUM_THREADS="2")
+    server = WebServer(tmp, ["--dataset", str(tmp / "dataset")], env)
     try:
-        if url is None:
-            log.seek(0)
-            raise RuntimeError(f"the server did not start; its log:\n{log.read()[-3000:]}")
-        yield url, tmp / "home"
+        yield server.url, tmp / "home"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 def status(url: str) -> dict:

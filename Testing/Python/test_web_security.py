@@ -9,71 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ctypes.util
-import importlib.util
-import os
-import re
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from web_harness import WebServer, server_env, skip_unless_ready  # noqa: E402
 
 
-def _missing() -> str:
-    if importlib.util.find_spec("trame_slicer") is None:
-        return "trame-slicer is not installed (pip install -e '.[test]')"
-    if ctypes.util.find_library("EGL") is None:
-        return "no EGL library for offscreen rendering (scripts/system_deps.sh)"
-    return ""
-
-
-MISSING = _missing()
-if MISSING and os.environ.get("CI", "").lower() == "true":
-    raise RuntimeError(f"the web security tests must run in CI: {MISSING}")
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+pytestmark = skip_unless_ready("web security tests", [("trame_slicer", "trame-slicer")], browser=False)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("websec")
-    env = {k: v for k, v in os.environ.items() if k != "SEGMENTAI_WEB_TOKEN"}
-    env.update(SEGMENTAI_HOME=str(tmp / "home"), VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow",
-               PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT / "SegmentAI"))
-    log = open(tmp / "server.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "segmentai_core.cli.main", "web", "--port", "0",
-                                "--dataset", str(tmp / "dataset"), "--device", "cpu"],
-                               stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=tmp,
-                               start_new_session=True)
-    url = None
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        match = re.search(r"SegmentAI web ready: (http://127\.0\.0\.1:\d+/\S*)", line)
-        if match:
-            url = match.group(1)
-            break
-    if url is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        log.seek(0)
-        raise RuntimeError(f"the server did not start:\n{log.read()[-3000:]}")
-    parts = urlsplit(url)
-    yield {"base": f"http://{parts.netloc}/", "port": parts.port, "secret": parse_qs(parts.query)["secret"][0]}
-    os.killpg(process.pid, signal.SIGTERM)
+    env = server_env(tmp)
+    env.pop("SEGMENTAI_WEB_TOKEN", None)  # the default: a random secret per start
+    running = WebServer(tmp, ["--dataset", str(tmp / "dataset")], env)
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+        yield {"base": running.url, "port": running.port, "secret": running.secret}
+    finally:
+        running.stop()
 
 
 def _get(url: str, headers=None) -> int:
