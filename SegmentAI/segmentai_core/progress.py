@@ -10,11 +10,11 @@ at the next checkpoint, before anything is written.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from .errors import Cancelled
 
-__all__ = ["ProgressCallback", "CancelToken", "Progress"]
+__all__ = ["ProgressCallback", "CancelToken", "Progress", "WorkerJob"]
 
 ProgressCallback = Callable[[float, str], None]
 """Receives the overall fraction done (0..1) and a short message."""
@@ -69,3 +69,45 @@ class Progress:
         """A child reporter covering ``[start, end]`` of this stage."""
         width = self.end - self.start
         return Progress(self.callback, self.cancel_token, self.start + width * start, self.start + width * end)
+
+
+class WorkerJob:
+    """What every job run in a worker thread shares (a segmentation, a catalog install).
+
+    ``state`` is ``running``, then ``succeeded``, ``cancelled`` or ``failed`` (``error`` holds one
+    readable line). The worker records its progress with :meth:`_record`; a GUI timer or an asyncio
+    task on the caller's side reads :attr:`progress` and :attr:`done`, and :meth:`cancel` asks the
+    worker to stop at its next checkpoint (``cancel_token``).
+    """
+
+    def __init__(self, first_message: str) -> None:
+        self.cancel_token = CancelToken()
+        self.state = "running"
+        self.error = ""
+        self.thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._progress: Tuple[float, str] = (0.0, first_message)
+
+    @property
+    def done(self) -> bool:
+        return self.state != "running"
+
+    @property
+    def progress(self) -> Tuple[float, str]:
+        """The latest (fraction 0..1, message)."""
+        with self._lock:
+            return self._progress
+
+    def _record(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self._progress = (fraction, message)
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next checkpoint."""
+        self.cancel_token.cancel()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the worker; True once the job is done."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.done

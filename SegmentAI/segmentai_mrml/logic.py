@@ -22,7 +22,7 @@ import traceback
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from segmentai_core.errors import Cancelled, InputError, SegmentAIError
-from segmentai_core.progress import CancelToken, Progress
+from segmentai_core.progress import Progress, WorkerJob
 from segmentai_core.volume import Volume
 
 from .segmentation_nodes import add_segmentation_node, labelmap_from_segmentation
@@ -33,48 +33,27 @@ __all__ = ["ProgressCallback", "SegmentationJob", "SegmentationLogic"]
 ProgressCallback = Callable[[float, str], None]
 
 
-class SegmentationJob:
+class SegmentationJob(WorkerJob):
     """One segmentation run: its state, latest progress, and outcome.
 
     ``state`` is ``running``, ``succeeded`` (result applied, ``segmentation_node`` set),
-    ``cancelled`` or ``failed`` (``error`` holds one readable line).
+    ``cancelled`` or ``failed`` (``error`` holds one readable line). After :meth:`cancel` the result is
+    not applied, even if the worker had already computed it.
     """
 
     def __init__(self, volume_node_id: str, model_id: str, device: str,
                  on_progress: Optional[ProgressCallback] = None, name: Optional[str] = None, into=None) -> None:
+        super().__init__("Starting")
         self.volume_node_id = volume_node_id
         self.name = name  # of the segmentation node to create
         self.into = into  # or an existing segmentation node to fill
         self.model_id = model_id
         self.device = device
         self.on_progress = on_progress
-        self.cancel_token = CancelToken()
-        self.state = "running"
-        self.error = ""
         self.result = None  # SegmentationResult, set by the worker
         self.segmentation_node = None
-        self.thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
-        self._progress: Tuple[float, str] = (0.0, "Starting")
         self._reported: Optional[Tuple[float, str]] = None
         self._outcome: Optional[Tuple[str, object]] = None  # ("ok", result) / ("cancelled", msg) / ("failed", msg)
-
-    @property
-    def done(self) -> bool:
-        return self.state != "running"
-
-    @property
-    def progress(self) -> Tuple[float, str]:
-        with self._lock:
-            return self._progress
-
-    def _record(self, fraction: float, message: str) -> None:
-        with self._lock:
-            self._progress = (fraction, message)
-
-    def cancel(self) -> None:
-        """Ask the worker to stop; the result will not be applied even if it is already computed."""
-        self.cancel_token.cancel()
 
 
 class SegmentationLogic:

@@ -11,45 +11,31 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional
 
 from ..errors import Cancelled, SegmentAIError
-from ..progress import CancelToken, Progress
+from ..progress import Progress, WorkerJob
 
 __all__ = ["InstallJob", "start_install"]
 
 
-class InstallJob:
+class InstallJob(WorkerJob):
     """One install of the catalog model ``model_id`` into ``registry``.
 
     ``state`` is ``running``, ``succeeded`` (``packages`` holds the installed packages), ``cancelled``
-    or ``failed`` (``error`` holds one readable line); ``notes`` are what could not be verified.
+    (nothing is installed) or ``failed`` (``error`` holds one readable line); ``notes`` are what could
+    not be verified. ``progress`` messages carry bytes and rate while downloading.
     """
 
     def __init__(self, model_id: str, registry: Any = None, catalog: Any = None, timeout_s: float = 30.0) -> None:
+        super().__init__(f"Installing {model_id}: starting")
         self.model_id = model_id
         self.registry = registry
         self.catalog = catalog
         self.timeout_s = timeout_s
-        self.cancel_token = CancelToken()
-        self.state = "running"
-        self.error = ""
         self.notes: List[str] = []
         self.packages: List[Any] = []
         self.entry: Any = None  # the catalog entry, once installed
-        self.thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
-        self._progress: Tuple[float, str] = (0.0, f"Installing {model_id}: starting")
-
-    @property
-    def done(self) -> bool:
-        return self.state != "running"
-
-    @property
-    def progress(self) -> Tuple[float, str]:
-        """The latest (fraction 0..1, message); the messages carry bytes and rate while downloading."""
-        with self._lock:
-            return self._progress
 
     @property
     def package_ids(self) -> List[str]:
@@ -63,14 +49,6 @@ class InstallJob:
         if not self.packages:
             return None
         return self.entry.id if self.entry is not None and self.entry.multi_part else self.packages[0].full_id
-
-    def _record(self, fraction: float, message: str) -> None:
-        with self._lock:
-            self._progress = (fraction, message)
-
-    def cancel(self) -> None:
-        """Ask the worker to stop at its next checkpoint; nothing is installed."""
-        self.cancel_token.cancel()
 
     def run(self) -> None:
         """The worker's body (also callable in the caller's thread): install, record the outcome."""
@@ -93,12 +71,6 @@ class InstallJob:
             traceback.print_exc()
             self.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
             self.state = "failed"
-
-    def join(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the worker; True once the job is done."""
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self.done
 
 
 def start_install(model_id: str, registry: Any = None, catalog: Any = None, timeout_s: float = 30.0,
