@@ -126,3 +126,21 @@ def test_parent_anchor_keeps_the_weights_near_the_parents(tmp_path):
                    if parent[k].is_floating_point() and "running" not in k)
 
     assert distance(1000.0) < 0.5 * distance(0.0)
+
+
+def test_a_package_of_the_parents_own_label_is_guarded_by_the_parent(tmp_path, monkeypatch):
+    from segmentai_train.finetune import finetune
+
+    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "home"))
+    make_tiny_package(tmp_path / "home" / "models" / "tiny-test")  # installed: the engine finds the parent
+    result = finetune("tiny-test", make_dataset(tmp_path / "data"), tmp_path / "run", **QUICK)
+    package = ModelPackage.open(result.package_dir)
+    parent_id, reach = package.manifest.parent_guard
+    measured = package.manifest.extensions["x-training"]["parent_guard"]
+    assert parent_id == "tiny-test@0.0.1" and reach == measured["distance_mm"] >= 2.0  # one 2 mm voxel at least
+    assert measured["farthest_mm"] >= 0 and measured["voxels_outside"] >= 0
+    image, _ = blob_phantom(shape=(40, 48, 44), seed=7)
+    notes = Segmenter(package, device="cpu").segment(image).notes
+    assert any(note.startswith("guarded by the parent model tiny-test@0.0.1") for note in notes)
+    off = finetune("tiny-test", tmp_path / "data", tmp_path / "off", parent_guard=False, **QUICK)
+    assert ModelPackage.open(off.package_dir).manifest.parent_guard is None

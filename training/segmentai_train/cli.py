@@ -89,6 +89,9 @@ def _finetune_parser(sub) -> None:
     p.add_argument("--no-threshold-calibration", dest="calibrate_threshold", action="store_false",
                    help="keep the 0.5 decision threshold instead of choosing each new class's threshold on the "
                         "held-aside validation")
+    p.add_argument("--no-parent-guard", dest="parent_guard", action="store_false",
+                   help="the parent's own labels: do not keep the new model's foreground within the reach the "
+                        "corrections showed from the parent's answer (the package then runs without the parent)")
     p.add_argument("--nnunet-fold", dest="source_fold", default=None, metavar="FOLD",
                    help="imported nnU-Net models: the fold whose weights to start from (default: the first)")
     p.add_argument("--version", default=None, help="version of the new package (default: parent's patch + 1)")

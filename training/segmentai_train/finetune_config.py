@@ -47,6 +47,7 @@ class FinetuneConfig:
     holdout_fraction: float = 0.25  # 1-2 cases: validate on this share of each structure, held aside (0: in-sample)
     fill_budget: bool = False  # with time_limit_s: plan the epochs (and the schedule) to fill the budget
     max_epochs: int = 400  # the most epochs a budget-filling run plans
+    parent_guard: bool = True  # the parent's own labels: no foreground beyond the corrections' reach from its answer
     calibrate_threshold: bool = True  # new classes: decision threshold chosen on the held-aside/held-out validation
     # Pull toward the parent's weights (L2-SP: weight x sum of squared differences), for runs that keep
     # the parent's own labels (its head kept); None: 0.01 there, 0 for new classes (their parent

@@ -95,6 +95,7 @@ class Segmenter:
         self.tta = tta
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes()
         self._network = None
+        self._parent: Optional["Segmenter"] = None  # the parent model's, for a guarded package
         avoid_hugepage_stalls()  # a whole-volume job's first call would otherwise wait on compaction
 
     @property
@@ -109,6 +110,17 @@ class Segmenter:
                 network = network.to(memory_format=torch.channels_last_3d)  # see windows.forward
             self._network = network
         return self._network
+
+    def parent_segmenter(self, parent_id: str, registry) -> "Segmenter":
+        """The segmenter of the parent model ``parent_id`` (loaded once; ModelError if not installed)."""
+        cached = self._parent
+        if cached is None or cached.manifest.full_id != parent_id:
+            package = registry.get(parent_id)
+            if package.manifest.full_id != parent_id:
+                raise ModelError(f"model {parent_id} is not installed (found {package.manifest.full_id})")
+            cached = Segmenter(package, device=str(self.device))
+            self._parent = cached
+        return cached
 
     def estimate_peak_bytes(self, volume: Volume) -> float:
         """Peak RAM of :meth:`segment` for ``volume``, excluding the network itself."""
@@ -215,6 +227,11 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
         ranges = normalized_ranges(manifest.intensity_gate, manifest.label_values,
                                    manifest.preprocessing.get("normalization", {}))
         gate_probabilities(probabilities, prepared.array, ranges)
+    if manifest.parent_guard:  # on the model's grid, before any hole is filled; a stage of its own
+        guard_started = time.perf_counter()
+        _guard_by_parent(segmenter, volume, prepared.canonical, probabilities, notes)
+        timings["parent_guard"] = time.perf_counter() - guard_started
+        t += timings["parent_guard"]  # not counted twice in postprocess
     del prepared.array
     on_input_grid = cleans_on_input_grid(manifest)
     if manifest.fill_slice_holes or (manifest.fill_holes and not on_input_grid):
@@ -245,6 +262,41 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
     progress.update(1.0, "Done")
     return SegmentationResult(Volume(labels, volume.geometry), list(manifest.labels), manifest.full_id,
                               str(segmenter.device), timings, notes)
+
+
+def _guard_by_parent(segmenter: Segmenter, volume: Volume, canonical, probabilities: np.ndarray,
+                     notes: list) -> None:
+    """Keep the foreground within the manifest's reach of the parent's answer (:mod:`.parent_guard`),
+    in place on the model's grid.
+
+    The parent segments the volume as it would alone (its keep-largest on the input grid included: on
+    FSL's head its model-grid foreground holds a 23,833-voxel piece that only the input grid parts
+    from the brain, and a guard drawn around that piece left the fine-tuned model's neck pieces in);
+    its answer is carried to the model's grid (every model voxel it touches). A parent that is not
+    installed, or is not a binary model of this one's grid, leaves the answer unguarded, and the
+    notes say so."""
+    from ..models.registry import ModelRegistry
+    from .canonical import resample_to
+    from .parent_guard import allowed_region, apply_guard
+
+    parent_id, reach_mm = segmenter.manifest.parent_guard
+    try:
+        parent = segmenter.parent_segmenter(parent_id, ModelRegistry())
+    except ModelError as error:
+        notes.append(f"not guarded by the parent model {parent_id}: {error}")
+        return
+    if parent.manifest.num_classes != 2 or probabilities.shape[0] != 2:
+        notes.append(f"not guarded by the parent model {parent_id}: it is not a binary model")
+        return
+    answer = parent.segment(volume).labelmap.array
+    touched = resample_to(Volume(answer, volume.geometry), canonical, order=1).array > 0
+    spacing_kji = tuple(float(s) for s in canonical.spacing_kji)
+    # Plus one voxel's diagonal: the restore interpolates between a voxel and its 26 neighbours, so a
+    # guard that reaches every neighbour of the parent's foreground leaves the parent's own answer whole.
+    margin = float(np.linalg.norm(spacing_kji))
+    removed = apply_guard(probabilities, allowed_region(touched, spacing_kji, reach_mm + margin))
+    notes.append(f"guarded by the parent model {parent_id}: {removed} model-grid voxels farther than "
+                 f"{reach_mm:g} mm (+ {margin:.1f} mm of interpolation) from its answer were set to background")
 
 
 GENERIC_PIPELINE = Pipeline(check=_check_generic, run=_run_generic)

@@ -323,6 +323,14 @@ class ModelManifest:
         return {int(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
 
     @property
+    def parent_guard(self) -> Optional[Tuple[str, float]]:
+        """(parent ``id@version``, reach in mm) for a model fine-tuned on its parent's own label, whose
+        foreground stays within that reach of the parent's; None: no guard (see
+        :mod:`segmentai_core.inference.parent_guard`)."""
+        guard = self.postprocessing.get("parent_guard")
+        return (str(guard["model"]), float(guard["distance_mm"])) if guard else None
+
+    @property
     def fill_holes(self) -> bool:
         return bool(self.postprocessing.get("fill_holes", False))
 
