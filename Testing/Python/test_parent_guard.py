@@ -103,3 +103,11 @@ def test_an_implausible_guard_is_refused_when_the_package_is_read(tmp_path, guar
     (package.folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError):
         load_manifest(package.folder)
+
+
+def test_the_parent_is_looked_up_among_installed_packages_never_as_a_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    make_tiny_package(tmp_path / "tiny-test@0.0.1", seed=2)  # a folder named like the id, in the working folder
+    result = Segmenter(_guarded(tmp_path, "tiny-test@0.0.1", 3.0), device="cpu").segment(_head())
+    assert any(note.startswith("not guarded by the parent model tiny-test@0.0.1") for note in result.notes)

@@ -115,7 +115,7 @@ class Segmenter:
         """The segmenter of the parent model ``parent_id`` (loaded once; ModelError if not installed)."""
         cached = self._parent
         if cached is None or cached.manifest.full_id != parent_id:
-            package = registry.get(parent_id)
+            package = registry.installed(parent_id)  # an id from a manifest: never opened as a path
             if package.manifest.full_id != parent_id:
                 raise ModelError(f"model {parent_id} is not installed (found {package.manifest.full_id})")
             cached = Segmenter(package, device=str(self.device))

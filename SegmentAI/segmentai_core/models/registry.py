@@ -145,6 +145,11 @@ class ModelRegistry:
             raise ModelError(f"model folder {path} does not exist")
         return self._pick(text, [p for p in self.list() if p.ok])
 
+    def installed(self, name: str) -> ModelPackage:
+        """An installed package by ``id`` or ``id@version``, never read as a path: what a manifest
+        names (a fine-tuned package's parent) resolves only among the registry's own packages."""
+        return self._pick(str(name), [p for p in self.list() if p.ok])
+
     def _pick(self, name: str, packages: List[ModelPackage]) -> ModelPackage:
         model_id, version = _split_name(name)
         same_id = [p for p in packages if p.id == model_id]
