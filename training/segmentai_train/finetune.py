@@ -445,8 +445,12 @@ def _choose_parent_guard(run: PreparedRun, data_manifest: Dict[str, Any]) -> Opt
     from .parent_guard_choice import measure_parent_guard
     from .transfer import build_finetune_network
 
+    from segmentai_core.models.architectures import NNUNET
+
     setup = run.setup
     if not (run.config.parent_guard and setup.keep_head and setup.predict_logits is not None):
+        return None
+    if run.manifest.architecture_row.pipeline == NNUNET:  # the engine guards its own pipeline only
         return None
     try:
         parent = _resolve_model(run.manifest.full_id)
