@@ -442,28 +442,29 @@ def _engine_predictor(run: PreparedRun, data_manifest: Dict[str, Any]):
 def _choose_parent_guard(run: PreparedRun, data_manifest: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The parent's own labels trained: the reach of the parent guard, measured on the corrected cases
     (:mod:`.parent_guard_choice`); None when it does not apply or is switched off."""
+    from segmentai_core.models.architectures import NNUNET
+    from segmentai_core.models.registry import ModelRegistry
+
     from .parent_guard_choice import measure_parent_guard
     from .transfer import build_finetune_network
-
-    from segmentai_core.models.architectures import NNUNET
 
     setup = run.setup
     if not (run.config.parent_guard and setup.keep_head and setup.predict_logits is not None):
         return None
     if run.manifest.architecture_row.pipeline == NNUNET:  # the engine guards its own pipeline only
         return None
-    try:
-        parent = _resolve_model(run.manifest.full_id)
+    try:  # the engine finds the parent the same way: installed, by id@version
+        parent = ModelRegistry().installed(run.manifest.full_id)
     except SegmentAIError as error:
         run.say(f"  no parent guard: {error}")
         return None
-    network, _ = build_finetune_network(parent, 2, True, seed=run.config.seed) if parent.manifest.num_classes == 2 \
-        else (None, None)
-    if network is not None:
-        network.to(run.device)
+
+    def parent_network() -> torch.nn.Module:
+        return build_finetune_network(parent, 2, True, seed=run.config.seed)[0].to(run.device)
+
     # Whole corrected cases, not the held-aside split's parts: on a slab cut through the brainstem the
     # parent itself is lost (held-aside Dice 0.27), and the corrections there reached 63 mm beyond it.
-    return measure_parent_guard(parent.manifest, data_manifest, network, setup.predict_logits,
+    return measure_parent_guard(parent.manifest, data_manifest, parent_network, setup.predict_logits,
                                 list(setup.training.cases), run.say)
 
 

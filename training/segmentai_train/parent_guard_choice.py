@@ -1,6 +1,6 @@
 """The parent guard's reach for a package fine-tuned on its parent's own label, measured on the corrections.
 
-The parent predicts each corrected case (the training and validation parts, on the canonical grid);
+The parent predicts each whole corrected case on the canonical grid;
 how far the corrected labels reach beyond that answer is what the user's corrections say the
 parent can be wrong by. Its 99.9th percentile becomes ``postprocessing.parent_guard`` of the new
 package (:mod:`segmentai_core.inference.parent_guard`), so that the fine-tuned model adds no
@@ -20,12 +20,13 @@ from segmentai_core.inference.parent_guard import correction_distance, parent_fo
 __all__ = ["measure_parent_guard"]
 
 
-def measure_parent_guard(parent_manifest: Any, child_manifest: Mapping[str, Any], parent_network: torch.nn.Module,
+def measure_parent_guard(parent_manifest: Any, child_manifest: Mapping[str, Any],
+                         parent_network: Callable[[], torch.nn.Module],
                          predict_logits: Callable[[torch.nn.Module, np.ndarray], np.ndarray],
                          cases: Sequence[Any], say: Callable[[str], None]) -> Optional[Dict[str, Any]]:
     """The guard of a new package, or None (said why) when it does not apply: the parent must be a
-    binary model whose preprocessing the new package keeps (the engine runs the parent on the new
-    package's prepared input)."""
+    binary model whose preprocessing the new package keeps (the parent, built by ``parent_network``,
+    then predicts on the cases' canonical arrays as they are)."""
     if parent_manifest.num_classes != 2:
         say("  no parent guard: the parent has more than one label")
         return None
@@ -33,9 +34,10 @@ def measure_parent_guard(parent_manifest: Any, child_manifest: Mapping[str, Any]
         say("  no parent guard: the new package prepares its input otherwise than the parent")
         return None
     spacing_kji = tuple(float(s) for s in ijk_to_kji(child_manifest["preprocessing"]["target_spacing"]))
+    network = parent_network()
     pairs = []
     for case in cases:
-        logits = torch.from_numpy(predict_logits(parent_network, case.image))
+        logits = torch.from_numpy(predict_logits(network, case.image))
         probabilities = torch.softmax(logits, dim=0).numpy()
         pairs.append((parent_foreground(probabilities, parent_manifest.largest_component), case.label > 0))
     reach, farthest, outside = correction_distance(pairs, spacing_kji)

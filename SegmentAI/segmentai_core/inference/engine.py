@@ -115,10 +115,8 @@ class Segmenter:
         """The segmenter of the parent model ``parent_id`` (loaded once; ModelError if not installed)."""
         cached = self._parent
         if cached is None or cached.manifest.full_id != parent_id:
-            package = registry.installed(parent_id)  # an id from a manifest: never opened as a path
-            if package.manifest.full_id != parent_id:
-                raise ModelError(f"model {parent_id} is not installed (found {package.manifest.full_id})")
-            cached = Segmenter(package, device=str(self.device))
+            # An id@version from a manifest: that exact installed package, never opened as a path.
+            cached = Segmenter(registry.installed(parent_id), device=str(self.device))
             self._parent = cached
         return cached
 
@@ -273,8 +271,7 @@ def _guard_by_parent(segmenter: Segmenter, volume: Volume, canonical, probabilit
     FSL's head its model-grid foreground holds a 23,833-voxel piece that only the input grid parts
     from the brain, and a guard drawn around that piece left the fine-tuned model's neck pieces in);
     its answer is carried to the model's grid (every model voxel it touches). A parent that is not
-    installed, or is not a binary model of this one's grid, leaves the answer unguarded, and the
-    notes say so."""
+    installed, or is not a binary model, leaves the answer unguarded, and the notes say so."""
     from ..models.registry import ModelRegistry
     from .canonical import resample_to
     from .parent_guard import allowed_region, apply_guard
