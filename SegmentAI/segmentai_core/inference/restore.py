@@ -71,9 +71,10 @@ class _AxisMap:
     shell into blocks of rows (:mod:`.restore_shell`).
     """
 
-    def __init__(self, axes, coords) -> None:
+    def __init__(self, axes, coords, sizes) -> None:
         self.axes = axes
         self.coords = coords
+        self.sizes = sizes  # canonical voxels along each box axis
 
     @classmethod
     def between(cls, canonical: Geometry, original: Geometry, box: Box) -> Optional["_AxisMap"]:
@@ -89,11 +90,32 @@ class _AxisMap:
             index = np.arange(part.start, part.stop, dtype=np.float64)
             axes.append(2 - a)
             coords.append(linear[a, b] * index + matrix[a, 3])
-        return cls(tuple(axes), coords)
+        return cls(tuple(axes), coords, tuple(int(canonical.shape[a]) for a in axes))
 
-    def cells(self, cells: np.ndarray) -> np.ndarray:
-        """The interpolation cell of each box voxel: ``cells[floor(x) + 1]`` (see :func:`_cell_classes`),
-        0 outside the canonical grid."""
+    def tightened(self, box: Box, cell_box: Box) -> Tuple["_AxisMap", Optional[Box]]:
+        """This map on the part of ``box`` whose voxels lie in the cells of ``cell_box`` (slices of
+        the cell grid, see :func:`_cell_classes`), and that part; None when it holds no voxel.
+
+        Every voxel outside those cells is background, so the rest of the box needs no work: the
+        box grown by a canonical voxel around the cells was 40 % larger on a 512x512x300 head (a
+        cc3d pass over it 10 ms longer). A voxel's cell is monotonic along each axis, so the
+        voxels of a range of cells are a range."""
+        parts, coords = [], []
+        for d, (part, c) in enumerate(zip(box, self.coords)):
+            span = cell_box[self.axes[d]]
+            n = span.stop  # any cell index at or past the last occupied one
+            inside = (c >= -0.5) & (c < self.sizes[d] - 0.5)
+            cell = np.floor(c) + 1
+            hit = np.flatnonzero(inside & (cell >= span.start) & (cell < n))
+            if not hit.size:
+                return self, None
+            parts.append(slice(part.start + int(hit[0]), part.start + int(hit[-1]) + 1))
+            coords.append(c[hit[0]:hit[-1] + 1])
+        return _AxisMap(self.axes, coords, self.sizes), tuple(parts)
+
+    def cells_into(self, cells: np.ndarray, target: np.ndarray) -> None:
+        """Write the interpolation cell class of each box voxel into ``target`` (a view of the box):
+        ``cells[floor(x) + 1]`` (see :func:`_cell_classes`), 0 outside the canonical grid."""
         moved = np.pad(cells.transpose(self.axes), 1)  # one more layer of 0 = outside
         index = []
         for c, n in zip(self.coords, cells.transpose(self.axes).shape):
@@ -101,10 +123,12 @@ class _AxisMap:
             index.append(np.where(inside, np.clip(np.floor(c).astype(np.int64) + 2, 1, n), 0))
         # One axis at a time, the innermost first: the later takes copy whole rows, then whole
         # planes (memory-speed copies), where gathering single voxels along i last took 2-4x longer
-        # (0.015-0.019 s against 0.004-0.010 s for a 170x350x372 box).
+        # (0.015-0.019 s against 0.004-0.010 s for a 170x350x372 box). The last axis goes plane by
+        # plane straight into the output: no box-sized temporary to fill and copy (0.015 s).
         moved = np.take(moved, index[2], axis=2)
         moved = np.take(moved, index[1], axis=1)
-        return np.take(moved, index[0], axis=0)
+        for plane, source in enumerate(index[0]):
+            target[plane] = moved[source]
 
 
 def argmax_classes(probabilities: np.ndarray) -> np.ndarray:
@@ -159,43 +183,69 @@ def restore_labels(
     else:
         winner = argmax_classes(probabilities)
     cells, mixed = _cell_classes(winner)
-    occupied = np.argwhere(cells > 0)
-    if not len(occupied):
+    cell_box = _occupied(cells)
+    if cell_box is None:
         return out, None
     # Cell c spans canonical indices c - 1 .. c.
-    box = _canonical_to_input_box(canonical, original, occupied.min(axis=0) - 1, occupied.max(axis=0))
+    box = _canonical_to_input_box(canonical, original, [s.start - 1 for s in cell_box],
+                                  [s.stop - 1 for s in cell_box])
     if box is None:
         return out, None
     aligned = _AxisMap.between(canonical, original, box)
     if aligned is not None:
-        decided = aligned.cells(cells)
-    else:  # nearest cell centre (at canonical index c - 0.5) = floor(x) + 1
-        import SimpleITK as sitk
-
-        cell_grid = Geometry.create(cells.shape, canonical.spacing, canonical.ijk_to_lps(np.full(3, -0.5)),
-                                    canonical.direction_matrix)
-        # The outer cells reach half a voxel beyond the grid, where linear interpolation gives the
-        # background default: let interpolation decide there.
-        cells = cells.copy()
-        for axis in range(3):
-            for end in (0, -1):
-                face = [slice(None)] * 3
-                face[axis] = end
-                edge = cells[tuple(face)]
-                edge[edge != 0] = mixed
-        target = original.cropped([s.start for s in box], [s.stop for s in box])
-        decided = sitk.GetArrayFromImage(_sitk_resample(Volume(cells, cell_grid).to_sitk(), target,
-                                                        sitk.sitkNearestNeighbor, 0.0))
-    progress.update(0.3, "Resampling to the input grid")
-    if aligned is not None:  # the boundary shell cell by cell, row run by row run
-        shell_classes(probabilities, winner, cells, decided, mixed,
+        aligned, box = aligned.tightened(box, cell_box)
+        if box is None:
+            return out, None  # the occupied cells hold no input voxel
+    identity = np.array_equal(lookup, np.arange(len(lookup))) and winner.dtype == out.dtype
+    if aligned is not None:  # written into the output itself when no lookup follows
+        target, origin = (out, [s.start for s in box]) if identity else (np.empty(
+            tuple(s.stop - s.start for s in box), winner.dtype), [0, 0, 0])
+        # Two classes: the shell starts as background and only its foreground is written (restore_shell).
+        uniform = np.where(cells == mixed, 0, cells) if num_classes == 2 else cells
+        aligned.cells_into(uniform, target[tuple(slice(o, o + s.stop - s.start) for o, s in zip(origin, box))])
+        progress.update(0.3, "Resampling to the input grid")
+        # the boundary shell cell by cell, row run by row run
+        shell_classes(probabilities, winner, cells, target, origin, mixed,
                       CellAxes(aligned.axes, aligned.coords, winner.shape))
-    else:
-        _oblique_shell(probabilities, winner, decided, mixed, box, canonical, original, progress)
-    identity = np.array_equal(lookup, np.arange(len(lookup))) and decided.dtype == out.dtype
+        if not identity:
+            out[box] = lookup[target]
+        progress.update(1.0, "Resampling to the input grid")
+        return out, box
+    # Not axis-parallel: nearest cell centre (at canonical index c - 0.5) = floor(x) + 1.
+    import SimpleITK as sitk
+
+    cell_grid = Geometry.create(cells.shape, canonical.spacing, canonical.ijk_to_lps(np.full(3, -0.5)),
+                                canonical.direction_matrix)
+    # The outer cells reach half a voxel beyond the grid, where linear interpolation gives the
+    # background default: let interpolation decide there.
+    cells = cells.copy()
+    for axis in range(3):
+        for end in (0, -1):
+            face = [slice(None)] * 3
+            face[axis] = end
+            edge = cells[tuple(face)]
+            edge[edge != 0] = mixed
+    target = original.cropped([s.start for s in box], [s.stop for s in box])
+    decided = sitk.GetArrayFromImage(_sitk_resample(Volume(cells, cell_grid).to_sitk(), target,
+                                                    sitk.sitkNearestNeighbor, 0.0))
+    progress.update(0.3, "Resampling to the input grid")
+    _oblique_shell(probabilities, winner, decided, mixed, box, canonical, original, progress)
     out[box] = decided if identity else lookup[decided]
     progress.update(1.0, "Resampling to the input grid")
     return out, box
+
+
+def _occupied(cells: np.ndarray) -> Optional[Box]:
+    """Slices of the cell grid holding every cell that is not uniform background (None if none):
+    projections, not a list of the cells (4.7 ms on a 117x113x88 grid)."""
+    occupied = cells > 0
+    spans = []
+    for axis in range(3):
+        hit = np.flatnonzero(occupied.any(axis=tuple(a for a in range(3) if a != axis)))
+        if not hit.size:
+            return None
+        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(spans)
 
 
 _CHUNK = 1 << 20

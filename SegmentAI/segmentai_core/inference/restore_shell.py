@@ -78,15 +78,20 @@ def shell_classes(
     probabilities: np.ndarray,
     winner: np.ndarray,
     cells: np.ndarray,
-    decided: np.ndarray,
+    target: np.ndarray,
+    origin: Sequence[int],
     mixed: int,
     axes: CellAxes,
     chunk_voxels: Optional[int] = None,
 ) -> None:
-    """Decide every voxel of the box ``decided`` whose cell in ``cells`` is ``mixed``, in place.
+    """Decide every voxel of the box whose cell in ``cells`` is ``mixed``, in place in ``target``
+    (C-contiguous, holding the box from its index ``origin``). For two classes the shell voxels of
+    ``target`` must already be 0 (background): only their foreground is written.
 
     The shell is enumerated from the (small) cell grid, never by scanning the box: each mixed
-    cell's voxels are a block of rows. Chunks of cells bound the work memory (two run at a time).
+    cell's voxels are a block of rows. Chunks of cells bound the work memory; two run at a time,
+    so the shell is split into at least two chunks of about equal size (a 1.0 + 0.56 M voxel split
+    of a 512x512x300 head's shell left one thread idle for a third of the time).
     """
     moved = cells.transpose(axes.axes)
     mixed_cells = np.argwhere(moved == mixed)  # raster order
@@ -96,8 +101,10 @@ def shell_classes(
     voxels = rows * axes.count[2][mixed_cells[:, 2]]
     keep = voxels > 0  # a cell between two input voxels holds none
     mixed_cells, rows, voxels = mixed_cells[keep], rows[keep], voxels[keep]
+    if not len(mixed_cells):
+        return
     ends = np.cumsum(voxels)
-    chunk_voxels = chunk_voxels or _CHUNK_VOXELS
+    chunk_voxels = chunk_voxels or min(_CHUNK_VOXELS, -(-int(ends[-1]) // 2))
     chunks, start = [], 0
     while start < len(mixed_cells):
         stop = max(start + 1, int(np.searchsorted(ends, (ends[start - 1] if start else 0) + chunk_voxels)))
@@ -106,7 +113,7 @@ def shell_classes(
     # Chunks write disjoint voxels and numpy releases the GIL in its loops: two threads.
     with ThreadPoolExecutor(max_workers=min(2, len(chunks))) as pool:
         list(pool.map(lambda c: _decide_cells(probabilities, winner, mixed_cells[c[0]:c[1]], rows[c[0]:c[1]],
-                                              decided, axes), chunks))
+                                              target, origin, axes), chunks))
 
 
 def _expand(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -117,8 +124,8 @@ def _expand(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _decide_cells(probabilities: np.ndarray, winner: np.ndarray, mixed_cells: np.ndarray, rows: np.ndarray,
-                  decided: np.ndarray, axes: CellAxes) -> None:
-    """Decide the voxels of the given mixed cells (``rows`` input rows each) in ``decided``."""
+                  target: np.ndarray, origin: Sequence[int], axes: CellAxes) -> None:
+    """Decide the voxels of the given mixed cells (``rows`` input rows each) in ``target``."""
     ck, cj, ci = mixed_cells.T
     corners = _corner_indices(mixed_cells, axes, [s // probabilities.itemsize for s in probabilities.strides[1:]])
     values, first, second, junction = _corner_values(probabilities, winner, corners)
@@ -128,17 +135,16 @@ def _decide_cells(probabilities: np.ndarray, winner: np.ndarray, mixed_cells: np
     k = axes.first[0][ck[run_cell]] + rank // j_count
     j = axes.first[1][cj[run_cell]] + rank % j_count
     del rank, j_count
-    shape = decided.shape
-    runs = _Runs(run_cell, (k * shape[1] + j) * shape[2] + axes.first[2][ci[run_cell]],
-                 axes.first[2][ci[run_cell]], axes.count[2][ci[run_cell]],
-                 axes.weight[0][k][:, None], axes.weight[1][j][:, None])
-    out = decided.reshape(-1)
+    shape = target.shape
+    i_first = axes.first[2][ci[run_cell]]
+    runs = _Runs(run_cell, ((k + origin[0]) * shape[1] + j + origin[1]) * shape[2] + origin[2] + i_first,
+                 i_first, axes.count[2][ci[run_cell]], axes.weight[0][k][:, None], axes.weight[1][j][:, None])
+    out = target.reshape(-1)
     pairs = np.arange(len(run_cell)) if junction is None else np.flatnonzero(~junction[run_cell])
     if first is None:  # two classes: one channel decides, p1 > 0.5
-        _decide_pair(runs, pairs, values, 0.5, np.ones(len(values), decided.dtype),
-                     np.zeros(len(values), decided.dtype), axes, out)
+        _decide_foreground(runs, pairs, values, axes, out)
     else:  # p_a - p_b > 0: a; < 0: b; a tie: the lower class
-        _decide_pair(runs, pairs, values, 0.0, first.astype(decided.dtype), second.astype(decided.dtype), axes, out)
+        _decide_pair(runs, pairs, values, 0.0, first.astype(target.dtype), second.astype(target.dtype), axes, out)
     if junction is not None:
         _decide_junctions(runs, np.flatnonzero(junction[run_cell]), probabilities, winner, corners, axes, out)
 
@@ -162,6 +168,23 @@ class _Runs:
         """For every voxel of runs ``which``: its run (index into ``which``), flat box index and box i."""
         run, offset = _expand(self.i_count[which])
         return run, self.base[which][run] + offset, self.i_first[which][run] + offset
+
+
+def _decide_foreground(runs: _Runs, which: np.ndarray, values: np.ndarray, axes: CellAxes, out: np.ndarray) -> None:
+    """:func:`_decide_pair` for two classes, where ``out`` already holds 0 at every shell voxel: only
+    the foreground (``p1 > 0.5``; a tie is background) is written. Runs wholly below 0.5 cost nothing
+    and the rest write one constant (0.06 -> 0.04 s for the 1.6 M shell voxels of a 512x512x300 head)."""
+    if not len(which):
+        return
+    ends = runs.along_kj(which, values[runs.cell[which]])
+    low, high = ends[:, 0], ends[:, 1]
+    above = (low > 0.5) & (high > 0.5)
+    out[runs.voxels(which[above])[1]] = 1
+    split = np.flatnonzero(~above & ((low >= 0.5) | (high >= 0.5)))  # both ends below: background
+    run, flat, i = runs.voxels(which[split])
+    start = low[split][run]
+    value = start + axes.weight[2][i] * (high[split][run] - start)
+    out[flat[value > 0.5]] = 1
 
 
 def _decide_pair(runs: _Runs, which: np.ndarray, values: np.ndarray, threshold: float, above: np.ndarray,
