@@ -55,9 +55,6 @@ def run(args: argparse.Namespace) -> int:
     if args.overview is not None:
         check_output_path_png(args.overview, args.overwrite)
     budget = memory_budget_bytes(args.memory_budget)
-    started = time.perf_counter()
-    volume = read_volume(args.input)
-    read_s = time.perf_counter() - started
     from ..catalog.multipart import MultiPartSegmenter, class_values, keep_classes, multipart_segmenter
 
     roi = [name for name in (args.roi or "").split(",") if name.strip()]
@@ -68,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         package = resolve_model(args.model, trust_code=args.trust_code)
         segmenter = Segmenter(package, device=args.device, tta=args.tta, memory_budget_bytes=budget,
                               precision=args.precision)
+        segmenter.load_in_background()  # while the volume is read: the reader releases the GIL
+    started = time.perf_counter()
+    volume = read_volume(args.input)
+    read_s = time.perf_counter() - started
     whole = roi and not isinstance(segmenter, MultiPartSegmenter)  # one network: runs whole, other classes dropped
     if whole:
         class_values({label.value: label.name for label in segmenter.manifest.labels}, roi, str(args.model))

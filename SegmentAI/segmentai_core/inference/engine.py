@@ -95,6 +95,7 @@ class Segmenter:
         self.tta = tta
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes()
         self._network = None
+        self._loading = None  # the Future of a load started by load_in_background
         self._parent: Optional["Segmenter"] = None  # the parent model's, for a guarded package
         avoid_hugepage_stalls()  # a whole-volume job's first call would otherwise wait on compaction
 
@@ -110,6 +111,19 @@ class Segmenter:
                 network = network.to(memory_format=torch.channels_last_3d)  # see windows.forward
             self._network = network
         return self._network
+
+    def load_in_background(self) -> None:
+        """Start loading the network in a thread, e.g. while the input is read (SimpleITK's reader
+        releases the GIL, so on 2 cores the load is then free); :meth:`segment` waits for it and
+        raises what the load raised."""
+        if self._network is None and self._loading is None:
+            self._loading = self._start_loading()
+
+    def _start_loading(self):
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmentai-load")
+        loading = pool.submit(lambda: self.network)
+        pool.shutdown(wait=False)  # the thread ends when the load does
+        return loading
 
     def parent_segmenter(self, parent_id: str, registry) -> "Segmenter":
         """The segmenter of the parent model ``parent_id`` (loaded once; ModelError if not installed)."""
@@ -163,10 +177,8 @@ class Segmenter:
         if self.precision != "float32":
             notes.append(f"the network ran in {self.precision} (not bit-equal to float32)")
         loading = self._network
-        if loading is None:  # loads beside the preprocessing (both mostly outside the GIL): 0.07 s saved on 2 cores
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmentai-load")
-            loading = pool.submit(lambda: self.network)
-            pool.shutdown(wait=False)  # the thread ends when the load does
+        if loading is None:  # loads beside the preprocessing, unless load_in_background started it earlier
+            loading, self._loading = self._loading or self._start_loading(), None
         job = Job(volume, loading, progress, name, notes, {"load_model": time.perf_counter() - t})
         with network_precision(self.precision):
             return pipeline.run(self, job)
