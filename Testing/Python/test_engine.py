@@ -232,3 +232,27 @@ def test_network_loading_beside_preprocessing_still_refuses_a_tampered_model(tmp
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(ModelError, match="hash mismatch"):
         Segmenter(package, device="cpu").segment(image)
+
+
+def test_a_load_started_in_the_background_is_used_once_and_its_errors_reach_segment(tmp_path):
+    """``load_in_background`` (the CLI starts it before reading the input): ``segment`` takes that
+    load instead of starting another, gives the same labels, and raises what the load raised."""
+    from segmentai_core.errors import ModelError
+    from segmentai_core.testing import make_tiny_package
+
+    image, _ = blob_phantom(shape=(24, 24, 24), seed=3)
+    package = make_tiny_package(tmp_path / "tiny")
+    expected = Segmenter(package, device="cpu").segment(image).labelmap.array
+    segmenter = Segmenter(package, device="cpu")
+    segmenter.load_in_background()
+    pending = segmenter._loading
+    segmenter.load_in_background()  # a second call starts nothing new
+    assert segmenter._loading is pending
+    assert np.array_equal(segmenter.segment(image).labelmap.array, expected)
+    assert segmenter._loading is None and segmenter._network is not None
+    weights = package.weights_path
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    tampered = Segmenter(package, device="cpu")
+    tampered.load_in_background()
+    with pytest.raises(ModelError, match="hash mismatch"):
+        tampered.segment(image)

@@ -321,9 +321,10 @@ def _clean_labels_3d(labelmap: np.ndarray, labels: List[int], largest: bool, hol
                      within: Optional[Box]) -> None:
     """Keep the largest component and fill 3D holes, in place.
 
-    For one label (the usual binary model) both labellings share one mask and run side by side:
-    cc3d releases the GIL, so on two cores the hole search costs no extra time. The holes found
-    before dropping the small components are kept only when there was nothing to drop.
+    For one label (the usual binary model) both labellings share one mask and are submitted side by
+    side (cc3d 4.1 holds the GIL while it labels, so they take turns; they are on the small model
+    grid). The holes found before dropping the small components are kept only when there was
+    nothing to drop.
     """
     if not (len(labels) == 1 and largest and holes and cc3d is not None and labelmap.ndim == 3):
         if largest:
