@@ -9,7 +9,7 @@ written here, so a cancelled or failed run leaves no output behind.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -119,7 +119,8 @@ class Segmenter:
         if self._network is None and self._loading is None:
             self._loading = self._start_loading()
 
-    def _start_loading(self):
+    def _start_loading(self) -> "Future":
+        """A one-thread pool loading :attr:`network`; its Future (see :class:`~.job.Job`)."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmentai-load")
         loading = pool.submit(lambda: self.network)
         pool.shutdown(wait=False)  # the thread ends when the load does

@@ -103,10 +103,9 @@ class _AxisMap:
         parts, coords = [], []
         for d, (part, c) in enumerate(zip(box, self.coords)):
             span = cell_box[self.axes[d]]
-            n = span.stop  # any cell index at or past the last occupied one
             inside = (c >= -0.5) & (c < self.sizes[d] - 0.5)
             cell = np.floor(c) + 1
-            hit = np.flatnonzero(inside & (cell >= span.start) & (cell < n))
+            hit = np.flatnonzero(inside & (cell >= span.start) & (cell < span.stop))
             if not hit.size:
                 return self, None
             parts.append(slice(part.start + int(hit[0]), part.start + int(hit[-1]) + 1))

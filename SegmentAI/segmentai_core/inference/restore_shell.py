@@ -181,10 +181,17 @@ def _decide_foreground(runs: _Runs, which: np.ndarray, values: np.ndarray, axes:
     above = (low > 0.5) & (high > 0.5)
     out[runs.voxels(which[above])[1]] = 1
     split = np.flatnonzero(~above & ((low >= 0.5) | (high >= 0.5)))  # both ends below: background
+    _, flat, value = _along_i(runs, which, split, low, high, axes)
+    out[flat[value > 0.5]] = 1
+
+
+def _along_i(runs: _Runs, which: np.ndarray, split: np.ndarray, low: np.ndarray, high: np.ndarray,
+             axes: CellAxes) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every voxel of runs ``which[split]``: its run (index into ``split``), flat index, and the
+    value interpolated along i between its run's two ends ``low``, ``high`` (indexed like ``which``)."""
     run, flat, i = runs.voxels(which[split])
     start = low[split][run]
-    value = start + axes.weight[2][i] * (high[split][run] - start)
-    out[flat[value > 0.5]] = 1
+    return run, flat, start + axes.weight[2][i] * (high[split][run] - start)
 
 
 def _decide_pair(runs: _Runs, which: np.ndarray, values: np.ndarray, threshold: float, above: np.ndarray,
@@ -203,10 +210,7 @@ def _decide_pair(runs: _Runs, which: np.ndarray, values: np.ndarray, threshold: 
         run, flat, _ = runs.voxels(which[whole])
         out[flat] = classes[cell[whole]][run]
     split = np.flatnonzero(side < 0)
-    run, flat, i = runs.voxels(which[split])
-    start = low[split][run]
-    value = start + axes.weight[2][i] * (high[split][run] - start)
-    del start
+    run, flat, value = _along_i(runs, which, split, low, high, axes)
     cells = cell[split][run]
     a, b = above[cells], below[cells]
     take_b = (value < threshold) | ((value == threshold) & (b < a))
