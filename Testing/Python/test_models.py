@@ -207,6 +207,35 @@ def test_plain_state_dict_loads_and_wrong_shapes_are_reported(tmp_path):
         package.load_network()
 
 
+def test_loaded_network_takes_the_weights_without_a_second_build(tmp_path):
+    """A load builds the UNet on the meta device and assigns the weights to it (no random
+    initialisation): nothing stays on meta, half-precision weights become the declared float32,
+    and the parameters still train."""
+    data = manifest_dict()
+    torch.manual_seed(4)
+    network = build_network(data["architecture"], 3, 1, 3).eval()
+    with torch.no_grad():  # trained-looking statistics, so that the buffers matter too
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    half = {key: value.half() if value.is_floating_point() else value for key, value in network.state_dict().items()}
+    path = tmp_path / "sd.pt"
+    torch.save(half, path)
+    package = ModelPackage.open(write_raw_package(tmp_path / "half", data, path.read_bytes(), "state_dict"))
+    loaded = package.load_network()
+    tensors = list(loaded.parameters()) + list(loaded.buffers())
+    assert not any(t.is_meta for t in tensors)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert all(p.requires_grad for p in loaded.parameters())
+    network.load_state_dict(half)  # the same rounding, copied into a real build
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), network(x))
+    assert all(p.abs().sum() > 0 for p in build_network(data["architecture"], 3, 1, 3).parameters()
+               if p.dim() > 1)  # outside a load, the build is still initialised for training
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_package_loads(tmp_path):
     torch.manual_seed(3)

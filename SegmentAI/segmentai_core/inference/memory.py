@@ -40,11 +40,12 @@ def cuda_free_bytes(device) -> Optional[int]:
     return int(free)
 
 
-def check_parameter_size(what: str, build) -> None:
+def check_parameter_size(what: str, build):
     """Refuse, before allocating, a network whose parameters alone would not fit in the available memory.
 
     ``build()`` makes the network; it is first called on PyTorch's ``meta`` device, which records
-    shapes and allocates nothing. ``what`` names the network in the ModelError.
+    shapes and allocates nothing. ``what`` names the network in the ModelError. Returns the network
+    built on ``meta`` (None where it could not be built there).
     """
     import torch
 
@@ -54,11 +55,12 @@ def check_parameter_size(what: str, build) -> None:
         with torch.device("meta"):
             network = build()
     except (RuntimeError, NotImplementedError):
-        return  # a network whose constructor computes with tensors (SwinUNETR): built for real afterwards
+        return None  # a network whose constructor computes with tensors (SwinUNETR): built for real afterwards
     if network is None:
-        return
+        return None
     size = sum(p.numel() * p.element_size() for p in network.parameters())
     limit = available_ram_bytes() * 0.75
     if size > limit:
         raise ModelError(f"{what}: its parameters alone need {size / GIB:.1f} GiB, more than the "
                          f"{limit / GIB:.1f} GiB of memory available (implausible layer widths)")
+    return network

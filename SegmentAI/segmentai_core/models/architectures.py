@@ -18,15 +18,34 @@ MONAI (seconds); its other configurations use MONAI's class.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import ModelError
 
 __all__ = ["ARCHITECTURES", "GENERIC", "NNUNET", "Architecture", "architecture_of", "build_network", "get",
-           "size_divisor"]
+           "size_divisor", "weights_follow"]
+
+# True while a network is built only to take a full state dict at once (ModelPackage.load_network):
+# a builder may then return it on the ``meta`` device (shapes, no memory), since a strict load with
+# ``assign=True`` replaces every parameter and persistent buffer. A real build with its random
+# initialisation was half of a cold model load.
+_WEIGHTS_FOLLOW: contextvars.ContextVar = contextvars.ContextVar("segmentai_weights_follow", default=False)
+
+
+@contextmanager
+def weights_follow():
+    """Within this block, :func:`build_network` may return a network on the ``meta`` device; the
+    caller must then load a complete state dict strictly with ``assign=True``."""
+    token = _WEIGHTS_FOLLOW.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_FOLLOW.reset(token)
 
 GENERIC = "generic"
 """SegmentAI's pipeline: canonical grid, normalisation, sliding windows, restore onto the input grid."""
@@ -134,14 +153,21 @@ def _build_unet(args: Dict[str, Any], spatial_dims: int, in_channels: int, out_c
 
     try:
         # Sized on the meta device before anything is allocated.
-        check_parameter_size("architecture UNet",
-                             lambda: build_fast_unet(spatial_dims, in_channels, out_channels, args))
+        meta = check_parameter_size("architecture UNet",
+                                    lambda: build_fast_unet(spatial_dims, in_channels, out_channels, args))
+        if meta is not None and _WEIGHTS_FOLLOW.get() and _buffers_all_persistent(meta):
+            return meta  # the weights follow (assigned to it): no second build, no random init
         fast = build_fast_unet(spatial_dims, in_channels, out_channels, args)
     except (TypeError, ValueError) as error:
         raise ModelError(f"architecture UNet cannot be built from its args: {_first(error)}") from error
     if fast is not None:
         return fast
     return _monai_builder("UNet")(args, spatial_dims, in_channels, out_channels)
+
+
+def _buffers_all_persistent(network) -> bool:
+    """Every buffer is in the state dict, so a strict load leaves nothing on the meta device."""
+    return {name for name, _ in network.named_buffers()} <= set(network.state_dict())
 
 
 def _build_nnunet(args: Dict[str, Any], spatial_dims: int, in_channels: int, out_channels: int):

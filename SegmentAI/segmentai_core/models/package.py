@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 from ..errors import ModelError, OutputError
 from ..io.staging import staged_folder, write_json_atomic
 from .manifest import MANIFEST_NAME, ModelManifest, load_manifest
-from .architectures import NNUNET, build_network
+from .architectures import NNUNET, build_network, weights_follow
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -393,15 +393,31 @@ def write_model_package(
 
 def _network_with(manifest: ModelManifest, tensors: Mapping[str, Any], problem: str) -> "torch.nn.Module":
     """The manifest's network with ``tensors`` loaded strictly; ModelError saying what does not fit."""
-    network = build_network(manifest)
+    with weights_follow():  # strict loading below replaces every parameter: no random init needed
+        network = build_network(manifest)
     try:
-        network.load_state_dict(tensors, strict=True)
+        if _on_meta(network):  # assigned, each tensor in the dtype the network declares
+            declared = network.state_dict()
+            tensors = {key: value.to(declared[key].dtype) if _differs_in_dtype(value, declared.get(key)) else value
+                       for key, value in tensors.items()}
+            network.load_state_dict(tensors, strict=True, assign=True)
+        else:
+            network.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
         raise ModelError(
             f"model '{manifest.id}': {problem} architecture {manifest.architecture_name} "
             f"({_state_dict_problem(network, tensors, error)})"
         ) from error
     return network
+
+
+def _on_meta(network) -> bool:
+    return any(tensor.is_meta for tensor in network.parameters())
+
+
+def _differs_in_dtype(value: Any, declared: Any) -> bool:
+    dtype = getattr(declared, "dtype", None)
+    return dtype is not None and getattr(value, "dtype", dtype) != dtype
 
 
 def _check_fits(manifest: ModelManifest, tensors: Mapping[str, Any]) -> None:
