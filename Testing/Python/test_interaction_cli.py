@@ -51,6 +51,23 @@ def test_refine_from_a_mask(case):
     assert dice(read_labelmap(out).array, truth.array) > 0.9
 
 
+def test_refine_timings_report_each_start_up_stage(case, capsys):
+    """``--timings``: the stages a cold ``refine`` pays, apart (the interactive issue's "model loading
+    and start-up reported separately"), as JSON on stdout; the mask is what the run wrote."""
+    import json
+
+    folder, image, truth, centre = case
+    out = folder / "timed.nii.gz"
+    capsys.readouterr()
+    assert main(["refine", str(folder / "image.nii.gz"), "--fg", _triple(centre), "--ijk", "-o", str(out),
+                 "--timings"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["timings_s"]) == {"read", "torch_import", "model_load", "interaction", "write"}
+    assert all(value >= 0 for value in report["timings_s"].values())
+    assert report["voxels"] == int(read_labelmap(out).array.sum()) > 0
+    assert report["predictor"].startswith("hybrid:")  # the default engine, as in the Slicer panel
+
+
 def test_refine_with_scribbles_matches_the_session(case):
     from segmentai_core.interaction import InteractionSession, RandomWalkerPredictor
 

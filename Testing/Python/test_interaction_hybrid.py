@@ -245,6 +245,24 @@ def test_ct_in_hounsfield_units_is_answered_by_the_geodesic_competition_alone(wo
             assert engine.last_network is None and engine.last_choice == "geodesic"
 
 
+def test_no_network_is_loaded_for_a_ct_session(worker):
+    """The default engine runs no network in CT, so a CT session neither loads the model nor (in a
+    ``segmentai refine`` process) imports PyTorch for it; an MR session loads it while the user aims."""
+    image, truth = _organ_cut_by_the_scan()
+    ct = image.with_array((image.array * 400.0 - 160.0).astype(np.float32))
+    ct.array[:, :3] = -1000.0
+    predictor = default_predictor(device="cpu")
+    assert predictor.uses_network(hounsfield=True) is False and predictor.uses_network(hounsfield=False) is True
+    with InteractionSession(predictor, worker=worker) as session:
+        session.set_image(ct)
+        session.set_roi(*_roi(truth, image.geometry.spacing), space="ijk")
+        _clicks(session, truth, image.geometry.spacing, 1)
+        assert predictor.model._network is None
+        session.set_image(image)
+        worker.call(lambda: None)  # the load queued by set_image has run
+        assert predictor.model._network is not None
+
+
 def test_a_flood_of_a_small_image_is_seen_without_an_roi(engine):
     """Where the working grid reaches beyond the image on every face there is no grid face inside the
     image to serve as the leak shell; the image's outermost voxels stand in, so an object that fills

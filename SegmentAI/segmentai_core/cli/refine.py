@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     add_trust_code_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--timings", action="store_true",
+                        help="print the process's stages (read, torch import, model load, interaction, write; "
+                             "seconds) as JSON on stdout")
     # Let "-12.5,3,40" be a value, not an option: argparse only knows plain negative numbers.
     # (A private attribute, stable since Python 3.2; "--fg=-12.5,3,40" works in any case.)
     parser._negative_number_matcher = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?([,;][-+]?\d*\.?\d+(e[-+]?\d+)?)*$")
@@ -182,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
     if args.segment is not None and args.mask is None:
         raise InputError("--segment chooses a segment of --mask: give --mask too")
     output = check_output_path(args.output, args.overwrite)
+    t_read = time.perf_counter()
     volume = read_volume(args.input)
+    read_s = time.perf_counter() - t_read
     if np.issubdtype(volume.array.dtype, np.floating) and not np.isfinite(volume.array).any():
         raise InputError(f"{args.input}: every voxel is NaN or infinite; nothing to segment")  # as 'segment' says
     target = None
@@ -197,12 +202,18 @@ def run(args: argparse.Namespace) -> int:
         roi = parse_numbers(args.roi, 6, "--roi", "R1,A1,S1,R2,A2,S2" if not args.ijk else "i1,j1,k1,i2,j2,k2")
     predictor = _predictor(args.model, args.device, args.trust_code, args.network_only)
     # Start-up costs, paid once per process and timed apart from the interaction: importing PyTorch,
-    # then loading the network (a running session pays neither again: about 0.1 s per click).
+    # then loading the network (a running session pays neither again). Neither is paid where the
+    # engine will not run its network (CT: the geodesic answer alone; the random-walker fallback).
+    from ..inference.input_check import looks_like_hounsfield
+    from ..interaction.predictors import uses_network as predictor_uses_network
+
+    uses_network = predictor_uses_network(predictor, looks_like_hounsfield(volume.array))
     t_load = time.perf_counter()
-    if predictor.name != FALLBACK_NAME:
+    if uses_network:
         import torch  # noqa: F401
     torch_s = time.perf_counter() - t_load
-    predictor.load()
+    if uses_network:
+        predictor.load()
     load_s = time.perf_counter() - t_load - torch_s
     t0 = time.perf_counter()
     with InteractionSession(predictor) as session:
@@ -220,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
         for points, positive in scribbles:
             session.add_scribble(points, positive=positive, space=space)
         result = session.mask.copy()
+    interaction_s = time.perf_counter() - t0
+    t_write = time.perf_counter()
     if target is None:
         write_labelmap(volume.with_array(result), output, overwrite=args.overwrite)
         what = "object"
@@ -227,10 +240,19 @@ def run(args: argparse.Namespace) -> int:
         result &= ~target.others  # the other segments' voxels stay theirs
         target.write(result, output, args.overwrite)
         what = f"segment '{target.label.name}'"
+    write_s = time.perf_counter() - t_write
     voxels = int(result.sum())
     if args.model is None and predictor.name == FALLBACK_NAME:
         print("segmentai: note: no interactive model installed; used the random-walker fallback", file=sys.stderr)
     print(f"Wrote {output} ({what} {voxels} voxels, {voxels * volume.geometry.voxel_volume_mm3 / 1000:.1f} mL; "
-          f"{predictor.name}; start-up: torch import {torch_s:.1f} s, model load {load_s:.1f} s; "
-          f"interaction {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+          f"{predictor.name}; start-up: " + (f"torch import {torch_s:.1f} s, model load {load_s:.1f} s"
+                                              if uses_network else "no network for this image") +
+          f"; interaction {interaction_s:.1f} s)", file=sys.stderr)
+    if args.timings:
+        import json
+
+        timings = {"read": read_s, "torch_import": torch_s, "model_load": load_s, "interaction": interaction_s,
+                   "write": write_s}
+        print(json.dumps({"predictor": predictor.name, "network": uses_network, "voxels": voxels,
+                          "timings_s": timings}))
     return 0

@@ -138,6 +138,11 @@ class HybridPredictor:
         if self.model is not None:
             self.model.load()
 
+    def uses_network(self, hounsfield: bool) -> bool:
+        """No network without a model, nor in CT unless ``network_in_ct`` (point 4 of the module
+        docstring): there the geodesic answer is used alone."""
+        return self.model is not None and (self.network_in_ct or not hounsfield)
+
     def predict(self, inputs: WorkingInputs) -> np.ndarray:
         from scipy import ndimage
 

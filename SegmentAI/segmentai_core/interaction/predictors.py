@@ -54,7 +54,18 @@ class Predictor(Protocol):
 
     def load(self) -> None: ...
 
+    def uses_network(self, hounsfield: bool) -> bool:
+        """Whether :meth:`predict` runs a network on an image that is (or is not) CT in Hounsfield
+        units: a process that never will need not import PyTorch or load weights."""
+        ...
+
     def predict(self, inputs: WorkingInputs) -> np.ndarray: ...
+
+
+def uses_network(predictor, hounsfield: bool) -> bool:
+    """``predictor.uses_network(hounsfield)``, True for a predictor that does not say (it may)."""
+    ask = getattr(predictor, "uses_network", None)
+    return True if ask is None else bool(ask(hounsfield))
 
 
 def is_interactive(manifest) -> bool:
@@ -126,6 +137,9 @@ class ModelPredictor:
             self._network = self.package.load_network(device)
             self.device = str(device)
 
+    def uses_network(self, hounsfield: bool) -> bool:
+        return True
+
     def predict(self, inputs: WorkingInputs) -> np.ndarray:
         import torch
 
@@ -164,6 +178,9 @@ class RandomWalkerPredictor:
 
     def load(self) -> None:
         pass
+
+    def uses_network(self, hounsfield: bool) -> bool:
+        return False
 
     def predict(self, inputs: WorkingInputs) -> np.ndarray:
         from scipy import ndimage

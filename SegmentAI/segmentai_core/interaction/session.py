@@ -32,7 +32,8 @@ from ..inference.input_check import looks_like_hounsfield
 from ..inference.normalization import normalize
 from ..volume import Volume
 from .guidance import guidance_maps
-from .predictors import ModelPredictor, Predictor, RandomWalkerPredictor, WorkingInputs, find_interactive_model
+from .predictors import (ModelPredictor, Predictor, RandomWalkerPredictor, WorkingInputs, find_interactive_model,
+                         uses_network)
 from .prompts import Prompt, box_extent, box_prompts, check_inside, polyline_samples, to_ijk
 from .region import LocalRegion, beyond_image, plan_region, touches_open_border, zoom_out_points
 from .worker import InteractionWorker
@@ -129,7 +130,8 @@ class InteractionSession:
         self._image = volume
         self._hounsfield = looks_like_hounsfield(volume.array)
         self._roi = None
-        self.worker.submit(self.predictor.load)  # load the model while the user aims the first click
+        if uses_network(self.predictor, self._hounsfield):  # in CT the hybrid engine runs no network
+            self.worker.submit(self.predictor.load)  # load the model while the user aims the first click
         self.set_target(None)
 
     @property
