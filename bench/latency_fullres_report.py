@@ -2,7 +2,8 @@
 ``docs/benchmarks-interactive.md``: one JSON per run; a run of the engine alone (``--no-growcut``,
 e.g. the code before a change) gets its own columns beside the others.
 
-    python bench/latency_fullres_report.py docs/benchmarks/latency-fullres-before.json docs/benchmarks/latency-fullres.json
+    python bench/latency_fullres_report.py docs/benchmarks/latency-fullres-before.json \
+        docs/benchmarks/latency-fullres.json
 
 ``Testing/Python/test_benchmark_docs.py`` regenerates it and fails when the page differs.
 """

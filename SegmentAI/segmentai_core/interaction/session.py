@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import Geometry
+from ..geometry import Geometry, ijk_to_kji
 from ..inference.canonical import resample_to
 from ..inference.input_check import looks_like_hounsfield
 from ..inference.normalization import normalize
@@ -480,9 +480,8 @@ class InteractionSession:
             if prompt.kind == "box":
                 continue
             points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
-            ijk = np.rint(grid.lps_to_ijk(self.geometry.ijk_to_lps(np.asarray(points, dtype=float)))).astype(int)
-            kji = ijk[:, ::-1]
-            kji = kji[np.all((kji >= 0) & (kji < np.array(grid.shape)), axis=1)]
+            kji = grid.ijk_to_array_index(grid.lps_to_ijk(self.geometry.ijk_to_lps(np.asarray(points, dtype=float))))
+            kji = kji[grid.contains_index(kji)]
             marks[prompt.positive][tuple(kji.T)] = True
         return marks[True], marks[False]
 
@@ -581,7 +580,7 @@ def _refine_grid(crop_geometry: Geometry, working: Geometry, max_voxels: Optiona
     spacing = size * old / shape_ijk  # the crop's whole extent, voxel edge to voxel edge
     direction = np.asarray(crop_geometry.direction_matrix, dtype=float)
     origin = np.asarray(crop_geometry.origin, dtype=float) + direction @ ((spacing - old) / 2.0)
-    return Geometry.create(tuple(int(n) for n in shape_ijk[::-1]), tuple(spacing), tuple(origin), direction)
+    return Geometry.create(ijk_to_kji(int(n) for n in shape_ijk), tuple(spacing), tuple(origin), direction)
 
 
 def _changed_box(a: np.ndarray, b: np.ndarray) -> Optional[Slices]:
