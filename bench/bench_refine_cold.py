@@ -77,19 +77,10 @@ def _mri_brain():
 
 
 def _ct_head():
-    from scipy import ndimage
+    from interactive_cases import invesalius_ct
 
-    from interactive_cases import _invesalius_arrays
-    from segmentai_core.geometry import Geometry
-    from segmentai_core.volume import Volume
-    from segmentai_train.public_data import cache_dir
-
-    ct, spacing, masks = _invesalius_arrays(cache_dir() / "debian")
-    ct = np.ascontiguousarray(ct[:, ::-1, :]).astype(np.int16)  # rows as the interactive bench reads them
-    image = Volume(ct, Geometry.create(ct.shape, spacing))
-    (_, stored), = [m for m in masks if m[0][0] < 100]  # the head mask (−142 HU and above)
-    labels, _count = ndimage.label(stored[:, ::-1, :], np.ones((3, 3, 3), dtype=bool))
-    head = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    image, masks = invesalius_ct()
+    (head,) = [mask for low, mask in masks if low < 100]  # the head mask (−142 HU and above)
     return _crop(image, head)
 
 

@@ -259,20 +259,23 @@ def _invesalius_arrays(cache: Path) -> Tuple[np.ndarray, Tuple[float, float, flo
     return ct, tuple(float(s) for s in main["spacing"]), masks
 
 
-def ct_head_cases() -> List[Case]:
-    """The InVesalius head CT: the skull (thin) and the whole head (large), largest components of its masks."""
-    from scipy import ndimage
-
+def invesalius_ct() -> Tuple[Volume, List[Tuple[float, np.ndarray]]]:
+    """The InVesalius head CT (LPS) and, per stored mask, its lower threshold (HU) and its largest
+    26-connected piece."""
     from segmentai_train.public_data import cache_dir
 
     ct, spacing, masks = _invesalius_arrays(cache_dir() / "debian")
     # InVesalius keeps each slice's rows reversed; undo it (x left, y posterior, z superior: LPS).
     ct = np.ascontiguousarray(ct[:, ::-1, :]).astype(np.int16)
     image = Volume(ct, Geometry.create(ct.shape, spacing))
+    return image, [(low, _largest(stored[:, ::-1, :])) for (low, _high), stored in masks]
+
+
+def ct_head_cases() -> List[Case]:
+    """The InVesalius head CT: the skull (thin) and the whole head (large), largest components of its masks."""
+    image, masks = invesalius_ct()
     cases = []
-    for (low, _high), stored in masks:
-        labels, count = ndimage.label(stored[:, ::-1, :], np.ones((3, 3, 3), dtype=bool))
-        largest = labels == (1 + int(np.argmax(np.bincount(labels.ravel())[1:]))) if count else labels > 0
+    for low, largest in masks:
         name, kind = ("Skull", "thin") if low >= 100 else ("Head", "large")
         cases.append(crop_case(f"invesalius-ct/{name}", "CT 0.96×0.96×1.5 mm", kind, image, largest,
                                "GPL-2 (Debian invesalius-examples)", f"stored threshold mask {low} HU and above"))

@@ -208,13 +208,14 @@ def run(args: argparse.Namespace) -> int:
     from ..interaction.predictors import uses_network as predictor_uses_network
 
     uses_network = predictor_uses_network(predictor, looks_like_hounsfield(volume.array))
-    t_load = time.perf_counter()
+    torch_s = load_s = 0.0
     if uses_network:
+        t_load = time.perf_counter()
         import torch  # noqa: F401
-    torch_s = time.perf_counter() - t_load
-    if uses_network:
+
+        torch_s = time.perf_counter() - t_load
         predictor.load()
-    load_s = time.perf_counter() - t_load - torch_s
+        load_s = time.perf_counter() - t_load - torch_s
     t0 = time.perf_counter()
     with InteractionSession(predictor) as session:
         session.set_image(volume)

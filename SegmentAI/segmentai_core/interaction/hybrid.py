@@ -186,7 +186,7 @@ class HybridPredictor:
                                        keep=not positive.any(), spacing_mm=inputs.spacing_mm)
             geodesic, leaked = self._geodesic_answer(image, spacing, fg, bg, shell, edge, gradient, region)
             self.last_leak = leaked
-            if self.model is None or (inputs.hounsfield and not self.network_in_ct):
+            if not self.uses_network(inputs.hounsfield):
                 return self._finish(geodesic, outside, "geodesic")
             if leaked <= self.leak_tolerance:
                 return self._finish(geodesic, outside, "geodesic")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -426,20 +426,16 @@ class InteractionSession:
         grid = (_refine_grid(crop_geometry, working, getattr(predictor, "refine_max_voxels", None))
                 if refine is not None else None)
         if grid is not None:
-            image = self._require_image()
+            crop_image = self._require_image().array[crop]
             if grid is crop_geometry:
-                crop_image = normalize(image.array[crop], predictor.normalization)  # type: ignore[union-attr]
-                soft = resample_to(Volume(probability, working), crop_geometry, order=1).array
                 positive, negative = self._prompt_voxels(prompts, crop)
-                soft = self.worker.call(refine, crop_image, soft, positive, negative,
-                                        crop_geometry.spacing_kji, float(working.spacing[0]))
-            else:  # redrawn on a coarser grid than the crop's (still finer than the working grid), then carried
-                on_grid = normalize(resample_to(Volume(image.array[crop], crop_geometry), grid, order=1).array,
-                                    predictor.normalization)  # type: ignore[union-attr]
-                soft = resample_to(Volume(probability, working), grid, order=1).array
+            else:  # a coarser grid than the crop's (still finer than the working grid); carried back below
+                crop_image = resample_to(Volume(crop_image, crop_geometry), grid, order=1).array
                 positive, negative = self._prompt_voxels_on(prompts, grid)
-                soft = self.worker.call(refine, on_grid, soft, positive, negative, grid.spacing_kji,
-                                        float(working.spacing[0]))
+            soft = resample_to(Volume(probability, working), grid, order=1).array
+            soft = self.worker.call(refine, normalize(crop_image, predictor.normalization),  # type: ignore[union-attr]
+                                    soft, positive, negative, grid.spacing_kji, float(working.spacing[0]))
+            if grid is not crop_geometry:
                 soft = resample_to(Volume(soft, grid), crop_geometry, order=1).array
             new = soft > 0.5
             seen = mask[crop].astype(bool)
@@ -461,29 +457,14 @@ class InteractionSession:
 
     def _prompt_voxels(self, prompts: Sequence[Prompt], crop: Slices) -> Tuple[np.ndarray, np.ndarray]:
         """Voxels of the crop under the point and scribble prompts (object, background)."""
-        shape = tuple(s.stop - s.start for s in crop)
         start = np.array([s.start for s in crop])
-        marks = {True: np.zeros(shape, dtype=bool), False: np.zeros(shape, dtype=bool)}
-        for prompt in prompts:
-            if prompt.kind == "box":
-                continue
-            points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
-            kji = self.geometry.ijk_to_array_index(points) - start
-            kji = kji[np.all((kji >= 0) & (kji < np.array(shape)), axis=1)]
-            marks[prompt.positive][tuple(kji.T)] = True
-        return marks[True], marks[False]
+        return _prompt_marks(prompts, tuple(s.stop - s.start for s in crop),
+                             lambda points: self.geometry.ijk_to_array_index(points) - start)
 
     def _prompt_voxels_on(self, prompts: Sequence[Prompt], grid: Geometry) -> Tuple[np.ndarray, np.ndarray]:
         """Voxels of ``grid`` (any grid over the image) nearest to the point and scribble prompts."""
-        marks = {True: np.zeros(grid.shape, dtype=bool), False: np.zeros(grid.shape, dtype=bool)}
-        for prompt in prompts:
-            if prompt.kind == "box":
-                continue
-            points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
-            kji = grid.ijk_to_array_index(grid.lps_to_ijk(self.geometry.ijk_to_lps(np.asarray(points, dtype=float))))
-            kji = kji[grid.contains_index(kji)]
-            marks[prompt.positive][tuple(kji.T)] = True
-        return marks[True], marks[False]
+        return _prompt_marks(prompts, grid.shape, lambda points: grid.ijk_to_array_index(
+            grid.lps_to_ijk(self.geometry.ijk_to_lps(np.asarray(points, dtype=float)))))
 
     def _allowed(self, prompts: Sequence[Prompt], region: LocalRegion) -> np.ndarray:
         """Where an update for ``prompts`` may change the mask: inside their 3D boxes (if any), and on
@@ -553,6 +534,21 @@ def _prompt_honoured(result: np.ndarray, region: LocalRegion, prompt: Prompt, ge
 def _finer(crop_geometry: Geometry, working: Geometry) -> bool:
     """True when the crop's voxels are finer than the working grid's along some axis (by 10 %)."""
     return min(crop_geometry.spacing) < 0.9 * min(working.spacing)
+
+
+def _prompt_marks(prompts: Sequence[Prompt], shape: Tuple[int, ...],
+                  to_kji: Callable[[np.ndarray], np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """(object, background) masks of ``shape`` under the point and scribble prompts, whose image
+    indices (i, j, k) ``to_kji`` turns into array indices of that shape (outside ones dropped)."""
+    marks = {True: np.zeros(shape, dtype=bool), False: np.zeros(shape, dtype=bool)}
+    for prompt in prompts:
+        if prompt.kind == "box":
+            continue
+        points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
+        kji = to_kji(points)
+        kji = kji[np.all((kji >= 0) & (kji < np.array(shape)), axis=1)]
+        marks[prompt.positive][tuple(kji.T)] = True
+    return marks[True], marks[False]
 
 
 REFINE_COARSEST = 0.85  # a coarsened redraw grid's spacing, at most, over the working grid's
