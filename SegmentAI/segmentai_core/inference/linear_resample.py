@@ -19,7 +19,7 @@ import numpy as np
 
 from ..geometry import Geometry
 
-__all__ = ["axis_parallel_coords", "resample_linear_axis_parallel"]
+__all__ = ["axis_parallel_coords", "covered_axis_parallel", "resample_linear_axis_parallel"]
 
 _PLANES_PER_THREAD = 16
 """Fewer source planes than twice this are interpolated in one thread (a thread costs more)."""
@@ -40,6 +40,23 @@ def axis_parallel_coords(source: Geometry, target: Geometry) -> Optional[List[Tu
         index = np.arange(target.shape[d], dtype=np.float64)
         axes.append((2 - a, linear[a, b] * index + matrix[a, 3]))
     return axes
+
+
+def covered_axis_parallel(source: Geometry, target: Geometry) -> Optional[np.ndarray]:
+    """The ``target`` voxels that a linear resampling of a ``source``-grid image takes from it (ITK's
+    rule, as :func:`resample_linear_axis_parallel`'s; the others get the default value), or None if
+    the grids are oblique to each other: the same mask as resampling an array of ones, without reading
+    a source-sized array (a 7 M-voxel crop took 0.03 s to resample)."""
+    axes = axis_parallel_coords(source, target)
+    if axes is None:
+        return None
+    covered = np.ones(target.shape, dtype=bool)
+    for d, (source_axis, coords) in enumerate(axes):
+        n = source.shape[source_axis]
+        shape = [1, 1, 1]
+        shape[d] = -1
+        covered &= ((coords >= -0.5) & (coords < n - 0.5)).reshape(shape)
+    return covered
 
 
 def resample_linear_axis_parallel(array: np.ndarray, source: Geometry, target: Geometry,

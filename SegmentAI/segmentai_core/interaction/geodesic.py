@@ -18,7 +18,8 @@ weak seed that a click's cheap path can still overrule.
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Optional, Sequence, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +31,9 @@ StepCosts = Dict[Offset, np.ndarray]
 component is +1 (the step back costs the same); each array has the image's shape less ``|offset|``."""
 
 NEIGHBOURHOODS = (6, 26)
+
+PARALLEL_MIN_VOXELS = 32**3
+"""A competition on at least this many voxels computes its two distances in two threads."""
 
 
 def _offsets(neighbourhood: int) -> Tuple[Offset, ...]:
@@ -63,29 +67,69 @@ def edge_costs(image: np.ndarray, spacing_kji: Sequence[float] = (1.0, 1.0, 1.0)
     return costs
 
 
-def _sweep(distance: np.ndarray, costs: StepCosts, axis: int) -> None:
-    """One forward and one backward sweep along ``axis`` over the steps that cross it, in place."""
-    d = np.moveaxis(distance, axis, 0)
+Steps = List[Tuple[slice, slice, np.ndarray]]
+"""The steps swept along one axis (see :func:`_axis_steps`): per step, the flat in-plane ranges of its
+near ends ``p`` and its far ends ``p + offset``, and its costs, shape (slices - 1, range length)."""
+
+
+def _axis_steps(costs: StepCosts, shape: Sequence[int], axis: int) -> Steps:
+    """The steps swept along ``axis`` (each along the first axis it crosses), laid out for the sweep.
+
+    The sweep reads one plane across ``axis`` at a time. Each plane is taken flat (the axis first,
+    contiguous), so a step's in-plane shift is one shift of the flat index, and each update is one
+    contiguous run rather than a strided 2D window (3 times faster per call on 96² planes). A shift
+    that wraps from one row into the next pairs voxels that are no neighbours: those steps cost
+    ``inf``, so they never lower a distance."""
+    moved = (shape[axis],) + tuple(n for a, n in enumerate(shape) if a != axis)
+    rows, cols = moved[1], moved[2]
     steps = []
     for offset, cost in costs.items():
         if offset[axis] != 1 or any(offset[a] for a in range(axis)):
-            continue  # each step is swept along the first axis it crosses
-        in_plane = tuple(offset[a] for a in range(3) if a != axis)
-        start, end = _pair((0,) + in_plane, d.shape)
-        steps.append((start[1:], end[1:], np.moveaxis(cost, axis, 0)))
+            continue
+        du, dv = (offset[a] for a in range(3) if a != axis)
+        shift = du * cols + dv
+        if not cost.size:  # no voxel has this neighbour (a plane one voxel across)
+            continue
+        near, _ = _pair((0, du, dv), moved)
+        plane = np.empty((moved[0] - 1, rows, cols), dtype=np.float32)
+        plane[(slice(None),) + near[1:]] = np.moveaxis(cost, axis, 0)
+        for a, (d, n) in enumerate(((du, rows), (dv, cols)), start=1):  # no step: the rows, columns left out
+            if d:
+                plane[(slice(None),) * a + (slice(n - 1, n) if d > 0 else slice(0, 1),)] = np.inf
+        near_range = slice(max(0, -shift), rows * cols - max(0, shift))
+        far_range = slice(max(0, shift), rows * cols + min(0, shift))
+        # Each slice's costs are one contiguous run (plane[n] flat), which is all the sweep reads at once.
+        steps.append((near_range, far_range, plane.reshape(moved[0] - 1, -1)[:, near_range]))
+    return steps
+
+
+def _sweep(distance: np.ndarray, steps: Steps, axis: int) -> None:
+    """One forward and one backward sweep along ``axis`` over ``steps`` (:func:`_axis_steps`), in place.
+
+    Along axes 1 and 2 the planes of ``distance`` are strided (every voxel of an axis-2 plane on its own
+    cache line), so the sweep runs on a contiguous copy with that axis first. The operations are those
+    of a sweep over 2D windows, in the same order, so the result is the same to the bit; one distance
+    (best of 7, 2 cores) took 0.110 s that way and 0.085 s this way on a 96³ grid with 26 neighbours,
+    0.091 and 0.036 s on a 115³ crop with 6."""
     if not steps:
         return
+    view = np.moveaxis(distance, axis, 0)
+    d = (view if axis == 0 else np.ascontiguousarray(view)).reshape(view.shape[0], -1)
     scratch = np.empty(d.shape[1:], dtype=d.dtype)
     for n in range(1, d.shape[0]):
-        for start, end, c in steps:
-            view, out = d[n][end], scratch[end]
-            np.add(d[n - 1][start], c[n - 1], out=out)
-            np.minimum(view, out, out=view)
+        here, before = d[n], d[n - 1]
+        for near, far, c in steps:
+            target, out = here[far], scratch[far]
+            np.add(before[near], c[n - 1], out=out)
+            np.minimum(target, out, out=target)
     for n in range(d.shape[0] - 2, -1, -1):
-        for start, end, c in steps:
-            view, out = d[n][start], scratch[start]
-            np.add(d[n + 1][end], c[n], out=out)
-            np.minimum(view, out, out=view)
+        here, after = d[n], d[n + 1]
+        for near, far, c in steps:
+            target, out = here[near], scratch[near]
+            np.add(after[far], c[n], out=out)
+            np.minimum(target, out, out=target)
+    if axis != 0:
+        view[...] = d.reshape(view.shape)
 
 
 def geodesic_distance(init: np.ndarray, costs: StepCosts, passes: int = 3) -> np.ndarray:
@@ -95,10 +139,11 @@ def geodesic_distance(init: np.ndarray, costs: StepCosts, passes: int = 3) -> np
     distance = np.array(init, dtype=np.float32, copy=True)
     if not np.isfinite(distance).any():
         return distance
+    axes = [axis for axis in range(3) if distance.shape[axis] > 1]
+    steps = {axis: _axis_steps(costs, distance.shape, axis) for axis in axes}
     for _ in range(passes):
-        for axis in range(3):
-            if distance.shape[axis] > 1:
-                _sweep(distance, costs, axis)
+        for axis in axes:
+            _sweep(distance, steps[axis], axis)
     return distance
 
 
@@ -116,9 +161,20 @@ def competition(object_init: np.ndarray, background_init: np.ndarray, costs: Ste
                 object_costs: Optional[StepCosts] = None) -> np.ndarray:
     """Soft object map in 0..1: ``d_bg / (d_fg + d_bg)`` (above 0.5 where the object's seeds are nearer).
 
-    ``object_costs``: the object's paths use these step costs instead of ``costs`` (a region term)."""
-    d_fg = geodesic_distance(object_init, costs if object_costs is None else object_costs, passes)
-    d_bg = geodesic_distance(background_init, costs, passes)
+    ``object_costs``: the object's paths use these step costs instead of ``costs`` (a region term).
+
+    The two distances are independent, and numpy releases the GIL in its loops: above
+    ``PARALLEL_MIN_VOXELS`` they run side by side (a 96³ grid with 26 neighbours: 0.34 -> 0.26 s per
+    competition on 2 cores, with the flat sweeps 0.23 -> 0.14 s), each exactly as alone."""
+    object_costs = costs if object_costs is None else object_costs
+    if object_init.size < PARALLEL_MIN_VOXELS:
+        d_fg = geodesic_distance(object_init, object_costs, passes)
+        d_bg = geodesic_distance(background_init, costs, passes)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(geodesic_distance, object_init, object_costs, passes)
+            d_bg = geodesic_distance(background_init, costs, passes)
+            d_fg = pending.result()
     big = np.float32(1e6)
     d_fg = np.minimum(d_fg, big)
     d_bg = np.minimum(d_bg, big)

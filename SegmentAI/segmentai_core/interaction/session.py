@@ -19,6 +19,7 @@ go back and forth over many levels and restore the mask exactly. Voxels of other
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -29,6 +30,7 @@ from ..errors import InputError
 from ..geometry import Geometry, ijk_to_kji
 from ..inference.canonical import resample_to
 from ..inference.input_check import looks_like_hounsfield
+from ..inference.linear_resample import covered_axis_parallel
 from ..inference.normalization import normalize
 from ..volume import Volume
 from .guidance import guidance_maps
@@ -403,10 +405,7 @@ class InteractionSession:
                             predictor.normalization)
         previous_w = resample_to(Volume(mask[crop].astype(np.float32), crop_geometry), working, order=1).array
         positive, negative = guidance_maps(guidance, image.geometry, working, predictor.sigma)
-        outside = None
-        if self._roi is not None:
-            inside = Volume(np.ones(crop_image.array.shape, dtype=np.float32), crop_geometry)
-            outside = resample_to(inside, working, order=1, default_value=0.0).array < 0.5
+        outside = None if self._roi is None else ~_covered(crop_geometry, working)
         inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside,
                                beyond_image(image.geometry, working), self._hounsfield)
         probability = self.worker.call(predictor.predict, inputs)
@@ -497,25 +496,44 @@ def _follow_prompt(changed: np.ndarray, new: np.ndarray, prompt: Prompt, geometr
     A positive point or scribble only adds voxels and a negative one only removes them, and only
     the connected parts of the change that touch the prompt are kept: a click corrects the error
     it was placed in and never makes the mask drift elsewhere (a box may do both, inside itself).
+    The parts are labelled inside the change's bounding box, which holds all of them (on a 1 mm
+    whole-brain crop, 7 M voxels, labelling it all took 0.12 s per click).
     """
     from scipy import ndimage
+
+    from ..inference.postprocess import bounding_box
 
     if prompt.kind == "box":
         return changed
     changed = changed & (new == prompt.positive)
-    if not changed.any():
+    box = bounding_box(changed, margin=0)
+    if box is None:
         return changed
-    labels, _ = ndimage.label(changed, np.ones((3, 3, 3), dtype=bool))
-    start = np.array([s.start for s in region.crop])
+    inner = changed[box]
+    labels, count = ndimage.label(inner, np.ones((3, 3, 3), dtype=bool))
     points = prompt.array if prompt.kind == "point" else polyline_samples(prompt.array, 0.5)
-    kji = geometry.ijk_to_array_index(points) - start
-    touched = np.zeros(changed.shape, dtype=bool)
-    kji = kji[np.all((kji >= 0) & (kji < np.array(changed.shape)), axis=1)]
-    touched[tuple(kji.T)] = True
+    kji = geometry.ijk_to_array_index(points) - np.array([s.start for s in region.crop])
+    kji = kji[np.all((kji >= 0) & (kji < np.array(changed.shape)), axis=1)]  # the prompt's voxels in the crop
     # Near the prompt (two voxels) rather than exactly under it: the change may start next to the click.
-    touched = ndimage.binary_dilation(touched, iterations=2)
-    keep = np.unique(labels[touched & changed])
-    return np.isin(labels, keep[keep > 0])
+    near = _within_steps(kji - np.array([b.start for b in box]), inner.shape, 2)
+    touched = np.zeros(count + 1, dtype=bool)
+    touched[labels[near & inner]] = True
+    touched[0] = False
+    kept = np.zeros(changed.shape, dtype=bool)
+    kept[box] = touched[labels]
+    return kept
+
+
+def _within_steps(kji: np.ndarray, shape: Tuple[int, ...], steps: int) -> np.ndarray:
+    """Mask of ``shape``: the voxels at most ``steps`` face steps from any of ``kji`` (which may lie
+    outside it), as ``binary_dilation`` of those voxels by ``steps`` iterations would mark them."""
+    near = np.zeros(shape, dtype=bool)
+    bound = np.array(shape)
+    for offset in itertools.product(range(-steps, steps + 1), repeat=3):
+        if sum(abs(o) for o in offset) <= steps:
+            moved = kji + np.array(offset)
+            near[tuple(moved[np.all((moved >= 0) & (moved < bound), axis=1)].T)] = True
+    return near
 
 
 def _prompt_honoured(result: np.ndarray, region: LocalRegion, prompt: Prompt, geometry: Geometry) -> bool:
@@ -529,6 +547,15 @@ def _prompt_honoured(result: np.ndarray, region: LocalRegion, prompt: Prompt, ge
     if not len(kji):
         return True
     return float(np.mean(result[tuple(kji.T)].astype(bool) == prompt.positive)) >= 0.5
+
+
+def _covered(crop_geometry: Geometry, working: Geometry) -> np.ndarray:
+    """The working grid's voxels that resampling from the crop reaches (the others lie outside it)."""
+    covered = covered_axis_parallel(crop_geometry, working)
+    if covered is None:  # oblique to each other: resample ones, as the image is resampled
+        ones = Volume(np.ones(crop_geometry.shape, dtype=np.float32), crop_geometry)
+        covered = resample_to(ones, working, order=1, default_value=0.0).array >= 0.5
+    return covered
 
 
 def _finer(crop_geometry: Geometry, working: Geometry) -> bool:
