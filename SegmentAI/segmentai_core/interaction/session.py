@@ -122,6 +122,7 @@ class InteractionSession:
         self._undo: List[_Step] = []
         self._redo: List[_Step] = []
         self.last_region: Optional[LocalRegion] = None
+        self._resampled: dict = {}  # the image's crop on a grid, normalised (see _image_on)
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -130,6 +131,7 @@ class InteractionSession:
         if volume.array.ndim != 3:
             raise InputError("interactive segmentation needs a 3D image")
         self._image = volume
+        self._resampled = {}
         self._hounsfield = looks_like_hounsfield(volume.array)
         self._roi = None
         if uses_network(self.predictor, self._hounsfield):  # in CT the hybrid engine runs no network
@@ -399,11 +401,9 @@ class InteractionSession:
         for n, prompt in enumerate(prompts):
             guidance.extend(box_prompts(prompt, prompts[n + 1:]) if prompt.kind == "box" else [prompt])
         crop, crop_geometry, working = region.crop, region.crop_geometry, region.working
-        crop_image = Volume(image.array[crop], crop_geometry)
-        background = float(crop_image.array.min()) if crop_image.array.size else 0.0
-        image_w = normalize(resample_to(crop_image, working, order=1, default_value=background).array,
-                            predictor.normalization)
-        previous_w = resample_to(Volume(mask[crop].astype(np.float32), crop_geometry), working, order=1).array
+        image_w = self._image_on(crop, working, predictor.normalization, background="minimum")
+        # float32 from the uint8 crop itself (no crop-sized float copy)
+        previous_w = resample_to(Volume(mask[crop], crop_geometry), working, order=1).array
         positive, negative = guidance_maps(guidance, image.geometry, working, predictor.sigma)
         outside = None if self._roi is None else ~_covered(crop_geometry, working)
         inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside,
@@ -425,14 +425,12 @@ class InteractionSession:
         grid = (_refine_grid(crop_geometry, working, getattr(predictor, "refine_max_voxels", None))
                 if refine is not None else None)
         if grid is not None:
-            crop_image = self._require_image().array[crop]
             if grid is crop_geometry:
                 positive, negative = self._prompt_voxels(prompts, crop)
             else:  # a coarser grid than the crop's (still finer than the working grid); carried back below
-                crop_image = resample_to(Volume(crop_image, crop_geometry), grid, order=1).array
                 positive, negative = self._prompt_voxels_on(prompts, grid)
             soft = resample_to(Volume(probability, working), grid, order=1).array
-            soft = self.worker.call(refine, normalize(crop_image, predictor.normalization),  # type: ignore[union-attr]
+            soft = self.worker.call(refine, self._image_on(crop, grid, predictor.normalization),  # type: ignore
                                     soft, positive, negative, grid.spacing_kji, float(working.spacing[0]))
             if grid is not crop_geometry:
                 soft = resample_to(Volume(soft, grid), crop_geometry, order=1).array
@@ -453,6 +451,28 @@ class InteractionSession:
         result = mask[crop].copy()
         result[changed] = new[changed]
         return result
+
+    def _image_on(self, crop: Slices, grid: Geometry, normalization: dict, background: str = "zero") -> np.ndarray:
+        """The image's ``crop`` on ``grid`` (its own grid: as it is; else resampled linearly, beyond the
+        crop ``background``: ``"zero"`` or the crop's ``"minimum"``), normalised, read-only.
+
+        With a region of interest every click sees the same crop and grids, so the last click's are
+        kept (the two latest): on a 1 mm whole brain (a 7 M-voxel crop) the two resamplings and
+        normalisations took about 0.1 s per click."""
+        key = (tuple((s.start, s.stop) for s in crop), grid, repr(sorted(normalization.items())), background)
+        if key not in self._resampled:
+            image = self._require_image()
+            crop_image = Volume(image.array[crop], image.geometry.cropped([s.start for s in crop],
+                                                                          [s.stop for s in crop]))
+            array = crop_image.array
+            if not crop_image.geometry.same_grid(grid, tolerance_mm=1e-4):
+                fill = float(array.min()) if background == "minimum" and array.size else 0.0
+                array = resample_to(crop_image, grid, order=1, default_value=fill).array
+            array = normalize(array, normalization)
+            array.setflags(write=False)
+            self._resampled = {k: v for k, v in list(self._resampled.items())[-1:]}
+            self._resampled[key] = array
+        return self._resampled[key]
 
     def _prompt_voxels(self, prompts: Sequence[Prompt], crop: Slices) -> Tuple[np.ndarray, np.ndarray]:
         """Voxels of the crop under the point and scribble prompts (object, background)."""
