@@ -16,9 +16,9 @@ import numpy as np
 
 from ..geometry import Geometry, ijk_to_kji
 from ..volume import Volume
-from .linear_resample import resample_linear_axis_parallel
+from .linear_resample import above_axis_parallel, resample_linear_axis_parallel
 
-__all__ = ["orientation_direction", "canonical_geometry", "resample_to", "resample_channels_to"]
+__all__ = ["orientation_direction", "canonical_geometry", "resample_above", "resample_to", "resample_channels_to"]
 
 _LETTER_TO_LPS_AXIS = {"L": (0, 1.0), "R": (0, -1.0), "P": (1, 1.0), "A": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
@@ -86,6 +86,17 @@ def resample_to(volume: Volume, target: Geometry, *, order: int = 1, default_val
     # so a large int16 CT is never copied to float32 at full resolution.
     result = _sitk_resample(volume.to_sitk(), target, interpolator, default_value)
     return Volume(sitk.GetArrayFromImage(result), target)
+
+
+def resample_above(volume: Volume, target: Geometry, threshold: float = 0.5, default_value: float = 0.0) -> np.ndarray:
+    """Exactly ``resample_to(volume, target, order=1, default_value=...).array > threshold`` (bool), without
+    the float copy on the target where the grids are axis-parallel (a mask carried onto a fine crop)."""
+    if volume.geometry.same_grid(target, tolerance_mm=1e-4):
+        return volume.array.astype(np.float32, copy=False) > np.float32(threshold)
+    above = above_axis_parallel(volume.array, volume.geometry, target, threshold, default_value)
+    if above is not None:
+        return above
+    return resample_to(volume, target, order=1, default_value=default_value).array > np.float32(threshold)
 
 
 def resample_channels_to(

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..geometry import Geometry
 
-__all__ = ["axis_parallel_coords", "covered_axis_parallel", "resample_linear_axis_parallel"]
+__all__ = ["above_axis_parallel", "axis_parallel_coords", "covered_axis_parallel", "resample_linear_axis_parallel"]
 
 _PLANES_PER_THREAD = 16
 """Fewer source planes than twice this are interpolated in one thread (a thread costs more)."""
@@ -132,3 +132,87 @@ def _lerp(first: np.ndarray, second: np.ndarray, weight: np.ndarray, axis: int) 
     out *= weight.reshape(shape)
     out += first
     return out
+
+
+def above_axis_parallel(array: np.ndarray, source: Geometry, target: Geometry, threshold: float,
+                        default_value: float = 0.0) -> Optional[np.ndarray]:
+    """Exactly ``resample_linear_axis_parallel(array, source, target, default_value) > threshold``
+    (bool on ``target``), interpolating only where that is not already decided; None if oblique.
+
+    A linear interpolant lies between its 8 corner values, so a target voxel whose corners are all
+    above ``threshold`` is above, and one whose corners are all at or below it is not. Those tests are
+    made once per source cell and carried to the target as bytes; only the voxels between (near the
+    boundary) are interpolated, with ITK's arithmetic in ITK's order, as the full resampling does."""
+    axes = axis_parallel_coords(source, target)
+    if axes is None:
+        return None
+    corners = []  # per target axis: its source axis, the low and high source indices, the weights
+    inside = np.ones(target.shape, dtype=bool)
+    for d, (source_axis, coords) in enumerate(axes):
+        n = array.shape[source_axis]
+        floor = np.floor(coords)
+        low = np.clip(floor, 0, n - 1).astype(np.intp)
+        high = np.clip(floor + 1, 0, n - 1).astype(np.intp)
+        corners.append((source_axis, low, high, coords - floor))
+        shape = [1, 1, 1]
+        shape[d] = -1
+        inside &= ((coords >= -0.5) & (coords < n - 0.5)).reshape(shape)
+    above = array > np.float32(threshold) if array.dtype == np.float32 else array > threshold
+    # Per source cell (a voxel and the next along each axis, clamped at the far edge): 2 where all its
+    # corners are above, 0 where none is, 1 between. A target voxel's corners lie in the cell of its
+    # low corner (a subset of it at the edges), so the cell's 0 or 2 decides it.
+    every, some = above, above
+    for axis in range(3):
+        every, some = _with_next(every, axis, np.logical_and), _with_next(some, axis, np.logical_or)
+    cell = every.view(np.uint8) + some.view(np.uint8)
+    order = [source_axis for source_axis, *_ in corners]
+    for source_axis, low, *_ in corners:
+        cell = np.take(cell, low, axis=source_axis)
+    cell = np.ascontiguousarray(np.moveaxis(cell, order, [0, 1, 2]))  # the target's axes, C order (flat below)
+    every = cell == 2
+    result = every & inside
+    flat = np.flatnonzero((cell == 1) & inside)  # then divided: 3 times faster than np.nonzero here
+    if flat.size:
+        k, rest = np.divmod(flat, target.shape[1] * target.shape[2])
+        band = (k,) + np.divmod(rest, target.shape[2])
+        result.reshape(-1)[flat] = _interpolate_at(array, corners, band) > np.float32(threshold)
+    if not inside.all() and default_value > threshold:
+        result[~inside] = True
+    return result
+
+
+def _with_next(values: np.ndarray, axis: int, combine) -> np.ndarray:
+    """``combine`` of each element and the next one along ``axis`` (the last one as it is)."""
+    out = values.copy()
+    here = [slice(None)] * values.ndim
+    after = [slice(None)] * values.ndim
+    here[axis], after[axis] = slice(0, -1), slice(1, None)
+    combine(values[tuple(here)], values[tuple(after)], out=out[tuple(here)])
+    return out
+
+
+def _interpolate_at(array: np.ndarray, corners, target_index) -> np.ndarray:
+    """The linear interpolant at some target voxels (``target_index``: one index array per target
+    axis) as float32, computed as :func:`resample_linear_axis_parallel` computes it: in double
+    precision, along the source's i, then j, then k."""
+    by_source = {source_axis: (low[t], high[t], weight[t])
+                 for (source_axis, low, high, weight), t in zip(corners, target_index)}
+    (low_k, high_k, w_k), (low_j, high_j, w_j), (low_i, high_i, w_i) = (by_source[a] for a in range(3))
+
+    def along_i(k: np.ndarray, j: np.ndarray) -> np.ndarray:
+        first = array[k, j, low_i].astype(np.float64)
+        line = (array[k, j, high_i] - first) * w_i
+        line += first
+        return line
+
+    def along_j(k: np.ndarray) -> np.ndarray:
+        below = along_i(k, low_j)
+        out = (along_i(k, high_j) - below) * w_j
+        out += below
+        return out
+
+    first = along_j(low_k)
+    out = along_j(high_k) - first
+    out *= w_k
+    out += first
+    return out.astype(np.float32)

@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["StepCosts", "NEIGHBOURHOODS", "edge_costs", "geodesic_distance", "competition", "with_voxel_cost"]
+__all__ = ["StepCosts", "NEIGHBOURHOODS", "edge_costs", "geodesic_distance", "competition", "soft_map",
+           "with_voxel_cost"]
 
 Offset = Tuple[int, int, int]
 StepCosts = Dict[Offset, np.ndarray]
@@ -175,6 +176,11 @@ def competition(object_init: np.ndarray, background_init: np.ndarray, costs: Ste
             pending = pool.submit(geodesic_distance, object_init, object_costs, passes)
             d_bg = geodesic_distance(background_init, costs, passes)
             d_fg = pending.result()
+    return soft_map(d_fg, d_bg)
+
+
+def soft_map(d_fg: np.ndarray, d_bg: np.ndarray) -> np.ndarray:
+    """The competition's answer from its two distances: ``d_bg / (d_fg + d_bg)`` (0.5 where both are 0)."""
     big = np.float32(1e6)
     d_fg = np.minimum(d_fg, big)
     d_bg = np.minimum(d_bg, big)

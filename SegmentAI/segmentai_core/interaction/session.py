@@ -19,6 +19,8 @@ go back and forth over many levels and restore the mask exactly. Voxels of other
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
@@ -27,7 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..geometry import Geometry
-from ..inference.canonical import resample_to
+from ..inference.canonical import resample_above, resample_to
 from ..inference.input_check import looks_like_hounsfield
 from ..inference.normalization import normalize
 from ..volume import Volume
@@ -122,6 +124,8 @@ class InteractionSession:
         self._redo: List[_Step] = []
         self.last_region: Optional[LocalRegion] = None
         self._resampled: dict = {}  # the image's crop on a grid, normalised (see _image_on)
+        self._resampled_lock = threading.Lock()  # the worker prepares a region of interest's crops ahead
+        self._preparing = None  # that work's future (see _prepare_roi)
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class InteractionSession:
         """Use ``volume`` (any grid: anisotropic, oblique) and start with an empty target."""
         if volume.array.ndim != 3:
             raise InputError("interactive segmentation needs a 3D image")
+        self._wait_prepared()
         self._image = volume
         self._resampled = {}
         self._hounsfield = looks_like_hounsfield(volume.array)
@@ -176,6 +181,44 @@ class InteractionSession:
         if np.any(high < low):
             raise InputError("the region of interest lies outside the image")
         self._roi = (low, high)
+        if getattr(self.predictor, "prepare", None) is not None:
+            self._preparing = self.worker.submit(self._prepare_roi)
+
+    def _prepare_roi(self) -> None:
+        """On the worker, while the user aims the first click in the new region of interest: the
+        region's crops of the image (the working and redraw grids) and the predictor's
+        click-independent work (``predictor.prepare``). A click that comes sooner waits for it, then
+        finds it done. Nothing is prepared when the view depends on where the click falls (an ROI too
+        large to see whole). A failure here is only logged: the click computes everything itself."""
+        try:
+            corners = np.array(self._require_roi(), dtype=float)
+            regions = [self._within_roi(plan_region(self.geometry, self._require_mask(), corners, corner,
+                                                    self.predictor.settings)) for corner in corners]
+            if regions[0].crop != regions[1].crop or not regions[0].working.same_grid(regions[1].working, 1e-6):
+                return
+            region, predictor = regions[0], self.predictor
+            working = region.working
+            image_w = self._image_on(region, working, predictor.normalization, background="minimum")
+            grid = _refine_grid(region.crop_geometry, working, getattr(predictor, "refine_max_voxels", None))
+            if getattr(predictor, "refine_on_crop", None) is not None and grid is not None:
+                self._image_on(region, grid, predictor.normalization)
+            empty = np.zeros(working.shape, dtype=np.float32)
+            predictor.prepare(WorkingInputs(image_w, empty, empty, empty, float(working.spacing[0]),  # type: ignore
+                                            ~_covered(region.crop_geometry, working),
+                                            beyond_image(self.geometry, working), self._hounsfield))
+        except Exception:  # noqa: BLE001 - an optimisation: the first click recomputes whatever this missed
+            logging.getLogger(__name__).debug("preparing the region of interest failed", exc_info=True)
+
+    def _wait_prepared(self) -> None:
+        """Let the region of interest's preparation finish before the image changes under it."""
+        if self._preparing is not None:
+            self._preparing.exception()  # waits; a failure was logged there
+            self._preparing = None
+
+    def _require_roi(self) -> Tuple[np.ndarray, np.ndarray]:
+        if self._roi is None:
+            raise InputError("no region of interest is set")
+        return self._roi
 
     @property
     def roi(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
@@ -431,16 +474,13 @@ class InteractionSession:
             soft = resample_to(Volume(probability, working), grid, order=1).array
             soft = self.worker.call(refine, self._image_on(region, grid, predictor.normalization),  # type: ignore
                                     soft, positive, negative, grid.spacing_kji, float(working.spacing[0]))
-            if grid is not crop_geometry:
-                soft = resample_to(Volume(soft, grid), crop_geometry, order=1).array
-            new = soft > 0.5
+            new = resample_above(Volume(soft, grid), crop_geometry) if grid is not crop_geometry else soft > 0.5
             seen = mask[crop].astype(bool)
         else:
             # Back on the crop, change only where the new decision differs from the previous mask seen
             # through the same two resamplings: elsewhere the previous (finer) boundary stays as it was.
-            soft = resample_to(Volume(probability, working), crop_geometry, order=1).array
-            new = soft > 0.5
-            seen = resample_to(Volume(previous_w, working), crop_geometry, order=1).array > 0.5
+            new = resample_above(Volume(probability, working), crop_geometry)
+            seen = resample_above(Volume(previous_w, working), crop_geometry)
         # A box bounds the change it makes; a later click or scribble may go beyond an earlier box
         # (the user is correcting it), and only its own connected change is kept (_follow_prompt).
         changed = (new != seen) & self._allowed(prompts[-1:], region)
@@ -460,6 +500,11 @@ class InteractionSession:
         kept (the two latest): on a 1 mm whole brain (a 7 M-voxel crop) the two resamplings and
         normalisations took about 0.1 s per click."""
         key = (tuple((s.start, s.stop) for s in region.crop), grid, repr(sorted(normalization.items())), background)
+        with self._resampled_lock:
+            return self._image_on_locked(key, region, grid, normalization, background)
+
+    def _image_on_locked(self, key: tuple, region: LocalRegion, grid: Geometry, normalization: dict,
+                         background: str) -> np.ndarray:
         if key not in self._resampled:
             crop_image = Volume(self._require_image().array[region.crop], region.crop_geometry)
             array = crop_image.array
