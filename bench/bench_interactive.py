@@ -153,7 +153,7 @@ def main(argv=None) -> None:
         makers: Dict[str, Callable[[], object]] = {
             "segmentai": lambda: SessionMethod(case.image, engine, worker, roi=roi),
             "segmentai_clicks_only": lambda: SessionMethod(case.image, engine, worker),
-            "unet": lambda: SessionMethod(case.image, unet, worker),
+            "unet": lambda: SessionMethod(case.image, unet, worker, box_roi_margin_mm=None),  # as shipped in 1.2.0
             "growcut_roi": lambda: GrowCutMethod(case.image, roi),
             "growcut_clicks": lambda: GrowCutMethod(case.image, None),
             "random_walker": lambda: SessionMethod(case.image, RandomWalkerPredictor(), worker, roi=roi),
@@ -172,8 +172,6 @@ def main(argv=None) -> None:
                     entry[name] = {"dice": curve, "noc": {f"{int(t * 100)}": clicks_to_reach(curve, t, count + 1)
                                                           for t in THRESHOLDS}}
                 else:
-                    if name != "unet" and isinstance(method, SessionMethod):
-                        method.box_is_roi = True
                     entry[name] = run_cvpr(method, case)
                 latencies.setdefault(name, {}).setdefault(case.kind, []).extend(method.latencies)
             results[protocol][case.name] = entry

@@ -18,14 +18,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from segmentai_core.interaction.session import BOX_ROI_MARGIN_MM  # the session's own rule for a 3D box
 from segmentai_core.volume import Volume
 
 Box = Tuple[np.ndarray, np.ndarray]  # (low, high) corners (i, j, k), inclusive
-BOX_ROI_MARGIN_MM = 5.0  # a 3D box becomes an ROI this much larger (a tight box's border lies on the object)
 
 
 def box_roi(image: Volume, corner1_ijk, corner2_ijk, margin_mm: float = BOX_ROI_MARGIN_MM) -> Box:
-    """The ROI both a session and Grow-from-seeds get for a 3D box: the box plus ``margin_mm``, clipped."""
+    """The ROI Grow-from-seeds gets for a 3D box: the box plus ``margin_mm``, clipped (as the session makes it)."""
     margin = np.ceil(margin_mm / np.array(image.geometry.spacing))
     size = np.array(image.geometry.size_ijk) - 1
     low = np.clip(np.minimum(corner1_ijk, corner2_ijk) - margin, 0, size)
@@ -53,13 +53,11 @@ class SessionMethod:
         self.latencies.append(time.perf_counter() - t0)
         return self.session.mask.astype(bool)
 
-    box_is_roi = False
-    """When True, a 3D box is also the session's ROI (what Grow-from-seeds is given for the same box)."""
-
     def box(self, corner1_ijk: np.ndarray, corner2_ijk: np.ndarray) -> np.ndarray:
+        """A box prompt; the session itself makes a 3D box the region of interest of the interactions
+        after it (the box plus ``BOX_ROI_MARGIN_MM``, as Grow-from-seeds is given it), unless the
+        session was made with ``box_roi_margin_mm=None``."""
         t0 = time.perf_counter()
-        if self.box_is_roi and np.all(np.abs(np.asarray(corner1_ijk) - np.asarray(corner2_ijk)) >= 1):
-            self.session.set_roi(*box_roi(self.image, corner1_ijk, corner2_ijk), space="ijk")
         self.session.add_box(corner1_ijk, corner2_ijk, space="ijk")
         self.latencies.append(time.perf_counter() - t0)
         return self.session.mask.astype(bool)

@@ -32,6 +32,7 @@ def test_above_equals_resampled_then_thresholded(seed: int, direction: np.ndarra
         if expected is None:
             pytest.skip("oblique")
         got = above_axis_parallel(soft, source, target, 0.5, default_value=default)
+        assert 0.05 < (expected > 0.5).mean() < 0.95  # both sides, a boundary between
         np.testing.assert_array_equal(got, expected > 0.5)
 
 

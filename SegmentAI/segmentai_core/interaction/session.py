@@ -42,7 +42,11 @@ from .crop_update import (Slices, _changed_box, _covered, _follow_prompt, _promp
                           _refine_grid)
 from .worker import InteractionWorker
 
-__all__ = ["InteractionSession", "Update", "default_predictor"]
+__all__ = ["BOX_ROI_MARGIN_MM", "InteractionSession", "Update", "default_predictor"]
+
+BOX_ROI_MARGIN_MM = 5.0
+"""A 3D box prompt is the region of interest of the interactions after it, this much larger (a tight
+box's border lies on the object)."""
 
 Positions = Union[Sequence[float], Sequence[Sequence[float]], np.ndarray]
 
@@ -93,7 +97,8 @@ class InteractionSession:
 
     def __init__(self, predictor: Optional[Predictor] = None, *, protect_other_segments: bool = True,
                  worker: Optional[InteractionWorker] = None, max_undo: int = 100, device: str = "auto",
-                 rescue_missed_clicks: bool = False, zoom_out_passes: int = 2) -> None:
+                 rescue_missed_clicks: bool = False, zoom_out_passes: int = 2,
+                 box_roi_margin_mm: Optional[float] = BOX_ROI_MARGIN_MM) -> None:
         self.predictor: Predictor = predictor if predictor is not None else default_predictor(device)
         # Optional: a model may leave a clicked voxel unchanged (the click then seems ignored); the
         # classical predictor can answer that click instead. Off by default: an earlier benchmark run
@@ -111,6 +116,9 @@ class InteractionSession:
         self.zoom_out_passes = zoom_out_passes
         self.zoomed_out = 0
         self.protect_other_segments = protect_other_segments
+        # A 3D box prompt is also the region of interest of the interactions after it (see _view_roi);
+        # None: a box only bounds its own change.
+        self.box_roi_margin_mm = box_roi_margin_mm
         self.max_undo = max_undo
         self._own_worker = worker is None
         self.worker = worker or InteractionWorker()
@@ -176,8 +184,7 @@ class InteractionSession:
         size = np.array(self.geometry.size_ijk) - 1
         if np.any(corners.max(axis=0) < -0.5) or np.any(corners.min(axis=0) > size + 0.5):
             raise InputError("the region of interest lies outside the image")
-        low = np.clip(np.ceil(corners.min(axis=0) - 1e-6), 0, size).astype(int)
-        high = np.clip(np.floor(corners.max(axis=0) + 1e-6), 0, size).astype(int)
+        low, high = self._roi_voxels(corners.min(axis=0), corners.max(axis=0))
         if np.any(high < low):
             raise InputError("the region of interest lies outside the image")
         self._roi = (low, high)
@@ -193,7 +200,7 @@ class InteractionSession:
         try:
             corners = np.array(self._require_roi(), dtype=float)
             regions = [self._within_roi(plan_region(self.geometry, self._require_mask(), corners, corner,
-                                                    self.predictor.settings)) for corner in corners]
+                                                    self.predictor.settings), self._roi) for corner in corners]
             if regions[0].crop != regions[1].crop or not regions[0].working.same_grid(regions[1].working, 1e-6):
                 return
             region, predictor = regions[0], self.predictor
@@ -214,6 +221,36 @@ class InteractionSession:
         if self._preparing is not None:
             self._preparing.exception()  # waits; a failure was logged there
             self._preparing = None
+
+    def _roi_voxels(self, low: np.ndarray, high: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The voxels (i, j, k, inclusive) of the box between ``low`` and ``high`` (continuous i, j, k),
+        clipped to the image."""
+        size = np.array(self.geometry.size_ijk) - 1
+        return (np.clip(np.ceil(low - 1e-6), 0, size).astype(int),
+                np.clip(np.floor(high + 1e-6), 0, size).astype(int))
+
+    def _view_roi(self, prompts: Sequence[Prompt]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The region of interest of an interaction with ``prompts``: the latest 3D box among them plus
+        ``box_roi_margin_mm`` (a box is drawn around the object, so beyond it is background, as the
+        ROI of :meth:`set_roi` makes it), widened to take in, with the same margin, each later point
+        or scribble that lies beyond it (the user is correcting a box drawn too small); without a 3D
+        box, the ROI of :meth:`set_roi` (or None). Derived from the prompts, so undo and redo take it
+        back and forth with them."""
+        if self.box_roi_margin_mm is None:
+            return self._roi
+        boxes = [n for n, p in enumerate(prompts) if p.kind == "box" and box_extent(*p.array)[2] < 0]
+        if not boxes:
+            return self._roi
+        margin = np.ceil(self.box_roi_margin_mm / np.array(self.geometry.spacing))
+        size = np.array(self.geometry.size_ijk) - 1
+        corners = prompts[boxes[-1]].array
+        low, high = np.clip(corners.min(axis=0) - margin, 0, size), np.clip(corners.max(axis=0) + margin, 0, size)
+        for prompt in prompts[boxes[-1] + 1:]:
+            for point in prompt.array if prompt.kind in ("point", "scribble") else ():
+                if np.any(point < low - 0.5) or np.any(point > high + 0.5):
+                    low = np.minimum(low, np.clip(point - margin, 0, size))
+                    high = np.maximum(high, np.clip(point + margin, 0, size))
+        return self._roi_voxels(low, high)
 
     def _require_roi(self) -> Tuple[np.ndarray, np.ndarray]:
         if self._roi is None:
@@ -403,30 +440,31 @@ class InteractionSession:
     def _predict_with(self, predictor: Predictor, prompts: List[Prompt]) -> Tuple[np.ndarray, LocalRegion]:
         geometry = self.geometry
         points = np.concatenate([p.array for p in prompts])
-        if self._roi is not None:  # see the whole region of interest when it fits
-            points = np.concatenate([points, np.array(self._roi, dtype=float)])
+        roi = self._view_roi(prompts)
+        if roi is not None:  # see the whole region of interest when it fits
+            points = np.concatenate([points, np.array(roi, dtype=float)])
         region = self._within_roi(plan_region(geometry, self._require_mask(), points,
-                                              prompts[-1].array.mean(axis=0), predictor.settings))
-        probability, previous = self._probability(predictor, prompts, region)
+                                              prompts[-1].array.mean(axis=0), predictor.settings), roi)
+        probability, previous = self._probability(predictor, prompts, region, roi)
         for _ in range(self.zoom_out_passes):
             if not touches_open_border(probability, region.working, geometry):
                 break
             wider = self._within_roi(plan_region(geometry, self._require_mask(),
                                                  np.concatenate([points, zoom_out_points(region, geometry)]),
-                                                 prompts[-1].array.mean(axis=0), predictor.settings))
+                                                 prompts[-1].array.mean(axis=0), predictor.settings), roi)
             if wider.working.spacing[0] <= region.working.spacing[0] + 1e-6:
                 break  # at the predictor's coarsest view already (or a window of a too-large object)
             region = wider
-            probability, previous = self._probability(predictor, prompts, region)
+            probability, previous = self._probability(predictor, prompts, region, roi)
             self.zoomed_out += 1
         self.last_region = region
         return self._paste(probability, previous, prompts, region, predictor), region
 
-    def _within_roi(self, region: LocalRegion) -> LocalRegion:
-        """``region`` with its crop clipped to the region of interest (the working grid unchanged)."""
-        if self._roi is None:
+    def _within_roi(self, region: LocalRegion, roi: Optional[Tuple[np.ndarray, np.ndarray]]) -> LocalRegion:
+        """``region`` with its crop clipped to the region of interest ``roi`` (the working grid unchanged)."""
+        if roi is None:
             return region
-        low, high = self._roi
+        low, high = roi
         crop = tuple(slice(max(s.start, int(low[a])), max(max(s.start, int(low[a])), min(s.stop, int(high[a]) + 1)))
                      for s, a in zip(region.crop, (2, 1, 0)))
         if any(s.stop <= s.start for s in crop):  # the window lies beside the ROI: keep the ROI's nearest voxels
@@ -434,10 +472,10 @@ class InteractionSession:
         geometry = self.geometry.cropped([s.start for s in crop], [s.stop for s in crop])
         return LocalRegion(crop, geometry, region.working)  # type: ignore[arg-type]
 
-    def _probability(self, predictor: Predictor, prompts: List[Prompt],
-                     region: LocalRegion) -> Tuple[np.ndarray, np.ndarray]:
+    def _probability(self, predictor: Predictor, prompts: List[Prompt], region: LocalRegion,
+                     roi: Optional[Tuple[np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
         """The predictor's object probability on ``region``'s working grid for ``prompts``, and the
-        previous mask as the predictor saw it there."""
+        previous mask as the predictor saw it there (``roi``: the interaction's region of interest)."""
         image, mask = self._require_image(), self._require_mask()
         guidance: List[Prompt] = []
         for n, prompt in enumerate(prompts):
@@ -447,7 +485,7 @@ class InteractionSession:
         # float32 from the uint8 crop itself (no crop-sized float copy)
         previous_w = resample_to(Volume(mask[crop], crop_geometry), working, order=1).array
         positive, negative = guidance_maps(guidance, image.geometry, working, predictor.sigma)
-        outside = None if self._roi is None else ~_covered(crop_geometry, working)
+        outside = None if roi is None else ~_covered(crop_geometry, working)
         inputs = WorkingInputs(image_w, previous_w, positive, negative, float(working.spacing[0]), outside,
                                beyond_image(image.geometry, working), self._hounsfield)
         probability = self.worker.call(predictor.predict, inputs)
