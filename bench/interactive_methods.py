@@ -18,7 +18,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from segmentai_core.interaction.session import BOX_ROI_MARGIN_MM  # the session's own rule for a 3D box
+try:  # the session's own rule for a 3D box
+    from segmentai_core.interaction.session import BOX_ROI_MARGIN_MM
+except ImportError:  # an engine from before that rule (bench_latency_fullres.py --root), whose bench set it
+    BOX_ROI_MARGIN_MM = 5.0
 from segmentai_core.volume import Volume
 
 Box = Tuple[np.ndarray, np.ndarray]  # (low, high) corners (i, j, k), inclusive

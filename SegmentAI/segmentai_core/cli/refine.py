@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     parser.add_argument("--bg", action="append", default=[], metavar="R,A,S",
                         help="a point on the background (repeatable)")
     parser.add_argument("--box", default=None, metavar="R1,A1,S1,R2,A2,S2",
-                        help="two opposite corners of a box around the object (flat along one axis: a 2D box)")
+                        help="two opposite corners of a box around the object (flat along one axis: a 2D box); "
+                             "a 3D box plus 5 mm is also the region of interest of the prompts after it")
     parser.add_argument("--fg-scribble", action="append", default=[], metavar="R,A,S;R,A,S;...",
                         help="a scribble on the object: a polyline through two or more points (repeatable)")
     parser.add_argument("--bg-scribble", action="append", default=[], metavar="R,A,S;R,A,S;...",
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     with InteractionSession(predictor) as session:
         session.set_image(volume)
         if roi is not None:
-            session.set_roi(roi[:3], roi[3:], space=space)
+            session.set_roi(roi[:3], roi[3:], space=space, prepare=False)  # the prompts follow at once
         if target is not None:
             session.set_target(target.mask, protected=target.others)
         if box is not None:

@@ -138,6 +138,7 @@ class HybridPredictor:
         self.last_choice: Optional[str] = None
         self.last_candidates: list = []  # the geodesic answers weighed (for traces)
         self._distances = DistanceMemo()  # the geodesic answers' distances, kept between interactions
+        self._refine_costs: Optional[tuple] = None  # (key, step costs) of the latest crop redrawn
 
     def load(self) -> None:
         if self.model is not None:
@@ -352,11 +353,15 @@ class HybridPredictor:
         bg[negative], fg[negative] = 0, inf
         if not np.isfinite(fg).any() or not np.isfinite(bg).any():
             return soft
-        if self.smoothing_voxels > 0:
-            image = ndimage.gaussian_filter(image.astype(np.float32), self.smoothing_voxels)
-        costs = edge_costs(image, spacing_kji, self.contrast, self.length_per_mm,
-                           neighbourhood=self.refine_neighbourhood)
-        return competition(fg, bg, costs, self.passes)
+        # The crop's image is the same at every click of a view: its step costs are kept (the latest).
+        key = (digest(image), tuple(float(s) for s in spacing_kji), self.smoothing_voxels, self.contrast,
+               self.length_per_mm, self.refine_neighbourhood)
+        if self._refine_costs is None or self._refine_costs[0] != key:
+            if self.smoothing_voxels > 0:
+                image = ndimage.gaussian_filter(image.astype(np.float32), self.smoothing_voxels)
+            self._refine_costs = (key, edge_costs(image, spacing_kji, self.contrast, self.length_per_mm,
+                                                  neighbourhood=self.refine_neighbourhood))
+        return competition(fg, bg, self._refine_costs[1], self.passes)
 
     def _object_costs(self, costs, raw: np.ndarray, smoothed: np.ndarray, positive: np.ndarray):
         """The object's step costs with a region term: entering a voxel whose intensity lies more than

@@ -5,7 +5,8 @@ mask, then add points, boxes and scribbles; each call re-segments a local region
 and the prompts (widened, coarser, while the object reaches its edge) and returns the updated mask.
 A point or scribble changes the mask where it was placed only (positive ones add, negative ones
 remove, connected to the prompt), and the voxels under a scribble always take its side, as painted;
-optionally, a click that a model leaves wrong is answered by the random-walker fallback. Undo/redo
+optionally, a click that a model leaves wrong is answered by the random-walker fallback. A 3D box
+is also the region of interest of the prompts after it (the box plus ``BOX_ROI_MARGIN_MM``). Undo/redo
 go back and forth over many levels and restore the mask exactly. Voxels of other segments
 (``protected``) are never taken when
 ``protect_other_segments`` is on (the default).
@@ -170,11 +171,14 @@ class InteractionSession:
         self._protected = None if protected is None else self._as_mask(protected, "protected mask").astype(bool)
 
     def set_roi(self, corner1: Optional[Positions] = None, corner2: Optional[Positions] = None,
-                space: str = "ras") -> None:
+                space: str = "ras", prepare: bool = True) -> None:
         """Bound every later update to the box between two opposite corners (aligned with the voxel
         axes), as Grow-from-seeds bounds itself to its ROI: voxels outside it are background and its
         border is a background seed for the predictors that use seeds. ``None`` removes it. Not a
-        prompt: it predicts nothing by itself, is not undone, and stays for later targets."""
+        prompt: it predicts nothing by itself, is not undone, and stays for later targets.
+
+        ``prepare``: start on the worker, while the user aims, the work the first click in it needs
+        (:meth:`_prepare_roi`); a script that clicks at once gains nothing from it."""
         if corner1 is None:
             self._roi = None
             return
@@ -188,7 +192,7 @@ class InteractionSession:
         if np.any(high < low):
             raise InputError("the region of interest lies outside the image")
         self._roi = (low, high)
-        if getattr(self.predictor, "prepare", None) is not None:
+        if prepare and getattr(self.predictor, "prepare", None) is not None:
             self._preparing = self.worker.submit(self._prepare_roi)
 
     def _prepare_roi(self) -> None:
