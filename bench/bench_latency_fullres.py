@@ -106,7 +106,8 @@ def main() -> None:
                if name.startswith("segmentai_core") and getattr(m, "__file__", None)), "mixed engine checkouts"
     report = {"machine": describe(), "threads": args.threads, "clicks": args.clicks, "engine_commit": commit,
               "engine_changes_uncommitted": bool(subprocess.run(
-                  ["git", "-C", str(args.root), "status", "--porcelain", "--untracked-files=no"],
+                  ["git", "-C", str(args.root), "status", "--porcelain", "--untracked-files=no", "--", "SegmentAI",
+                   "training"],  # the engine's own files (this run's JSON under docs/ is not the engine)
                   capture_output=True, text=True).stdout.strip()),
               "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_before,
               "load_average_after": Path("/proc/loadavg").read_text().split()[:3], "cases": results,
