@@ -337,8 +337,6 @@ class HybridPredictor:
         grid's answer ``soft`` (resampled onto the crop) stands farther than ``band_voxels`` working
         voxels from its boundary (seeds of both sides there, with the prompts' voxels), and the
         geodesic competition on the crop's image decides the band between."""
-        from scipy import ndimage
-
         if not self.refine_band_voxels:
             return soft
         inside = soft > 0.5
@@ -357,8 +355,7 @@ class HybridPredictor:
         key = (digest(image), tuple(float(s) for s in spacing_kji), self.smoothing_voxels, self.contrast,
                self.length_per_mm, self.refine_neighbourhood)
         if self._refine_costs is None or self._refine_costs[0] != key:
-            if self.smoothing_voxels > 0:
-                image = ndimage.gaussian_filter(image.astype(np.float32), self.smoothing_voxels)
+            image = self._smoothed(image) if self.smoothing_voxels > 0 else image
             self._refine_costs = (key, edge_costs(image, spacing_kji, self.contrast, self.length_per_mm,
                                                   neighbourhood=self.refine_neighbourhood))
         return competition(fg, bg, self._refine_costs[1], self.passes)

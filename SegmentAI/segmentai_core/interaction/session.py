@@ -201,8 +201,10 @@ class InteractionSession:
         click-independent work (``predictor.prepare``). A click that comes sooner waits for it, then
         finds it done. Nothing is prepared when the view depends on where the click falls (an ROI too
         large to see whole). A failure here is only logged: the click computes everything itself."""
+        if self._roi is None:  # removed before this ran
+            return
         try:
-            corners = np.array(self._require_roi(), dtype=float)
+            corners = np.array(self._roi, dtype=float)
             regions = [self._within_roi(plan_region(self.geometry, self._require_mask(), corners, corner,
                                                     self.predictor.settings), self._roi) for corner in corners]
             if regions[0].crop != regions[1].crop or not regions[0].working.same_grid(regions[1].working, 1e-6):
@@ -255,11 +257,6 @@ class InteractionSession:
                     low = np.minimum(low, np.clip(point - margin, 0, size))
                     high = np.maximum(high, np.clip(point + margin, 0, size))
         return self._roi_voxels(low, high)
-
-    def _require_roi(self) -> Tuple[np.ndarray, np.ndarray]:
-        if self._roi is None:
-            raise InputError("no region of interest is set")
-        return self._roi
 
     @property
     def roi(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
