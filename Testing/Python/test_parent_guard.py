@@ -111,3 +111,22 @@ def test_the_parent_is_looked_up_among_installed_packages_never_as_a_path(tmp_pa
     make_tiny_package(tmp_path / "tiny-test@0.0.1", seed=2)  # a folder named like the id, in the working folder
     result = Segmenter(_guarded(tmp_path, "tiny-test@0.0.1", 3.0), device="cpu").segment(_head())
     assert any(note.startswith("not guarded by the parent model tiny-test@0.0.1") for note in result.notes)
+
+
+def test_a_parent_with_the_same_preprocessing_reuses_the_childs_prepared_input(tmp_path, monkeypatch):
+    """The input is resampled and normalised once for child and parent, and the answer is the one
+    the parent gives when it prepares the input itself."""
+    import segmentai_core.inference.engine as engine
+
+    monkeypatch.setenv("SEGMENTAI_HOME", str(tmp_path / "home"))
+    parent = make_tiny_package(tmp_path / "home" / "models" / "tiny-test", seed=2)
+    volume = _head()
+    alone = Segmenter(parent, device="cpu").segment(volume).labelmap.array
+    calls = []
+    real = engine.prepare_input
+    monkeypatch.setattr(engine, "prepare_input", lambda v, p: calls.append(1) or real(v, p))
+    itself = Segmenter(_guarded(tmp_path / "self", parent.full_id, 2.0, seed=2), device="cpu").segment(volume)
+    assert len(calls) == 1
+    assert np.array_equal(itself.labelmap.array, alone)  # the parent's own weights under its own guard
+    near = Segmenter(_guarded(tmp_path, parent.full_id, 2.0), device="cpu").segment(volume)
+    assert len(calls) == 2 and _removed(near) > 0

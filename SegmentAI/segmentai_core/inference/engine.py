@@ -8,6 +8,7 @@ written here, so a cancelled or failed run leaves no output behind.
 
 from __future__ import annotations
 
+import copy
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
@@ -27,7 +28,7 @@ from .memory import GIB, cuda_free_bytes, default_budget_bytes
 from .postprocess import (clean_labels, drop_off_intensity, fill_holes_in_probabilities, keep_largest_component,
                           keep_largest_single_label)
 from .precision import check_precision, network_precision
-from .preprocess import prepare_input
+from .preprocess import PreparedInput, prepare_input
 from .restore import restore_labels
 from .windows import WindowPlan, predict_probabilities
 
@@ -161,11 +162,15 @@ class Segmenter:
                 f"GiB (estimated from the patch and the network's first-level width); the manifest is implausible "
                 "or the budget too small")
 
-    def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input") -> SegmentationResult:
+    def segment(self, volume: Volume, progress: Optional[Progress] = None, name: str = "input",
+                prepared: Optional[PreparedInput] = None) -> SegmentationResult:
         """Segment ``volume``; raises InputError/ResourceError/Cancelled, never returns a partial result.
 
         One prelude for every architecture (own copy of the input, :func:`check_input`, the pipeline's
-        checks, the network loaded), then the pipeline of the architecture runs the job.
+        checks, the network loaded), then the pipeline of the architecture runs the job. ``prepared``:
+        ``volume`` as :func:`prepare_input` made it with this model's preprocessing, which SegmentAI's
+        pipeline then uses instead of preparing it again (the parent guard passes its child's; the
+        caller vouches that it matches). It is not modified.
         """
         progress = progress or Progress()
         pipeline = _pipeline(self.manifest)
@@ -180,7 +185,8 @@ class Segmenter:
         loading = self._network
         if loading is None:  # loads beside the preprocessing, unless load_in_background started it earlier
             loading, self._loading = self._loading or self._start_loading(), None
-        job = Job(volume, loading, progress, name, notes, {"load_model": time.perf_counter() - t})
+        job = Job(volume, loading, progress, name, notes, {"load_model": time.perf_counter() - t},
+                  copy.copy(prepared))  # a copy: the pipeline drops its array when it is done with it
         with network_precision(self.precision):
             return pipeline.run(self, job)
 
@@ -222,7 +228,7 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
     manifest, progress, volume, timings, notes = segmenter.manifest, job.progress, job.volume, job.timings, job.notes
     t = time.perf_counter()
     progress.update(0.02, "Resampling to the model's grid")
-    prepared = prepare_input(volume, manifest.preprocessing)
+    prepared = job.prepared if job.prepared is not None else prepare_input(volume, manifest.preprocessing)
     timings["preprocess"] = time.perf_counter() - t
 
     network = job.network  # waits for the load (counted in load_model) if it is still running
@@ -240,7 +246,7 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
         gate_probabilities(probabilities, prepared.array, ranges)
     if manifest.parent_guard:  # on the model's grid, before any hole is filled; a stage of its own
         guard_started = time.perf_counter()
-        _guard_by_parent(segmenter, volume, prepared.canonical, probabilities, notes)
+        _guard_by_parent(segmenter, volume, prepared, probabilities, notes)
         timings["parent_guard"] = time.perf_counter() - guard_started
         t += timings["parent_guard"]  # not counted twice in postprocess
     del prepared.array
@@ -275,7 +281,7 @@ def _run_generic(segmenter: Segmenter, job: Job) -> SegmentationResult:
                               str(segmenter.device), timings, notes)
 
 
-def _guard_by_parent(segmenter: Segmenter, volume: Volume, canonical, probabilities: np.ndarray,
+def _guard_by_parent(segmenter: Segmenter, volume: Volume, prepared: PreparedInput, probabilities: np.ndarray,
                      notes: list) -> None:
     """Keep the foreground within the manifest's reach of the parent's answer (:mod:`.parent_guard`),
     in place on the model's grid.
@@ -284,7 +290,9 @@ def _guard_by_parent(segmenter: Segmenter, volume: Volume, canonical, probabilit
     FSL's head its model-grid foreground holds a 23,833-voxel piece that only the input grid parts
     from the brain, and a guard drawn around that piece left the fine-tuned model's neck pieces in);
     its answer is carried to the model's grid (every model voxel it touches). A parent that is not
-    installed, or is not a binary model, leaves the answer unguarded, and the notes say so."""
+    installed, or is not a binary model, leaves the answer unguarded, and the notes say so. A parent
+    with the same preprocessing and pipeline (a fine-tuned brain model's parent) reuses ``prepared``
+    instead of resampling and normalising the volume again."""
     from ..models.registry import ModelRegistry
     from .canonical import resample_to
     from .parent_guard import allowed_region, apply_guard
@@ -298,7 +306,10 @@ def _guard_by_parent(segmenter: Segmenter, volume: Volume, canonical, probabilit
     if parent.manifest.num_classes != 2 or probabilities.shape[0] != 2:
         notes.append(f"not guarded by the parent model {parent_id}: it is not a binary model")
         return
-    answer = parent.segment(volume).labelmap.array
+    same = parent.manifest.preprocessing == segmenter.manifest.preprocessing and \
+        _pipeline(parent.manifest) is _pipeline(segmenter.manifest)
+    answer = parent.segment(volume, prepared=prepared if same else None).labelmap.array
+    canonical = prepared.canonical
     touched = resample_to(Volume(answer, volume.geometry), canonical, order=1).array > 0
     spacing_kji = tuple(float(s) for s in canonical.spacing_kji)
     # Plus one voxel's diagonal: the restore interpolates between a voxel and its 26 neighbours, so a

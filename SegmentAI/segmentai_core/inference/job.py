@@ -49,6 +49,10 @@ class Job:
     name: str
     notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+    # The input already on the model's grid and normalised by the caller (a
+    # :class:`~.preprocess.PreparedInput` made with this model's preprocessing), or None: the pipeline
+    # prepares it. The parent guard hands its child's over, so the same input is not prepared twice.
+    prepared: Any = None
 
     @property
     def network(self) -> Any:
